@@ -1,0 +1,221 @@
+use std::collections::BTreeMap;
+
+use effnet_ir::{Activation, DType, Graph, IrError, Op, Shapes, TensorShape, structure};
+
+use crate::memory;
+use crate::report::{BlockCost, CostReport, LayerCost, ModelInfo, StageCost, Totals};
+
+/// What to cost the graph at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostOptions {
+    /// Images per batch.
+    pub batch: usize,
+    /// Dtype of the activations (sizes the activation bytes).
+    pub dtype: DType,
+    /// Input height and width; `None` takes the resolution the graph records.
+    pub resolution: Option<[usize; 2]>,
+}
+
+impl Default for CostOptions {
+    fn default() -> Self {
+        CostOptions {
+            batch: 1,
+            dtype: DType::F32,
+            resolution: None,
+        }
+    }
+}
+
+/// Why a graph could not be costed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CostError {
+    /// Shape inference failed.
+    #[error(transparent)]
+    Graph(#[from] IrError),
+    /// Neither the options nor the graph give an input resolution.
+    #[error("the model records no input resolution: give one (--resolution)")]
+    NoResolution,
+    /// The batch is zero.
+    #[error("the batch size must be at least 1")]
+    Batch,
+}
+
+/// Costs every node of `graph` and rolls the costs up per block and per stage.
+pub fn analyze(
+    graph: &Graph,
+    model: ModelInfo,
+    options: &CostOptions,
+) -> Result<CostReport, CostError> {
+    if options.batch == 0 {
+        return Err(CostError::Batch);
+    }
+    let shapes = graph.infer_shapes(options.batch, options.resolution)?;
+    let input = graph.input()?;
+    let resolution = shapes[input].spatial().ok_or(CostError::NoResolution)?;
+    let size = options.dtype.size() as u64;
+
+    let layers: Vec<LayerCost> = graph
+        .nodes()
+        .map(|(id, node)| {
+            let out = shapes[id];
+            let in_shape = graph.inputs(id).first().map(|&i| shapes[i]);
+            let (params, non_trainable_params) =
+                node.op.params().iter().fold((0u64, 0u64), |(t, n), p| {
+                    let count = p.tensor.numel() as u64;
+                    if p.trainable {
+                        (t + count, n)
+                    } else {
+                        (t, n + count)
+                    }
+                });
+            let output_elems = out.elems().unwrap_or(0);
+            let macs = macs(&node.op, &out);
+            let computes_tensor = !node.op.is_inference_alias() && !matches!(node.op, Op::Input(_));
+            LayerCost {
+                name: node.name.clone(),
+                op: node.op.kind(),
+                role: node.tag.role.name(),
+                stage: node.tag.stage,
+                block: node.tag.block.map(|b| b + 1),
+                output_shape: out.dims().unwrap_or_default(),
+                params,
+                non_trainable_params,
+                macs,
+                flops: flops(&node.op, macs, output_elems, in_shape),
+                output_elems,
+                activation_bytes: if computes_tensor {
+                    output_elems.saturating_mul(size)
+                } else {
+                    0
+                },
+            }
+        })
+        .collect();
+
+    let blocks = roll_up_blocks(&layers);
+    let stages = roll_up_stages(graph, &shapes, &layers);
+    let sum = |f: fn(&LayerCost) -> u64| layers.iter().map(f).sum::<u64>();
+    let params = sum(|l| l.params);
+    let total = Totals {
+        params,
+        trainable_params: params,
+        non_trainable_params: sum(|l| l.non_trainable_params),
+        macs: sum(|l| l.macs),
+        flops: sum(|l| l.flops),
+        activation_bytes: sum(|l| l.activation_bytes),
+        peak_activation_bytes: memory::peak_inference_bytes(graph, &shapes, size),
+        training_activation_bytes: memory::training_saved_bytes(graph, &shapes, size),
+    };
+    Ok(CostReport {
+        model,
+        batch: options.batch,
+        dtype: options.dtype,
+        resolution,
+        layers,
+        blocks,
+        stages,
+        total,
+    })
+}
+
+/// Multiply-accumulates of conv and dense layers; 0 for everything else.
+fn macs(op: &Op, out: &TensorShape) -> u64 {
+    let out_elems = out.elems().unwrap_or(0);
+    match op {
+        Op::Conv2d(c) => {
+            let per_output =
+                (c.in_channels / c.groups.max(1)) as u64 * c.kernel[0] as u64 * c.kernel[1] as u64;
+            out_elems.saturating_mul(per_output)
+        }
+        Op::Dense(d) => out_elems.saturating_mul(d.in_features as u64),
+        _ => 0,
+    }
+}
+
+/// Arithmetic operations, by the rules of docs/cost.md.
+fn flops(op: &Op, macs: u64, out_elems: u64, input: Option<TensorShape>) -> u64 {
+    let per_output = |n: u64| out_elems.saturating_mul(n);
+    match op {
+        Op::Conv2d(c) => 2 * macs + if c.bias.is_some() { out_elems } else { 0 },
+        Op::Dense(d) => 2 * macs + if d.bias.is_some() { out_elems } else { 0 },
+        Op::BatchNorm(_) | Op::Normalize(_) => per_output(2),
+        Op::Rescale(r) => per_output(if r.offset.iter().any(|&o| o != 0.0) {
+            2
+        } else {
+            1
+        }),
+        Op::Activation(a) => per_output(match a {
+            Activation::Relu => 1,
+            Activation::Relu6 => 2,
+            Activation::Sigmoid => 4,
+            Activation::Swish | Activation::Softmax => 5,
+        }),
+        Op::GlobalAvgPool { .. } => input
+            .and_then(|s| s.elems())
+            .unwrap_or(0)
+            .saturating_add(out_elems),
+        Op::Mul | Op::Add => out_elems,
+        Op::Input(_) | Op::Dropout { .. } | Op::StochasticDepth { .. } | Op::Flatten => 0,
+    }
+}
+
+fn roll_up_blocks(layers: &[LayerCost]) -> Vec<BlockCost> {
+    let mut groups: BTreeMap<(u8, Option<u16>), BlockCost> = BTreeMap::new();
+    for layer in layers {
+        let entry = groups
+            .entry((layer.stage, layer.block))
+            .or_insert_with(|| BlockCost {
+                stage: layer.stage,
+                block: layer.block,
+                name: match (layer.stage, layer.block) {
+                    (s, Some(b)) => format!("stage {s} block {b}"),
+                    (1, None) => "stem".into(),
+                    (9, None) => "head".into(),
+                    (s, None) => format!("stage {s}"),
+                },
+                layers: 0,
+                params: 0,
+                non_trainable_params: 0,
+                macs: 0,
+                flops: 0,
+                activation_bytes: 0,
+            });
+        entry.layers += 1;
+        entry.params += layer.params;
+        entry.non_trainable_params += layer.non_trainable_params;
+        entry.macs += layer.macs;
+        entry.flops += layer.flops;
+        entry.activation_bytes += layer.activation_bytes;
+    }
+    groups.into_values().collect()
+}
+
+fn roll_up_stages(graph: &Graph, shapes: &Shapes, layers: &[LayerCost]) -> Vec<StageCost> {
+    structure::stages(graph, Some(shapes))
+        .into_iter()
+        .map(|info| {
+            let in_stage = layers.iter().filter(|l| l.stage == info.stage);
+            let mut cost = StageCost {
+                stage: info.stage,
+                operator: info.operator,
+                input_resolution: info.input_resolution.unwrap_or_default(),
+                output_channels: info.output_channels,
+                layers: info.layers,
+                params: 0,
+                non_trainable_params: 0,
+                macs: 0,
+                flops: 0,
+                activation_bytes: 0,
+            };
+            for layer in in_stage {
+                cost.params += layer.params;
+                cost.non_trainable_params += layer.non_trainable_params;
+                cost.macs += layer.macs;
+                cost.flops += layer.flops;
+                cost.activation_bytes += layer.activation_bytes;
+            }
+            cost
+        })
+        .collect()
+}

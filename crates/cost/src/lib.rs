@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+mod analyze;
+mod memory;
+pub mod render;
+mod report;
+
+pub use analyze::{CostError, CostOptions, analyze};
+pub use report::{BlockCost, CostReport, LayerCost, ModelInfo, StageCost, Totals};

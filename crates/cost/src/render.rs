@@ -1,0 +1,441 @@
+//! Renderers for a [`CostReport`]: a terminal table, Markdown, CSV and the `effnet.cost/1`
+//! JSON document. Tables round for people; CSV and JSON carry exact integers.
+
+use std::fmt::Write as _;
+
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use serde_json::{Value, json};
+
+use crate::CostReport;
+
+/// The JSON schema identifier of [`json`].
+pub const SCHEMA: &str = "effnet.cost/1";
+
+/// What one row of a report stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Granularity {
+    /// Paper stages (Table 1 rows).
+    Stage,
+    /// MBConv blocks, plus the stem and the head.
+    Block,
+    /// Every node.
+    Layer,
+}
+
+/// The conventions behind the numbers, printed with every report.
+const CONVENTIONS: [(&str, &str); 3] = [
+    (
+        "macs",
+        "multiply-accumulates of conv and dense layers (the paper's and torchvision's \"FLOPs\")",
+    ),
+    (
+        "flops",
+        "every arithmetic operation: 2 per MAC, bias adds, BatchNorm, activations, pooling, SE products, residual adds (docs/cost.md)",
+    ),
+    (
+        "activation_bytes",
+        "output tensors of every node that computes one at inference, at the report's dtype and batch",
+    ),
+];
+
+struct Row {
+    cells: Vec<String>,
+    exact: Vec<String>,
+}
+
+fn headers(by: Granularity) -> (Vec<&'static str>, Vec<&'static str>) {
+    match by {
+        Granularity::Stage => (
+            vec![
+                "Stage",
+                "Operator",
+                "Resolution",
+                "Channels",
+                "Layers",
+                "Params",
+                "MACs",
+                "FLOPs",
+                "Activations",
+            ],
+            vec![
+                "stage",
+                "operator",
+                "input_height",
+                "input_width",
+                "output_channels",
+                "layers",
+                "params",
+                "non_trainable_params",
+                "macs",
+                "flops",
+                "activation_bytes",
+            ],
+        ),
+        Granularity::Block => (
+            vec![
+                "Stage",
+                "Block",
+                "Layers",
+                "Params",
+                "MACs",
+                "FLOPs",
+                "Activations",
+            ],
+            vec![
+                "stage",
+                "block",
+                "name",
+                "layers",
+                "params",
+                "non_trainable_params",
+                "macs",
+                "flops",
+                "activation_bytes",
+            ],
+        ),
+        Granularity::Layer => (
+            vec![
+                "Stage",
+                "Block",
+                "Layer",
+                "Op",
+                "Output",
+                "Params",
+                "MACs",
+                "FLOPs",
+                "Activations",
+            ],
+            vec![
+                "stage",
+                "block",
+                "name",
+                "op",
+                "role",
+                "output_shape",
+                "params",
+                "non_trainable_params",
+                "macs",
+                "flops",
+                "output_elems",
+                "activation_bytes",
+            ],
+        ),
+    }
+}
+
+fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
+    let block = |b: Option<u16>| b.map(|b| b.to_string()).unwrap_or_default();
+    match by {
+        Granularity::Stage => report
+            .stages
+            .iter()
+            .map(|s| {
+                let [h, w] = s.input_resolution;
+                Row {
+                    cells: vec![
+                        s.stage.to_string(),
+                        s.operator.clone(),
+                        format!("{h}×{w}"),
+                        s.output_channels.to_string(),
+                        s.layers.to_string(),
+                        thousands(s.params),
+                        human_count(s.macs),
+                        human_count(s.flops),
+                        human_bytes(s.activation_bytes),
+                    ],
+                    exact: vec![
+                        s.stage.to_string(),
+                        s.operator.clone(),
+                        h.to_string(),
+                        w.to_string(),
+                        s.output_channels.to_string(),
+                        s.layers.to_string(),
+                        s.params.to_string(),
+                        s.non_trainable_params.to_string(),
+                        s.macs.to_string(),
+                        s.flops.to_string(),
+                        s.activation_bytes.to_string(),
+                    ],
+                }
+            })
+            .collect(),
+        Granularity::Block => report
+            .blocks
+            .iter()
+            .map(|b| Row {
+                cells: vec![
+                    b.stage.to_string(),
+                    b.block.map_or_else(|| b.name.clone(), |i| i.to_string()),
+                    b.layers.to_string(),
+                    thousands(b.params),
+                    human_count(b.macs),
+                    human_count(b.flops),
+                    human_bytes(b.activation_bytes),
+                ],
+                exact: vec![
+                    b.stage.to_string(),
+                    block(b.block),
+                    b.name.clone(),
+                    b.layers.to_string(),
+                    b.params.to_string(),
+                    b.non_trainable_params.to_string(),
+                    b.macs.to_string(),
+                    b.flops.to_string(),
+                    b.activation_bytes.to_string(),
+                ],
+            })
+            .collect(),
+        Granularity::Layer => report
+            .layers
+            .iter()
+            .map(|l| {
+                let shape = l
+                    .output_shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("×");
+                Row {
+                    cells: vec![
+                        l.stage.to_string(),
+                        block(l.block),
+                        l.name.clone(),
+                        l.op.to_owned(),
+                        shape.clone(),
+                        thousands(l.params),
+                        human_count(l.macs),
+                        human_count(l.flops),
+                        human_bytes(l.activation_bytes),
+                    ],
+                    exact: vec![
+                        l.stage.to_string(),
+                        block(l.block),
+                        l.name.clone(),
+                        l.op.to_owned(),
+                        l.role.to_owned(),
+                        shape,
+                        l.params.to_string(),
+                        l.non_trainable_params.to_string(),
+                        l.macs.to_string(),
+                        l.flops.to_string(),
+                        l.output_elems.to_string(),
+                        l.activation_bytes.to_string(),
+                    ],
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The total row, padded to the table's width; the numbers sit in the last four columns.
+fn total_cells(report: &CostReport, columns: usize) -> Vec<String> {
+    let t = &report.total;
+    let mut cells = vec![String::new(); columns];
+    cells[0] = "Total".into();
+    cells[columns - 4] = thousands(t.params);
+    cells[columns - 3] = human_count(t.macs);
+    cells[columns - 2] = human_count(t.flops);
+    cells[columns - 1] = human_bytes(t.activation_bytes);
+    cells
+}
+
+fn title(report: &CostReport) -> String {
+    let m = &report.model;
+    let name = match (&m.variant, m.width, m.depth) {
+        (Some(v), _, _) => format!("EfficientNet-{}", v.to_uppercase()),
+        (None, Some(w), Some(d)) => format!("EfficientNet w={w} d={d}"),
+        _ => "EfficientNet".to_owned(),
+    };
+    let [h, w] = report.resolution;
+    let naming = m
+        .naming
+        .as_deref()
+        .map(|n| format!(" · {n}"))
+        .unwrap_or_default();
+    format!(
+        "{name} · {h}×{w} · batch {} · {} activations{naming} · {}",
+        report.batch, report.dtype, m.source
+    )
+}
+
+fn summary_lines(report: &CostReport) -> Vec<String> {
+    let t = &report.total;
+    vec![
+        format!(
+            "params {} trainable + {} non-trainable",
+            thousands(t.params),
+            thousands(t.non_trainable_params)
+        ),
+        format!(
+            "MACs {} ({}) · FLOPs {} ({})",
+            human_count(t.macs),
+            thousands(t.macs),
+            human_count(t.flops),
+            thousands(t.flops)
+        ),
+        format!(
+            "activations {} in all · inference peak {} · kept for backward {}",
+            human_bytes(t.activation_bytes),
+            human_bytes(t.peak_activation_bytes),
+            human_bytes(t.training_activation_bytes)
+        ),
+        "MACs: conv + dense multiply-accumulates (paper, torchvision); FLOPs: every arithmetic op (docs/cost.md)".into(),
+    ]
+}
+
+/// A terminal table with a title line and a summary below.
+pub fn table(report: &CostReport, by: Granularity) -> String {
+    let (head, _) = headers(by);
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(head.clone());
+    for row in rows(report, by) {
+        table.add_row(row.cells);
+    }
+    table.add_row(total_cells(report, head.len()));
+    let numeric_from = head.len() - 4;
+    for (i, column) in table.column_iter_mut().enumerate() {
+        if i >= numeric_from || matches!(head[i], "Channels" | "Layers" | "Stage" | "Block") {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = title(report);
+    out.push('\n');
+    out.push_str(&table.to_string());
+    out.push('\n');
+    for line in summary_lines(report) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A GitHub-flavoured Markdown table with a title and a summary.
+pub fn markdown(report: &CostReport, by: Granularity) -> String {
+    let (head, _) = headers(by);
+    let numeric_from = head.len() - 4;
+    let mut out = format!("### {}\n\n", title(report));
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let aligns: Vec<&str> = (0..head.len())
+        .map(|i| if i >= numeric_from { "---:" } else { "---" })
+        .collect();
+    let _ = writeln!(out, "|{}|", aligns.join("|"));
+    let escape = |s: &str| s.replace('|', "\\|");
+    for row in rows(report, by) {
+        let cells: Vec<String> = row.cells.iter().map(|c| escape(c)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    let total: Vec<String> = total_cells(report, head.len())
+        .into_iter()
+        .map(|c| if c.is_empty() { c } else { format!("**{c}**") })
+        .collect();
+    let _ = writeln!(out, "| {} |", total.join(" | "));
+    out.push('\n');
+    for line in summary_lines(report) {
+        let _ = writeln!(out, "- {line}");
+    }
+    out
+}
+
+/// CSV with a header row and exact integers, one row per item of the granularity.
+pub fn csv(report: &CostReport, by: Granularity) -> String {
+    let (_, head) = headers(by);
+    let mut out = head.join(",");
+    out.push('\n');
+    for row in rows(report, by) {
+        let cells: Vec<String> = row.exact.iter().map(|c| csv_field(c)).collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+/// The `effnet.cost/1` document. `stages` and `total` are always present; `blocks` is added
+/// for block and layer granularity, `layers` for layer granularity.
+pub fn json(report: &CostReport, by: Granularity) -> Value {
+    let mut doc = json!({
+        "schema": SCHEMA,
+        "model": report.model,
+        "batch": report.batch,
+        "dtype": report.dtype.name(),
+        "conventions": CONVENTIONS.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "stages": report.stages,
+        "total": report.total,
+    });
+    if by != Granularity::Stage {
+        doc["blocks"] = json!(report.blocks);
+    }
+    if by == Granularity::Layer {
+        doc["layers"] = json!(report.layers);
+    }
+    doc
+}
+
+/// `5,288,548`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `385.81 M`, `37.75 G`, `928`.
+pub fn human_count(n: u64) -> String {
+    const UNITS: [(f64, &str); 4] = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")];
+    let x = n as f64;
+    UNITS.iter().find(|(scale, _)| x >= *scale).map_or_else(
+        || n.to_string(),
+        |(scale, unit)| format!("{:.2} {unit}", x / scale),
+    )
+}
+
+/// `4.59 MiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(f64, &str); 3] = [
+        (1024.0 * 1024.0 * 1024.0, "GiB"),
+        (1024.0 * 1024.0, "MiB"),
+        (1024.0, "KiB"),
+    ];
+    let x = n as f64;
+    UNITS.iter().find(|(scale, _)| x >= *scale).map_or_else(
+        || format!("{n} B"),
+        |(scale, unit)| format!("{:.2} {unit}", x / scale),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(5_288_548), "5,288,548");
+        assert_eq!(thousands(928), "928");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(human_count(385_814_752), "385.81 M");
+        assert_eq!(human_count(999), "999");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(12), "12 B");
+    }
+
+    #[test]
+    fn csv_quotes_commas() {
+        assert_eq!(csv_field("MBConv6, k3x3"), "\"MBConv6, k3x3\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}

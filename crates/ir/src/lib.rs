@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+mod dtype;
+mod error;
+mod graph;
+mod op;
+mod padding;
+mod shape;
+pub mod structure;
+mod tag;
+mod tensor;
+
+pub use dtype::DType;
+pub use error::IrError;
+pub use graph::{Graph, GraphMeta, InputNormalization, Node, NodeId};
+pub use op::{Activation, BatchNorm, Conv2d, Dense, Input, Normalize, Op, ParamRef, Rescale};
+pub use padding::{Padding, ResolvedPadding};
+pub use shape::{Shapes, TensorShape};
+pub use tag::{Role, Tag};
+pub use tensor::{Bytes, Tensor};

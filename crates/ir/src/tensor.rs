@@ -1,0 +1,234 @@
+use std::fmt;
+use std::sync::Arc;
+
+use half::{bf16, f16};
+
+use crate::{DType, IrError};
+
+/// A read-only byte range over shared storage: a `Vec<u8>`, a memory map, anything that derefs
+/// to bytes. Cloning shares the storage; nothing is copied.
+#[derive(Clone)]
+pub struct Bytes {
+    storage: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    start: usize,
+    len: usize,
+}
+
+impl Bytes {
+    /// A range of `storage`. Fails when the range does not lie inside it.
+    pub fn new(
+        storage: Arc<dyn AsRef<[u8]> + Send + Sync>,
+        start: usize,
+        len: usize,
+    ) -> Result<Self, IrError> {
+        let total = (*storage).as_ref().len();
+        let end = start.checked_add(len).ok_or(IrError::ByteRange {
+            start,
+            end: usize::MAX,
+            len: total,
+        })?;
+        if end > total {
+            return Err(IrError::ByteRange {
+                start,
+                end,
+                len: total,
+            });
+        }
+        Ok(Bytes {
+            storage,
+            start,
+            len,
+        })
+    }
+
+    /// Owns `bytes` outright.
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        let len = bytes.len();
+        Bytes {
+            storage: Arc::new(bytes),
+            start: 0,
+            len,
+        }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &(*self.storage).as_ref()[self.start..self.start + self.len]
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes({} bytes)", self.len)
+    }
+}
+
+/// A parameter or constant: dtype, shape and, when a file supplied them, its little-endian bytes
+/// in the canonical layout. Graphs built from a spec hold shapes only.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    dtype: DType,
+    shape: Vec<usize>,
+    numel: usize,
+    data: Option<Bytes>,
+}
+
+impl Tensor {
+    /// A tensor with a shape and no data.
+    pub fn shape_only(dtype: DType, shape: Vec<usize>) -> Result<Self, IrError> {
+        let numel = checked_numel(&shape)?;
+        numel
+            .checked_mul(dtype.size())
+            .ok_or_else(|| IrError::ShapeOverflow(shape.clone()))?;
+        Ok(Tensor {
+            dtype,
+            shape,
+            numel,
+            data: None,
+        })
+    }
+
+    /// A tensor with data; `data` must hold exactly `numel × dtype size` bytes.
+    pub fn with_data(dtype: DType, shape: Vec<usize>, data: Bytes) -> Result<Self, IrError> {
+        let mut tensor = Tensor::shape_only(dtype, shape)?;
+        let expected = tensor.nbytes();
+        if data.len() != expected {
+            return Err(IrError::DataSize {
+                dtype,
+                shape: tensor.shape,
+                expected,
+                found: data.len(),
+            });
+        }
+        tensor.data = Some(data);
+        Ok(tensor)
+    }
+
+    /// A f32 tensor holding `values`.
+    pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Result<Self, IrError> {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor::with_data(DType::F32, shape, Bytes::from_vec(bytes))
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.numel
+    }
+
+    /// Size of the data in bytes (whether or not the data is present).
+    pub fn nbytes(&self) -> usize {
+        self.numel * self.dtype.size()
+    }
+
+    /// The raw little-endian bytes, if present.
+    pub fn data(&self) -> Option<&Bytes> {
+        self.data.as_ref()
+    }
+
+    /// The values converted to f32 (integers and f64 rounded to nearest).
+    pub fn to_f32_vec(&self) -> Result<Vec<f32>, IrError> {
+        let bytes = self
+            .data
+            .as_ref()
+            .ok_or_else(|| IrError::NoData(self.shape.clone()))?
+            .as_slice();
+        let values = match self.dtype {
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::F64 => bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
+                .collect(),
+            DType::I64 => bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
+                .collect(),
+        };
+        Ok(values)
+    }
+}
+
+/// The product of `shape`, or an error when it overflows.
+pub(crate) fn checked_numel(shape: &[usize]) -> Result<usize, IrError> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| IrError::ShapeOverflow(shape.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_reject_ranges_outside_storage() {
+        let storage: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(vec![0u8; 8]);
+        assert!(Bytes::new(storage.clone(), 4, 4).is_ok());
+        assert!(matches!(
+            Bytes::new(storage.clone(), 5, 4),
+            Err(IrError::ByteRange { .. })
+        ));
+        assert!(matches!(
+            Bytes::new(storage, usize::MAX, 2),
+            Err(IrError::ByteRange { .. })
+        ));
+    }
+
+    #[test]
+    fn tensor_checks_data_size_and_overflow() {
+        let err = Tensor::with_data(DType::F32, vec![2, 3], Bytes::from_vec(vec![0; 23]));
+        assert!(matches!(err, Err(IrError::DataSize { expected: 24, .. })));
+        let huge = Tensor::shape_only(DType::F32, vec![usize::MAX / 2, 3]);
+        assert!(matches!(huge, Err(IrError::ShapeOverflow(_))));
+    }
+
+    #[test]
+    fn tensor_decodes_every_float_dtype() {
+        let t = Tensor::from_f32(vec![2], &[1.5, -2.0]).unwrap();
+        assert_eq!(t.to_f32_vec().unwrap(), vec![1.5, -2.0]);
+        let h: Vec<u8> = [f16::from_f32(0.25), f16::from_f32(-4.0)]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let t = Tensor::with_data(DType::F16, vec![2], Bytes::from_vec(h)).unwrap();
+        assert_eq!(t.to_f32_vec().unwrap(), vec![0.25, -4.0]);
+        let b: Vec<u8> = bf16::from_f32(3.0).to_le_bytes().to_vec();
+        let t = Tensor::with_data(DType::BF16, vec![1], Bytes::from_vec(b)).unwrap();
+        assert_eq!(t.to_f32_vec().unwrap(), vec![3.0]);
+        let i: Vec<u8> = 7i64.to_le_bytes().to_vec();
+        let t = Tensor::with_data(DType::I64, vec![], Bytes::from_vec(i)).unwrap();
+        assert_eq!(t.to_f32_vec().unwrap(), vec![7.0]);
+        let shape_only = Tensor::shape_only(DType::F32, vec![4]).unwrap();
+        assert!(matches!(shape_only.to_f32_vec(), Err(IrError::NoData(_))));
+    }
+}

@@ -1,0 +1,379 @@
+use effnet_ir::{
+    Activation, BatchNorm, Conv2d, DType, Dense, Graph, GraphMeta, Input, IrError, NodeId,
+    Normalize, Op, Padding, Rescale, Role, Tag, Tensor,
+};
+
+use crate::scheme::{IMAGENET_MEAN, IMAGENET_STD};
+use crate::{ModelSpec, PaddingStyle, Preprocessing, Semantics, SpecError};
+
+/// Builds the shape-only graph of `spec` with the conventions of `semantics`. Node names follow
+/// Keras applications (`stem_conv`, `block2a_dwconv`, `top_conv`, `predictions`).
+pub fn build_graph(spec: &ModelSpec, semantics: &Semantics) -> Result<Graph, SpecError> {
+    let mut b = Builder {
+        graph: Graph::new(),
+        semantics,
+    };
+    b.graph.meta = GraphMeta {
+        naming: Some(semantics.scheme.name().to_owned()),
+        source: Some(format!("spec:{}", spec.label())),
+        input_normalization: semantics.input_normalization.clone(),
+    };
+    let stem = Tag::new(1, Role::Input);
+    let mut x = b.graph.add_op(
+        "input",
+        stem,
+        Op::Input(Input {
+            channels: 3,
+            resolution: Some([spec.resolution, spec.resolution]),
+        }),
+        &[],
+    )?;
+    if let Preprocessing::Keras { variance_fix } = semantics.preprocessing {
+        x = b.keras_preprocessing(x, variance_fix)?;
+    }
+
+    let stem_out = spec.stem_out();
+    x = b.conv_bn_act_named(
+        x,
+        [
+            "stem_conv".into(),
+            "stem_bn".into(),
+            "stem_activation".into(),
+        ],
+        [Role::StemConv, Role::StemBn, Role::StemAct].map(|role| Tag::new(1, role)),
+        3,
+        stem_out,
+        3,
+        2,
+        1,
+    )?;
+
+    for block in spec.blocks() {
+        let tag = |role| Tag::in_block(block.stage, block.index, role);
+        let name = format!("block{}{}", block.stage - 1, block_letter(block.index));
+        let input = x;
+        let mid = block.expanded_channels;
+        if block.expand != 1 {
+            x = b.conv_bn_act_named(
+                x,
+                [
+                    format!("{name}_expand_conv"),
+                    format!("{name}_expand_bn"),
+                    format!("{name}_expand_activation"),
+                ],
+                [
+                    tag(Role::ExpandConv),
+                    tag(Role::ExpandBn),
+                    tag(Role::ExpandAct),
+                ],
+                block.in_channels,
+                mid,
+                1,
+                1,
+                1,
+            )?;
+        }
+        x = b.conv_bn_act_named(
+            x,
+            [
+                format!("{name}_dwconv"),
+                format!("{name}_bn"),
+                format!("{name}_activation"),
+            ],
+            [
+                tag(Role::DepthwiseConv),
+                tag(Role::DepthwiseBn),
+                tag(Role::DepthwiseAct),
+            ],
+            mid,
+            mid,
+            block.kernel,
+            block.stride,
+            mid,
+        )?;
+        // Squeeze and excitation, as wide as the block input × se_ratio.
+        let se = block.se_channels;
+        let squeeze = b.graph.add_op(
+            format!("{name}_se_squeeze"),
+            tag(Role::SeSqueeze),
+            Op::GlobalAvgPool { keep_dims: true },
+            &[x],
+        )?;
+        let reduce = b.conv(
+            format!("{name}_se_reduce"),
+            tag(Role::SeReduce),
+            squeeze,
+            mid,
+            se,
+            1,
+            1,
+            1,
+            true,
+        )?;
+        let reduce = b.act(
+            format!("{name}_se_reduce_activation"),
+            tag(Role::SeReduceAct),
+            reduce,
+            Activation::Swish,
+        )?;
+        let expand = b.conv(
+            format!("{name}_se_expand"),
+            tag(Role::SeExpand),
+            reduce,
+            se,
+            mid,
+            1,
+            1,
+            1,
+            true,
+        )?;
+        let gate = b.act(
+            format!("{name}_se_expand_activation"),
+            tag(Role::SeGate),
+            expand,
+            Activation::Sigmoid,
+        )?;
+        x = b.graph.add_op(
+            format!("{name}_se_excite"),
+            tag(Role::SeScale),
+            Op::Mul,
+            &[x, gate],
+        )?;
+
+        x = b.conv(
+            format!("{name}_project_conv"),
+            tag(Role::ProjectConv),
+            x,
+            mid,
+            block.out_channels,
+            1,
+            1,
+            1,
+            false,
+        )?;
+        x = b.bn(
+            format!("{name}_project_bn"),
+            tag(Role::ProjectBn),
+            x,
+            block.out_channels,
+        )?;
+        if block.residual {
+            x = b.graph.add_op(
+                format!("{name}_drop"),
+                tag(Role::DropConnect),
+                Op::StochasticDepth {
+                    rate: block.drop_connect_rate,
+                },
+                &[x],
+            )?;
+            x = b.graph.add_op(
+                format!("{name}_add"),
+                tag(Role::Residual),
+                Op::Add,
+                &[x, input],
+            )?;
+        }
+    }
+
+    let last_channels = spec.stages().last().map_or(stem_out, |s| s.out_channels);
+    let head_out = spec.head_out();
+    x = b.conv_bn_act_named(
+        x,
+        ["top_conv".into(), "top_bn".into(), "top_activation".into()],
+        [
+            Tag::new(9, Role::HeadConv),
+            Tag::new(9, Role::HeadBn),
+            Tag::new(9, Role::HeadAct),
+        ],
+        last_channels,
+        head_out,
+        1,
+        1,
+        1,
+    )?;
+    x = b.graph.add_op(
+        "avg_pool",
+        Tag::new(9, Role::HeadPool),
+        Op::GlobalAvgPool { keep_dims: false },
+        &[x],
+    )?;
+    x = b.graph.add_op(
+        "top_dropout",
+        Tag::new(9, Role::HeadDropout),
+        Op::Dropout { rate: spec.dropout },
+        &[x],
+    )?;
+    x = b.graph.add_op(
+        "predictions",
+        Tag::new(9, Role::Classifier),
+        Op::Dense(Dense {
+            in_features: head_out,
+            out_features: spec.num_classes,
+            weight: weight(vec![spec.num_classes, head_out])?,
+            bias: Some(weight(vec![spec.num_classes])?),
+        }),
+        &[x],
+    )?;
+    if let Some(activation) = semantics.classifier_activation {
+        x = b.act(
+            "predictions_activation".into(),
+            Tag::new(9, Role::ClassifierAct),
+            x,
+            activation,
+        )?;
+    }
+    b.graph.set_outputs(vec![x]);
+    b.graph.validate()?;
+    Ok(b.graph)
+}
+
+/// Keras' block letter: `a`, `b`, … for the repeat index (numbers past `z`).
+fn block_letter(index: u16) -> String {
+    if index < 26 {
+        char::from(b'a' + index as u8).to_string()
+    } else {
+        format!("_{index}")
+    }
+}
+
+fn weight(shape: Vec<usize>) -> Result<Tensor, IrError> {
+    Tensor::shape_only(DType::F32, shape)
+}
+
+struct Builder<'a> {
+    graph: Graph,
+    semantics: &'a Semantics,
+}
+
+impl Builder<'_> {
+    fn keras_preprocessing(&mut self, x: NodeId, variance_fix: bool) -> Result<NodeId, IrError> {
+        let tag = Tag::new(1, Role::Preprocess);
+        let x = self.graph.add_op(
+            "rescaling",
+            tag,
+            Op::Rescale(Rescale {
+                scale: vec![1.0 / 255.0],
+                offset: vec![0.0],
+            }),
+            &[x],
+        )?;
+        let as_f32 = |v: [f64; 3]| v.map(|x| x as f32);
+        let x = self.graph.add_op(
+            "normalization",
+            tag,
+            Op::Normalize(Normalize {
+                channels: 3,
+                mean: Tensor::from_f32(vec![3], &as_f32(IMAGENET_MEAN))?,
+                // What keras.applications stores as "variance": the standard deviation.
+                variance: Tensor::from_f32(vec![3], &as_f32(IMAGENET_STD))?,
+                count: Some(Tensor::shape_only(DType::I64, vec![])?),
+                std_floor: 1e-7,
+            }),
+            &[x],
+        )?;
+        if !variance_fix {
+            return Ok(x);
+        }
+        self.graph.add_op(
+            "rescaling_1",
+            tag,
+            Op::Rescale(Rescale {
+                scale: IMAGENET_STD.iter().map(|s| 1.0 / s.sqrt()).collect(),
+                offset: vec![0.0],
+            }),
+            &[x],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        name: String,
+        tag: Tag,
+        x: NodeId,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        bias: bool,
+    ) -> Result<NodeId, IrError> {
+        let padding = match self.semantics.padding {
+            PaddingStyle::TfSame => Padding::SameUpper,
+            PaddingStyle::Symmetric => Padding::symmetric([kernel, kernel], [1, 1]),
+        };
+        let op = Op::Conv2d(Conv2d {
+            in_channels,
+            out_channels,
+            kernel: [kernel, kernel],
+            stride: [stride, stride],
+            dilation: [1, 1],
+            groups,
+            padding,
+            weight: weight(vec![out_channels, in_channels / groups, kernel, kernel])?,
+            bias: if bias {
+                Some(weight(vec![out_channels])?)
+            } else {
+                None
+            },
+        });
+        self.graph.add_op(name, tag, op, &[x])
+    }
+
+    fn bn(
+        &mut self,
+        name: String,
+        tag: Tag,
+        x: NodeId,
+        channels: usize,
+    ) -> Result<NodeId, IrError> {
+        let op = Op::BatchNorm(BatchNorm {
+            channels,
+            eps: self.semantics.bn_eps,
+            momentum: Some(self.semantics.bn_momentum),
+            gamma: Some(weight(vec![channels])?),
+            beta: Some(weight(vec![channels])?),
+            mean: weight(vec![channels])?,
+            var: weight(vec![channels])?,
+        });
+        self.graph.add_op(name, tag, op, &[x])
+    }
+
+    fn act(
+        &mut self,
+        name: String,
+        tag: Tag,
+        x: NodeId,
+        activation: Activation,
+    ) -> Result<NodeId, IrError> {
+        self.graph
+            .add_op(name, tag, Op::Activation(activation), &[x])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn_act_named(
+        &mut self,
+        x: NodeId,
+        [conv_name, bn_name, act_name]: [String; 3],
+        [conv_tag, bn_tag, act_tag]: [Tag; 3],
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+    ) -> Result<NodeId, IrError> {
+        let x = self.conv(
+            conv_name,
+            conv_tag,
+            x,
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            groups,
+            false,
+        )?;
+        let x = self.bn(bn_name, bn_tag, x, out_channels)?;
+        self.act(act_name, act_tag, x, Activation::Swish)
+    }
+}

@@ -1,0 +1,124 @@
+//! The command line, as DESIGN.md's CLI contract defines it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use effnet_spec::{Scheme, Variant};
+
+/// Move EfficientNet checkpoints between TensorFlow/Keras and PyTorch, audit them against the
+/// B0–B7 spec, and report their cost per stage.
+#[derive(Debug, Parser)]
+#[command(name = "effnet", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the architecture of a variant: the paper's Table 1, scaled.
+    #[command(
+        after_help = "Examples:\n  effnet spec b0\n  effnet spec b3 --format json\n  effnet spec b0 --width 1.3 --depth 1.6 --resolution 256"
+    )]
+    Spec(SpecArgs),
+    /// Report params, MACs, FLOPs and activation memory per stage, block or layer.
+    #[command(
+        after_help = "Examples:\n  effnet cost --variant b0\n  effnet cost --variant b7 --by layer --format json\n  effnet cost --variant b2 --resolution 288 --batch 8 --dtype f16 --format md"
+    )]
+    Cost(CostArgs),
+}
+
+/// A variant and the coefficients that may override it.
+#[derive(Debug, Args)]
+pub struct ScalingArgs {
+    /// Width coefficient, overriding the variant's.
+    #[arg(long, value_name = "W")]
+    pub width: Option<f64>,
+    /// Depth coefficient, overriding the variant's.
+    #[arg(long, value_name = "D")]
+    pub depth: Option<f64>,
+    /// Input resolution (square), overriding the variant's native one.
+    #[arg(long, value_name = "R")]
+    pub resolution: Option<usize>,
+    /// The implementation whose conventions (padding, BatchNorm epsilon, preprocessing,
+    /// classifier activation) the model follows.
+    #[arg(long, value_name = "SCHEME", default_value = "tf-official", value_parser = parse_scheme)]
+    pub naming: Scheme,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// b0 … b7, b8 or l2.
+    #[arg(value_parser = parse_variant)]
+    pub variant: Variant,
+    #[command(flatten)]
+    pub scaling: ScalingArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SpecFormat::Table)]
+    pub format: SpecFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// A model file or directory (reading files arrives with the importers).
+    #[arg(
+        value_name = "PATH",
+        conflicts_with = "variant",
+        required_unless_present = "variant"
+    )]
+    pub path: Option<PathBuf>,
+    /// Cost a variant built from the spec instead of a file: b0 … b7, b8 or l2.
+    #[arg(long, value_name = "V", value_parser = parse_variant)]
+    pub variant: Option<Variant>,
+    #[command(flatten)]
+    pub scaling: ScalingArgs,
+    /// Images per batch.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub batch: usize,
+    /// Activation dtype (sizes activation memory).
+    #[arg(long, value_enum, default_value_t = ActivationDtype::F32)]
+    pub dtype: ActivationDtype,
+    /// One row per stage, block or layer.
+    #[arg(long, value_enum, default_value_t = By::Stage)]
+    pub by: By,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CostFormat::Table)]
+    pub format: CostFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SpecFormat {
+    Table,
+    Json,
+    Md,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CostFormat {
+    Table,
+    Json,
+    Csv,
+    Md,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    Stage,
+    Block,
+    Layer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActivationDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    s.parse().map_err(|e: effnet_spec::SpecError| e.to_string())
+}
+
+fn parse_scheme(s: &str) -> Result<Scheme, String> {
+    s.parse().map_err(|e: effnet_spec::SpecError| e.to_string())
+}

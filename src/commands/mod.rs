@@ -1,0 +1,33 @@
+//! One module per subcommand.
+
+pub mod cost;
+pub mod spec;
+
+use anyhow::Context;
+use effnet_ir::Graph;
+use effnet_spec::{ModelSpec, Semantics, Variant, build_graph};
+
+use crate::cli::ScalingArgs;
+
+/// A model built from the spec: `variant` with the overrides of `scaling`.
+pub struct SpecModel {
+    pub spec: ModelSpec,
+    pub semantics: Semantics,
+    pub graph: Graph,
+}
+
+impl SpecModel {
+    pub fn build(variant: Variant, scaling: &ScalingArgs) -> anyhow::Result<Self> {
+        let spec = ModelSpec::variant(variant)
+            .with_overrides(scaling.width, scaling.depth, scaling.resolution)
+            .context("invalid model coefficients")?;
+        let semantics = scaling.naming.semantics(&spec);
+        let graph = build_graph(&spec, &semantics)
+            .with_context(|| format!("cannot build EfficientNet {}", spec.label()))?;
+        Ok(SpecModel {
+            spec,
+            semantics,
+            graph,
+        })
+    }
+}

@@ -1,0 +1,33 @@
+//! `effnet`: move EfficientNet checkpoints between TensorFlow/Keras and PyTorch, audit them
+//! against the B0–B7 spec, and report their cost per stage.
+//!
+//! The binary only parses arguments and prints; the work happens in the `effnet-*` crates.
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit status for a usage or input error (DESIGN.md: 0 success, 1 deviation, 2 error).
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Spec(args) => commands::spec::run(&args),
+        Command::Cost(args) => commands::cost::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
