@@ -174,14 +174,14 @@ fn roll_up_blocks(layers: &[LayerCost]) -> Vec<BlockCost> {
                     (9, None) => "head".into(),
                     (s, None) => format!("stage {s}"),
                 },
-                layers: 0,
+                nodes: 0,
                 params: 0,
                 non_trainable_params: 0,
                 macs: 0,
                 flops: 0,
                 activation_bytes: 0,
             });
-        entry.layers += 1;
+        entry.nodes += 1;
         entry.params += layer.params;
         entry.non_trainable_params += layer.non_trainable_params;
         entry.macs += layer.macs;

@@ -85,7 +85,7 @@ fn headers(by: Granularity) -> (Vec<&'static str>, Vec<&'static str>) {
                 "stage",
                 "block",
                 "name",
-                "layers",
+                "nodes",
                 "params",
                 "non_trainable_params",
                 "macs",
@@ -166,7 +166,7 @@ fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
                 cells: vec![
                     b.stage.to_string(),
                     b.block.map_or_else(|| b.name.clone(), |i| i.to_string()),
-                    b.layers.to_string(),
+                    b.nodes.to_string(),
                     thousands(b.params),
                     human_count(b.macs),
                     human_count(b.flops),
@@ -176,7 +176,7 @@ fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
                     b.stage.to_string(),
                     block(b.block),
                     b.name.clone(),
-                    b.layers.to_string(),
+                    b.nodes.to_string(),
                     b.params.to_string(),
                     b.non_trainable_params.to_string(),
                     b.macs.to_string(),
@@ -297,7 +297,9 @@ pub fn table(report: &CostReport, by: Granularity) -> String {
     table.add_row(total_cells(report, head.len()));
     let numeric_from = head.len() - 4;
     for (i, column) in table.column_iter_mut().enumerate() {
-        if i >= numeric_from || matches!(head[i], "Channels" | "Layers" | "Stage" | "Block") {
+        if i >= numeric_from
+            || matches!(head[i], "Channels" | "Layers" | "Nodes" | "Stage" | "Block")
+        {
             column.set_cell_alignment(CellAlignment::Right);
         }
     }

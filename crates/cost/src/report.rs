@@ -56,8 +56,8 @@ pub struct BlockCost {
     pub block: Option<u16>,
     /// `stem`, `head`, or `stage 3 block 2`-style label.
     pub name: String,
-    /// Nodes in the group.
-    pub layers: usize,
+    /// Graph nodes in the group.
+    pub nodes: usize,
     /// Trainable parameters.
     pub params: u64,
     /// Non-trainable parameters.

@@ -1,0 +1,278 @@
+//! End-to-end tests of the `effnet` binary: output snapshots (tests/snapshots/), exact figures
+//! in the machine-readable formats, and the exit codes of DESIGN.md's CLI contract.
+
+use std::io::Read;
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use insta::assert_snapshot;
+use serde_json::Value;
+
+fn effnet() -> Command {
+    let mut cmd = Command::cargo_bin("effnet").unwrap();
+    cmd.env_remove("NO_COLOR");
+    cmd
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = effnet().args(args).assert().success().get_output().clone();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_of(args: &[&str]) -> Value {
+    serde_json::from_str(&stdout_of(args)).unwrap()
+}
+
+/// Runs `args`, expects exit 2, and returns stderr.
+fn error_of(args: &[&str]) -> String {
+    let out = effnet().args(args).assert().code(2).get_output().clone();
+    assert!(out.stdout.is_empty(), "nothing on stdout for an error");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn cost_b0_table() {
+    assert_snapshot!(stdout_of(&["cost", "--variant", "b0"]));
+}
+
+#[test]
+fn cost_b0_blocks_markdown() {
+    assert_snapshot!(stdout_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--by",
+        "block",
+        "--format",
+        "md"
+    ]));
+}
+
+#[test]
+fn cost_b0_csv() {
+    assert_snapshot!(stdout_of(&["cost", "--variant", "b0", "--format", "csv"]));
+}
+
+#[test]
+fn cost_b0_json_follows_the_contract() {
+    let doc = json_of(&["cost", "--variant", "b0", "--format", "json"]);
+    assert_eq!(doc["schema"], "effnet.cost/1");
+    assert_eq!(doc["model"]["variant"], "b0");
+    assert_eq!(doc["model"]["width"], 1.0);
+    assert_eq!(doc["model"]["depth"], 1.0);
+    assert_eq!(doc["model"]["resolution"], 224);
+    assert_eq!(doc["model"]["naming"], "tf-official");
+    assert_eq!(doc["model"]["source"], "spec");
+    assert_eq!(doc["batch"], 1);
+    assert_eq!(doc["dtype"], "f32");
+    let stages = doc["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 9);
+    let keys = [
+        "stage",
+        "operator",
+        "input_resolution",
+        "output_channels",
+        "layers",
+        "params",
+        "macs",
+        "flops",
+        "activation_bytes",
+    ];
+    for stage in stages {
+        for key in keys {
+            assert!(stage.get(key).is_some(), "stage field {key}");
+        }
+    }
+    assert_eq!(stages[2]["input_resolution"], serde_json::json!([112, 112]));
+    let total = &doc["total"];
+    assert_eq!(total["params"], 5_288_548);
+    assert_eq!(total["trainable_params"], 5_288_548);
+    assert_eq!(total["macs"], 385_814_752u64);
+    for key in [
+        "non_trainable_params",
+        "flops",
+        "activation_bytes",
+        "peak_activation_bytes",
+    ] {
+        assert!(total[key].as_u64().unwrap() > 0, "total field {key}");
+    }
+    assert!(doc.get("layers").is_none());
+    assert_snapshot!(serde_json::to_string_pretty(&doc).unwrap());
+}
+
+#[test]
+fn cost_b7_by_layer_json_sums_to_the_published_counts() {
+    let doc = json_of(&[
+        "cost",
+        "--variant",
+        "b7",
+        "--by",
+        "layer",
+        "--format",
+        "json",
+    ]);
+    let layers = doc["layers"].as_array().unwrap();
+    let sum = |key: &str| layers.iter().map(|l| l[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("params"), 66_347_960);
+    assert_eq!(sum("macs"), 37_745_884_192);
+    assert_eq!(doc["total"]["params"], 66_347_960);
+    assert_eq!(doc["blocks"].as_array().unwrap().len(), 55 + 2);
+}
+
+#[test]
+fn cost_options_scale_the_report() {
+    let doc = json_of(&[
+        "cost",
+        "--variant",
+        "b2",
+        "--resolution",
+        "288",
+        "--batch",
+        "2",
+        "--dtype",
+        "f16",
+        "--naming",
+        "torchvision",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(doc["model"]["resolution"], 288);
+    assert_eq!(doc["model"]["naming"], "torchvision");
+    assert_eq!(doc["dtype"], "f16");
+    assert_eq!(doc["total"]["macs"], 2 * 1_087_529_456u64);
+}
+
+#[test]
+fn custom_width_and_depth_are_named_as_such() {
+    let doc = json_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--width",
+        "0.5",
+        "--depth",
+        "0.5",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(doc["model"]["variant"], Value::Null);
+    assert_eq!(doc["model"]["width"], 0.5);
+    let channels: Vec<u64> = doc["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["output_channels"].as_u64().unwrap())
+        .collect();
+    assert_eq!(channels, vec![16, 8, 16, 24, 40, 56, 96, 160, 640]);
+}
+
+#[test]
+fn spec_b0_table() {
+    assert_snapshot!(stdout_of(&["spec", "b0"]));
+}
+
+#[test]
+fn spec_b7_markdown() {
+    assert_snapshot!(stdout_of(&["spec", "b7", "--format", "md"]));
+}
+
+#[test]
+fn spec_json_lists_every_block() {
+    let doc = json_of(&["spec", "b3", "--format", "json"]);
+    assert_eq!(doc["schema"], "effnet.spec/1");
+    assert_eq!(doc["variant"], "b3");
+    assert_eq!(doc["resolution"], 300);
+    assert_eq!(doc["semantics"]["padding"], "same_upper");
+    assert_eq!(doc["semantics"]["bn_eps"], 0.001);
+    assert_eq!(doc["blocks"].as_array().unwrap().len(), 26);
+    assert_eq!(doc["totals"]["blocks"], 26);
+    let keras = json_of(&["spec", "b0", "--naming", "keras", "--format", "json"]);
+    assert_eq!(keras["semantics"]["preprocessing"], "keras");
+    assert_eq!(keras["semantics"]["classifier_activation"], "softmax");
+    let tv = json_of(&["spec", "b0", "--naming", "torchvision", "--format", "json"]);
+    assert_eq!(tv["semantics"]["padding"], "symmetric");
+    assert_eq!(tv["semantics"]["bn_eps"], 1e-5);
+    let block_2a = &json_of(&["spec", "b0", "--format", "json"])["blocks"][1];
+    assert_eq!(block_2a["expanded_channels"], 96);
+    assert_eq!(block_2a["se_channels"], 4);
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["spec", "b9"], "unknown variant `b9`"),
+        (
+            &["cost", "--variant", "b0", "--resolution", "0"],
+            "resolution 0 is out of range",
+        ),
+        (
+            &["cost", "--variant", "b0", "--width", "0"],
+            "width coefficient 0 is out of range",
+        ),
+        (
+            &["cost", "--variant", "b0", "--depth=-1"],
+            "depth coefficient -1 is out of range",
+        ),
+        (
+            &["cost", "--variant", "b0", "--batch", "0"],
+            "--batch must be at least 1",
+        ),
+        (&["cost"], "required"),
+        (
+            &["cost", "--variant", "b0", "--naming", "caffe"],
+            "unknown naming scheme `caffe`",
+        ),
+        (
+            &["cost", "--variant", "b0", "--dtype", "f64"],
+            "invalid value 'f64'",
+        ),
+    ];
+    for (args, needle) in cases {
+        let stderr = error_of(args);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_model_path_is_refused_clearly_until_importers_exist() {
+    let stderr = error_of(&["cost", "model.pth"]);
+    assert!(stderr.contains("model.pth"), "{stderr}");
+    assert!(stderr.contains("--variant"), "{stderr}");
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("effnet"))
+        .args([
+            "cost",
+            "--variant",
+            "b7",
+            "--by",
+            "layer",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "exit {status:?}, stderr {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn help_has_examples() {
+    let help = stdout_of(&["cost", "--help"]);
+    assert!(help.contains("effnet cost --variant b7 --by layer --format json"));
+}
