@@ -22,7 +22,7 @@ impl SpecModel {
             .with_overrides(scaling.width, scaling.depth, scaling.resolution)
             .context("invalid model coefficients")?;
         let semantics = scaling.naming.semantics(&spec);
-        let graph = build_graph(&spec, &semantics)
+        let graph = build_graph(&spec.architecture(), &semantics)
             .with_context(|| format!("cannot build EfficientNet {}", spec.label()))?;
         Ok(SpecModel {
             spec,

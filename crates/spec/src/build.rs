@@ -4,18 +4,19 @@ use effnet_ir::{
 };
 
 use crate::scheme::{IMAGENET_MEAN, IMAGENET_STD};
-use crate::{ModelSpec, PaddingStyle, Preprocessing, Semantics, SpecError};
+use crate::{Architecture, PaddingStyle, Preprocessing, Semantics, SpecError};
 
-/// Builds the shape-only graph of `spec` with the conventions of `semantics`. Node names follow
-/// Keras applications (`stem_conv`, `block2a_dwconv`, `top_conv`, `predictions`).
-pub fn build_graph(spec: &ModelSpec, semantics: &Semantics) -> Result<Graph, SpecError> {
+/// Builds the shape-only graph of `arch` with the conventions of `semantics`. Node names follow
+/// Keras applications (`stem_conv`, `block2a_dwconv`, `top_conv`, `predictions`); tags place
+/// every node by stage, block and role, which is how importers bind their tensors.
+pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, SpecError> {
     let mut b = Builder {
         graph: Graph::new(),
         semantics,
     };
     b.graph.meta = GraphMeta {
         naming: Some(semantics.scheme.name().to_owned()),
-        source: Some(format!("spec:{}", spec.label())),
+        source: None,
         input_normalization: semantics.input_normalization.clone(),
     };
     let stem = Tag::new(1, Role::Input);
@@ -24,7 +25,7 @@ pub fn build_graph(spec: &ModelSpec, semantics: &Semantics) -> Result<Graph, Spe
         stem,
         Op::Input(Input {
             channels: 3,
-            resolution: Some([spec.resolution, spec.resolution]),
+            resolution: arch.resolution.map(|r| [r, r]),
         }),
         &[],
     )?;
@@ -32,7 +33,7 @@ pub fn build_graph(spec: &ModelSpec, semantics: &Semantics) -> Result<Graph, Spe
         x = b.keras_preprocessing(x, variance_fix)?;
     }
 
-    let stem_out = spec.stem_out();
+    let stem_out = arch.stem_channels;
     x = b.conv_bn_act_named(
         x,
         [
@@ -48,12 +49,12 @@ pub fn build_graph(spec: &ModelSpec, semantics: &Semantics) -> Result<Graph, Spe
         1,
     )?;
 
-    for block in spec.blocks() {
+    for block in &arch.blocks {
         let tag = |role| Tag::in_block(block.stage, block.index, role);
         let name = format!("block{}{}", block.stage - 1, block_letter(block.index));
         let input = x;
         let mid = block.expanded_channels;
-        if block.expand != 1 {
+        if block.has_expand {
             x = b.conv_bn_act_named(
                 x,
                 [
@@ -91,55 +92,9 @@ pub fn build_graph(spec: &ModelSpec, semantics: &Semantics) -> Result<Graph, Spe
             block.stride,
             mid,
         )?;
-        // Squeeze and excitation, as wide as the block input × se_ratio.
-        let se = block.se_channels;
-        let squeeze = b.graph.add_op(
-            format!("{name}_se_squeeze"),
-            tag(Role::SeSqueeze),
-            Op::GlobalAvgPool { keep_dims: true },
-            &[x],
-        )?;
-        let reduce = b.conv(
-            format!("{name}_se_reduce"),
-            tag(Role::SeReduce),
-            squeeze,
-            mid,
-            se,
-            1,
-            1,
-            1,
-            true,
-        )?;
-        let reduce = b.act(
-            format!("{name}_se_reduce_activation"),
-            tag(Role::SeReduceAct),
-            reduce,
-            Activation::Swish,
-        )?;
-        let expand = b.conv(
-            format!("{name}_se_expand"),
-            tag(Role::SeExpand),
-            reduce,
-            se,
-            mid,
-            1,
-            1,
-            1,
-            true,
-        )?;
-        let gate = b.act(
-            format!("{name}_se_expand_activation"),
-            tag(Role::SeGate),
-            expand,
-            Activation::Sigmoid,
-        )?;
-        x = b.graph.add_op(
-            format!("{name}_se_excite"),
-            tag(Role::SeScale),
-            Op::Mul,
-            &[x, gate],
-        )?;
-
+        if let Some(se) = block.se_channels {
+            x = b.squeeze_excite(x, &name, tag, mid, se)?;
+        }
         x = b.conv(
             format!("{name}_project_conv"),
             tag(Role::ProjectConv),
@@ -175,8 +130,8 @@ pub fn build_graph(spec: &ModelSpec, semantics: &Semantics) -> Result<Graph, Spe
         }
     }
 
-    let last_channels = spec.stages().last().map_or(stem_out, |s| s.out_channels);
-    let head_out = spec.head_out();
+    let last_channels = arch.blocks.last().map_or(stem_out, |b| b.out_channels);
+    let head_out = arch.head_channels;
     x = b.conv_bn_act_named(
         x,
         ["top_conv".into(), "top_bn".into(), "top_activation".into()],
@@ -197,30 +152,32 @@ pub fn build_graph(spec: &ModelSpec, semantics: &Semantics) -> Result<Graph, Spe
         Op::GlobalAvgPool { keep_dims: false },
         &[x],
     )?;
-    x = b.graph.add_op(
-        "top_dropout",
-        Tag::new(9, Role::HeadDropout),
-        Op::Dropout { rate: spec.dropout },
-        &[x],
-    )?;
-    x = b.graph.add_op(
-        "predictions",
-        Tag::new(9, Role::Classifier),
-        Op::Dense(Dense {
-            in_features: head_out,
-            out_features: spec.num_classes,
-            weight: weight(vec![spec.num_classes, head_out])?,
-            bias: Some(weight(vec![spec.num_classes])?),
-        }),
-        &[x],
-    )?;
-    if let Some(activation) = semantics.classifier_activation {
-        x = b.act(
-            "predictions_activation".into(),
-            Tag::new(9, Role::ClassifierAct),
-            x,
-            activation,
+    if let Some(classes) = arch.num_classes {
+        x = b.graph.add_op(
+            "top_dropout",
+            Tag::new(9, Role::HeadDropout),
+            Op::Dropout { rate: arch.dropout },
+            &[x],
         )?;
+        x = b.graph.add_op(
+            "predictions",
+            Tag::new(9, Role::Classifier),
+            Op::Dense(Dense {
+                in_features: head_out,
+                out_features: classes,
+                weight: weight(vec![classes, head_out])?,
+                bias: Some(weight(vec![classes])?),
+            }),
+            &[x],
+        )?;
+        if let Some(activation) = semantics.classifier_activation {
+            x = b.act(
+                "predictions_activation".into(),
+                Tag::new(9, Role::ClassifierAct),
+                x,
+                activation,
+            )?;
+        }
     }
     b.graph.set_outputs(vec![x]);
     b.graph.validate()?;
@@ -318,6 +275,64 @@ impl Builder<'_> {
             },
         });
         self.graph.add_op(name, tag, op, &[x])
+    }
+
+    /// Squeeze and excitation: pool, reduce to `se` channels (swish), expand back (sigmoid),
+    /// scale the block's features.
+    fn squeeze_excite(
+        &mut self,
+        x: NodeId,
+        name: &str,
+        tag: impl Fn(Role) -> Tag,
+        channels: usize,
+        se: usize,
+    ) -> Result<NodeId, IrError> {
+        let squeeze = self.graph.add_op(
+            format!("{name}_se_squeeze"),
+            tag(Role::SeSqueeze),
+            Op::GlobalAvgPool { keep_dims: true },
+            &[x],
+        )?;
+        let reduce = self.conv(
+            format!("{name}_se_reduce"),
+            tag(Role::SeReduce),
+            squeeze,
+            channels,
+            se,
+            1,
+            1,
+            1,
+            true,
+        )?;
+        let reduce = self.act(
+            format!("{name}_se_reduce_activation"),
+            tag(Role::SeReduceAct),
+            reduce,
+            Activation::Swish,
+        )?;
+        let expand = self.conv(
+            format!("{name}_se_expand"),
+            tag(Role::SeExpand),
+            reduce,
+            se,
+            channels,
+            1,
+            1,
+            1,
+            true,
+        )?;
+        let gate = self.act(
+            format!("{name}_se_expand_activation"),
+            tag(Role::SeGate),
+            expand,
+            Activation::Sigmoid,
+        )?;
+        self.graph.add_op(
+            format!("{name}_se_excite"),
+            tag(Role::SeScale),
+            Op::Mul,
+            &[x, gate],
+        )
     }
 
     fn bn(

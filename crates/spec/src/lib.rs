@@ -9,7 +9,8 @@ mod variant;
 pub use build::build_graph;
 pub use error::SpecError;
 pub use model::{
-    BASE_STAGES, BaseStage, BlockSpec, ModelSpec, StageSpec, round_filters, round_repeats,
+    Architecture, BASE_STAGES, BaseStage, BlockSpec, ModelSpec, StageSpec, round_filters,
+    round_repeats,
 };
 pub use scheme::{PaddingStyle, Preprocessing, Scheme, Semantics};
 pub use variant::{Coefficients, Variant};

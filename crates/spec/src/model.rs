@@ -137,21 +137,51 @@ pub struct BlockSpec {
     pub expanded_channels: usize,
     /// Channels leaving the block.
     pub out_channels: usize,
-    /// Expansion ratio.
-    pub expand: usize,
+    /// Whether the block has a 1×1 expansion conv (expansion ratio ≠ 1).
+    pub has_expand: bool,
     /// Depthwise kernel size.
     pub kernel: usize,
     /// Depthwise stride.
     pub stride: usize,
-    /// SE width: `max(1, int(in_channels · se_ratio))`.
-    pub se_channels: usize,
+    /// SE width (`max(1, int(in_channels · se_ratio))` in the spec); `None` without SE.
+    pub se_channels: Option<usize>,
     /// Whether the block has an identity shortcut (stride 1 and in = out).
     pub residual: bool,
     /// Drop-connect rate `rate · global_index / blocks` (applied on residual blocks only).
     pub drop_connect_rate: f64,
 }
 
+/// A concrete network: the stem, every block and the head. The spec produces one
+/// ([`ModelSpec::architecture`]); importers infer one from a file's tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Architecture {
+    /// Stem output channels (3×3, stride 2).
+    pub stem_channels: usize,
+    /// The MBConv blocks, in order.
+    pub blocks: Vec<BlockSpec>,
+    /// Head 1×1 conv output channels.
+    pub head_channels: usize,
+    /// Classifier outputs; `None` for a model without a classifier.
+    pub num_classes: Option<usize>,
+    /// The input resolution the model is meant for, when known.
+    pub resolution: Option<usize>,
+    /// Dropout before the classifier.
+    pub dropout: f64,
+}
+
 impl ModelSpec {
+    /// The concrete network of this spec.
+    pub fn architecture(&self) -> Architecture {
+        Architecture {
+            stem_channels: self.stem_out(),
+            blocks: self.blocks(),
+            head_channels: self.head_out(),
+            num_classes: Some(self.num_classes),
+            resolution: Some(self.resolution),
+            dropout: self.dropout,
+        }
+    }
+
     /// The spec of a named variant at its native resolution.
     pub fn variant(variant: Variant) -> Self {
         let c = variant.coefficients();
@@ -304,10 +334,11 @@ impl ModelSpec {
                     in_channels,
                     expanded_channels: in_channels * stage.expand,
                     out_channels: stage.out_channels,
-                    expand: stage.expand,
+                    has_expand: stage.expand != 1,
                     kernel: stage.kernel,
                     stride,
-                    se_channels: ((in_channels as f64 * stage.se_ratio) as usize).max(1),
+                    se_channels: (stage.se_ratio > 0.0)
+                        .then(|| ((in_channels as f64 * stage.se_ratio) as usize).max(1)),
                     residual: stride == 1 && in_channels == stage.out_channels,
                     drop_connect_rate: self.drop_connect_rate * global_index as f64 / total as f64,
                 });
