@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod checkpoint;
 mod dtype;
 mod error;
 mod graph;
@@ -10,6 +11,7 @@ pub mod structure;
 mod tag;
 mod tensor;
 
+pub use checkpoint::Checkpoint;
 pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{Graph, GraphMeta, InputNormalization, Node, NodeId};

@@ -1,0 +1,358 @@
+//! A pickle opcode walker that executes nothing: it lists every global a pickle names
+//! (`GLOBAL`, `INST`, `STACK_GLOBAL`) so that anything outside an allow-list is refused before
+//! the file is read for real.
+//!
+//! `STACK_GLOBAL` takes its module and name from the stack. Python's pickler pushes them as two
+//! string literals (or memo references to them) right before the opcode; any other way of
+//! producing them is refused, since its operands cannot be known without running the pickle.
+
+use std::collections::HashMap;
+
+/// Why a pickle was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// The pickle names a global effnet does not allow.
+    #[error("the pickle references `{0}`, which effnet does not allow (it could run code)")]
+    Forbidden(String),
+    /// An opcode this scanner does not know (or that only serves code execution).
+    #[error("unsupported pickle opcode 0x{opcode:02x} at byte {offset}")]
+    Opcode {
+        /// The opcode byte.
+        opcode: u8,
+        /// Its offset in the pickle.
+        offset: usize,
+    },
+    /// A `STACK_GLOBAL` whose operands are not string literals.
+    #[error("a STACK_GLOBAL at byte {0} takes operands that are not literal strings")]
+    DynamicGlobal(usize),
+    /// The pickle ends inside an opcode or before its STOP.
+    #[error("the pickle is truncated at byte {0}")]
+    Truncated(usize),
+    /// A length or count beyond the limits.
+    #[error("the pickle declares {what} of {size} at byte {offset}, beyond the limit")]
+    TooLarge {
+        /// What was declared.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// Where.
+        offset: usize,
+    },
+}
+
+/// Classes of the libraries whose modules a full-model file names: looked up, never called.
+const MODULE_PREFIXES: [&str; 7] = [
+    "torch.nn.modules.",
+    "torchvision.models.",
+    "torchvision.ops.",
+    "timm.models.",
+    "timm.layers.",
+    "efficientnet_pytorch.",
+    "__torch__.",
+];
+
+/// Globals a state_dict or checkpoint dictionary needs.
+const ALLOWED: [&str; 14] = [
+    "collections.OrderedDict",
+    "__builtin__.set",
+    "builtins.set",
+    "__builtin__.frozenset",
+    "builtins.frozenset",
+    "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state",
+    "torch.device",
+    "argparse.Namespace",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.dtype",
+];
+
+/// Whether `global` (`module.name`) may appear in a checkpoint.
+pub fn is_allowed(module: &str, name: &str) -> bool {
+    let full = format!("{module}.{name}");
+    if ALLOWED.contains(&full.as_str()) {
+        return true;
+    }
+    // Storage types: torch.FloatStorage, torch.HalfStorage, …
+    if module == "torch" && name.ends_with("Storage") && is_identifier(name) {
+        return true;
+    }
+    // A class of a model library: one CamelCase identifier, in a known module (which rules out
+    // module aliases such as `torch.nn.modules.conv.F`).
+    let class_like = is_identifier(name)
+        && name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.chars().any(|c| c.is_ascii_lowercase());
+    class_like
+        && module.split('.').all(is_identifier)
+        && MODULE_PREFIXES
+            .iter()
+            .any(|p| format!("{module}.").starts_with(p))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// The most bytes one pickle literal may declare.
+const MAX_LITERAL: u64 = 1 << 30;
+
+/// A value as far as the scanner tracks it.
+#[derive(Clone, Debug)]
+enum Slot {
+    Str(String),
+    Other,
+}
+
+/// Walks one pickle from `start` to its STOP. Returns the globals it names (`module.name`) and
+/// the offset after the STOP. Refuses forbidden globals as it meets them.
+pub fn scan(data: &[u8], start: usize) -> Result<(Vec<String>, usize), ScanError> {
+    let mut globals = Vec::new();
+    let mut pos = start;
+    // The last values pushed, enough to resolve STACK_GLOBAL operands.
+    let mut recent: Vec<Slot> = Vec::new();
+    let mut memo: HashMap<u64, Slot> = HashMap::new();
+    let take = |pos: &mut usize, n: u64| -> Result<&[u8], ScanError> {
+        if n > MAX_LITERAL {
+            return Err(ScanError::TooLarge {
+                what: "a literal",
+                size: n,
+                offset: *pos,
+            });
+        }
+        let end = pos
+            .checked_add(n as usize)
+            .filter(|&e| e <= data.len())
+            .ok_or(ScanError::Truncated(data.len()))?;
+        let bytes = &data[*pos..end];
+        *pos = end;
+        Ok(bytes)
+    };
+    let uint = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    };
+    let line = |pos: &mut usize| -> Result<String, ScanError> {
+        let rest = &data[*pos..];
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(ScanError::Truncated(data.len()))?;
+        let text = String::from_utf8_lossy(&rest[..n]).into_owned();
+        *pos += n + 1;
+        Ok(text)
+    };
+    let push = |recent: &mut Vec<Slot>, slot: Slot| {
+        recent.push(slot);
+        if recent.len() > 2 {
+            recent.remove(0);
+        }
+    };
+    loop {
+        let offset = pos;
+        let &op = data.get(pos).ok_or(ScanError::Truncated(data.len()))?;
+        pos += 1;
+        match op {
+            b'.' => return Ok((globals, pos)),
+            // No argument, no value we track.
+            b'(' | b'0' | b'1' | b'2' | b'a' | b'e' | b'l' | b'd' | b's' | b'u' | b't' | b'b'
+            | b'R' | b'o' | b'Q' | 0x81 | 0x85 | 0x86 | 0x87 | 0x90 | 0x91 | 0x92 | 0x97 | 0x98 => {
+                push(&mut recent, Slot::Other)
+            }
+            b'N' | 0x88 | 0x89 | b'}' | b']' | b')' | 0x8f => push(&mut recent, Slot::Other),
+            0x94 => {
+                // MEMOIZE: the top of the stack goes to the next memo index.
+                let index = memo.len() as u64;
+                memo.insert(index, recent.last().cloned().unwrap_or(Slot::Other));
+            }
+            // Fixed-size arguments.
+            b'J' => {
+                take(&mut pos, 4)?;
+                push(&mut recent, Slot::Other);
+            }
+            b'K' => {
+                take(&mut pos, 1)?;
+                push(&mut recent, Slot::Other);
+            }
+            b'M' => {
+                take(&mut pos, 2)?;
+                push(&mut recent, Slot::Other);
+            }
+            b'G' => {
+                take(&mut pos, 8)?;
+                push(&mut recent, Slot::Other);
+            }
+            0x80 => {
+                take(&mut pos, 1)?;
+            }
+            0x95 => {
+                take(&mut pos, 8)?;
+            }
+            b'h' | b'j' => {
+                let n = if op == b'h' { 1 } else { 4 };
+                let index = uint(take(&mut pos, n)?);
+                let slot = memo.get(&index).cloned().unwrap_or(Slot::Other);
+                push(&mut recent, slot);
+            }
+            b'q' | b'r' => {
+                let n = if op == b'q' { 1 } else { 4 };
+                let index = uint(take(&mut pos, n)?);
+                memo.insert(index, recent.last().cloned().unwrap_or(Slot::Other));
+            }
+            // Length-prefixed literals.
+            b'U' | b'C' | 0x8c | 0x8a => {
+                let n = uint(take(&mut pos, 1)?);
+                let bytes = take(&mut pos, n)?;
+                push(&mut recent, string_slot(op == 0x8c, bytes));
+            }
+            b'T' | b'B' | b'X' | 0x8b => {
+                let n = uint(take(&mut pos, 4)?);
+                let bytes = take(&mut pos, n)?;
+                push(&mut recent, string_slot(op == b'X', bytes));
+            }
+            0x8e | 0x8d | 0x96 => {
+                let n = uint(take(&mut pos, 8)?);
+                let bytes = take(&mut pos, n)?;
+                push(&mut recent, string_slot(op == 0x8d, bytes));
+            }
+            // Newline-terminated arguments.
+            b'I' | b'L' | b'F' | b'S' | b'P' => {
+                line(&mut pos)?;
+                push(&mut recent, Slot::Other);
+            }
+            b'V' => {
+                let text = line(&mut pos)?;
+                push(&mut recent, Slot::Str(text));
+            }
+            b'g' => {
+                let index: u64 = line(&mut pos)?.trim().parse().unwrap_or(u64::MAX);
+                let slot = memo.get(&index).cloned().unwrap_or(Slot::Other);
+                push(&mut recent, slot);
+            }
+            b'p' => {
+                let index: u64 = line(&mut pos)?.trim().parse().unwrap_or(u64::MAX);
+                memo.insert(index, recent.last().cloned().unwrap_or(Slot::Other));
+            }
+            b'c' | b'i' => {
+                let module = line(&mut pos)?;
+                let name = line(&mut pos)?;
+                check(&module, &name, &mut globals)?;
+                push(&mut recent, Slot::Other);
+            }
+            0x93 => {
+                let (Some(Slot::Str(module)), Some(Slot::Str(name))) =
+                    (recent.first().cloned(), recent.get(1).cloned())
+                else {
+                    return Err(ScanError::DynamicGlobal(offset));
+                };
+                if recent.len() != 2 {
+                    return Err(ScanError::DynamicGlobal(offset));
+                }
+                check(&module, &name, &mut globals)?;
+                recent.clear();
+                push(&mut recent, Slot::Other);
+            }
+            // EXT1/2/4 reach globals through copyreg's registry; anything else is unknown.
+            _ => return Err(ScanError::Opcode { opcode: op, offset }),
+        }
+    }
+}
+
+fn string_slot(is_text: bool, bytes: &[u8]) -> Slot {
+    match (is_text, std::str::from_utf8(bytes)) {
+        (true, Ok(s)) => Slot::Str(s.to_owned()),
+        _ => Slot::Other,
+    }
+}
+
+fn check(module: &str, name: &str, globals: &mut Vec<String>) -> Result<(), ScanError> {
+    let full = format!("{module}.{name}");
+    if !is_allowed(module, name) {
+        return Err(ScanError::Forbidden(full));
+    }
+    if !globals.contains(&full) {
+        globals.push(full);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list() {
+        assert!(is_allowed("collections", "OrderedDict"));
+        assert!(is_allowed("torch", "FloatStorage"));
+        assert!(is_allowed("torch._utils", "_rebuild_tensor_v2"));
+        assert!(is_allowed("torch.nn.modules.conv", "Conv2d"));
+        assert!(is_allowed("timm.layers.conv2d_same", "Conv2dSame"));
+        assert!(!is_allowed("posix", "system"));
+        assert!(!is_allowed("os", "system"));
+        assert!(!is_allowed("builtins", "eval"));
+        assert!(!is_allowed("builtins", "getattr"));
+        assert!(!is_allowed("importlib", "import_module"));
+        assert!(!is_allowed("subprocess", "Popen"));
+        assert!(!is_allowed("torch.nn.modules.module", "torch.load"));
+        assert!(!is_allowed("torch.nn.modules.conv", "F"));
+        assert!(!is_allowed("torch", "load"));
+    }
+
+    #[test]
+    fn protocol_2_global_is_refused() {
+        // PROTO 2, GLOBAL 'posix system', SHORT_BINUNICODE? no: BINUNICODE 'ls', TUPLE1, REDUCE, STOP
+        let mut p = vec![0x80, 2];
+        p.extend_from_slice(b"cposix\nsystem\n");
+        p.extend_from_slice(&[b'X', 2, 0, 0, 0, b'l', b's', 0x85, b'R', b'.']);
+        assert_eq!(
+            scan(&p, 0),
+            Err(ScanError::Forbidden("posix.system".into()))
+        );
+    }
+
+    #[test]
+    fn protocol_4_stack_global_resolves_memoized_strings() {
+        let mut p = vec![0x80, 4];
+        for s in ["collections", "OrderedDict"] {
+            p.push(0x8c);
+            p.push(s.len() as u8);
+            p.extend_from_slice(s.as_bytes());
+            p.push(0x94);
+        }
+        p.extend_from_slice(&[0x93, 0x94, b')', b'R', b'.']);
+        let (globals, end) = scan(&p, 0).unwrap();
+        assert_eq!(globals, vec!["collections.OrderedDict".to_owned()]);
+        assert_eq!(end, p.len());
+        // The same names through the memo: h 0, h 1 → builtins eval is refused.
+        let mut q = vec![0x80, 4];
+        for s in ["builtins", "eval"] {
+            q.push(0x8c);
+            q.push(s.len() as u8);
+            q.extend_from_slice(s.as_bytes());
+            q.push(0x94);
+        }
+        q.extend_from_slice(&[b'0', b'0', b'h', 0, b'h', 1, 0x93, b'.']);
+        assert_eq!(
+            scan(&q, 0),
+            Err(ScanError::Forbidden("builtins.eval".into()))
+        );
+    }
+
+    #[test]
+    fn truncation_and_unknown_opcodes_are_errors() {
+        assert!(matches!(
+            scan(&[0x80, 2, b'X', 9, 0], 0),
+            Err(ScanError::Truncated(_))
+        ));
+        assert!(matches!(scan(&[0x80], 0), Err(ScanError::Truncated(_))));
+        assert!(matches!(
+            scan(&[0x82, 1, b'.'], 0),
+            Err(ScanError::Opcode { opcode: 0x82, .. })
+        ));
+    }
+}
