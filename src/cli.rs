@@ -21,6 +21,11 @@ pub enum Command {
         after_help = "Examples:\n  effnet spec b0\n  effnet spec b3 --format json\n  effnet spec b0 --width 1.3 --depth 1.6 --resolution 256"
     )]
     Spec(SpecArgs),
+    /// Say what a model file is: container, naming scheme, variant, tensors, parameters.
+    #[command(
+        after_help = "Examples:\n  effnet inspect model.pth\n  effnet inspect checkpoint.pth --key model_ema --format json"
+    )]
+    Inspect(InspectArgs),
     /// Report params, MACs, FLOPs and activation memory per stage, block or layer.
     #[command(
         after_help = "Examples:\n  effnet cost --variant b0\n  effnet cost --variant b7 --by layer --format json\n  effnet cost --variant b2 --resolution 288 --batch 8 --dtype f16 --format md"
@@ -41,9 +46,38 @@ pub struct ScalingArgs {
     #[arg(long, value_name = "R")]
     pub resolution: Option<usize>,
     /// The implementation whose conventions (padding, BatchNorm epsilon, preprocessing,
-    /// classifier activation) the model follows.
-    #[arg(long, value_name = "SCHEME", default_value = "tf-official", value_parser = parse_scheme)]
-    pub naming: Scheme,
+    /// classifier activation) the model follows [default: tf-official].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    pub naming: Option<Scheme>,
+}
+
+/// How to read a model file.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Take the weights under this top-level key of a checkpoint dictionary
+    /// (e.g. `model_ema`); by default the model's own weights are found.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A model file: PyTorch (.pth/.pt, zip or legacy) or safetensors.
+    pub path: PathBuf,
+    /// The naming scheme to read the tensor names with, instead of detecting it.
+    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    pub naming: Option<Scheme>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = InspectFormat::Table)]
+    pub format: InspectFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +106,8 @@ pub struct CostArgs {
     pub variant: Option<Variant>,
     #[command(flatten)]
     pub scaling: ScalingArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Images per batch.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub batch: usize,

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Spec(args) => commands::spec::run(&args),
+        Command::Inspect(args) => commands::inspect::run(&args),
         Command::Cost(args) => commands::cost::run(&args),
     };
     match result {

@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use effnet_cost::render::{self, Granularity};
 use effnet_cost::{CostOptions, ModelInfo, analyze};
-use effnet_ir::DType;
+use effnet_import::ImportOptions;
+use effnet_ir::{DType, Graph};
 
 use super::SpecModel;
 use crate::cli::{ActivationDtype, By, CostArgs, CostFormat};
@@ -15,21 +16,60 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let Some(variant) = args.variant else {
-        let path = args.path.as_deref().map(|p| p.display().to_string());
-        bail!(
-            "cannot read `{}`: this build of effnet reads no model files yet; cost a spec model with --variant",
-            path.unwrap_or_default()
-        );
-    };
-    let model = SpecModel::build(variant, &args.scaling)?;
-    let info = ModelInfo {
-        variant: model.spec.variant.map(|v| v.name().to_owned()),
-        width: Some(model.spec.width),
-        depth: Some(model.spec.depth),
-        resolution: model.spec.resolution,
-        naming: Some(model.semantics.scheme.name().to_owned()),
-        source: "spec".to_owned(),
+    let (graph, info): (Graph, ModelInfo) = match (&args.path, args.variant) {
+        (_, Some(variant)) => {
+            let model = SpecModel::build(variant, &args.scaling)?;
+            let info = ModelInfo {
+                variant: model.spec.variant.map(|v| v.name().to_owned()),
+                width: Some(model.spec.width),
+                depth: Some(model.spec.depth),
+                resolution: model.spec.resolution,
+                naming: Some(model.semantics.scheme.name().to_owned()),
+                source: "spec".to_owned(),
+            };
+            (model.graph, info)
+        }
+        (Some(path), None) => {
+            let model = effnet_import::open(
+                path,
+                &ImportOptions {
+                    key: args.read.key.clone(),
+                    naming: args.scaling.naming,
+                },
+            )?;
+            for warning in &model.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let identity = &model.imported.identity;
+            let resolution = args
+                .scaling
+                .resolution
+                .or(model.imported.architecture.resolution)
+                .with_context(|| {
+                    format!(
+                        "{}: the file does not record an input resolution ({}); give one with --resolution",
+                        path.display(),
+                        identity.label()
+                    )
+                })?;
+            if resolution == 0 {
+                bail!("resolution 0 is out of range");
+            }
+            let (width, depth) = identity.coefficients().unzip();
+            let info = ModelInfo {
+                variant: match identity {
+                    effnet_naming::Identity::Variant(v) => Some(v.name().to_owned()),
+                    _ => None,
+                },
+                width,
+                depth,
+                resolution,
+                naming: Some(model.naming.name().to_owned()),
+                source: path.display().to_string(),
+            };
+            (model.imported.graph, info)
+        }
+        (None, None) => bail!("give a model file or --variant"),
     };
     let options = CostOptions {
         batch: args.batch,
@@ -38,9 +78,9 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             ActivationDtype::F16 => DType::F16,
             ActivationDtype::Bf16 => DType::BF16,
         },
-        resolution: None,
+        resolution: Some([info.resolution, info.resolution]),
     };
-    let report = analyze(&model.graph, info, &options)?;
+    let report = analyze(&graph, info, &options)?;
     let by = match args.by {
         By::Stage => Granularity::Stage,
         By::Block => Granularity::Block,

@@ -1,11 +1,12 @@
 //! One module per subcommand.
 
 pub mod cost;
+pub mod inspect;
 pub mod spec;
 
 use anyhow::Context;
 use effnet_ir::Graph;
-use effnet_spec::{ModelSpec, Semantics, Variant, build_graph};
+use effnet_spec::{ModelSpec, Scheme, Semantics, Variant, build_graph};
 
 use crate::cli::ScalingArgs;
 
@@ -21,7 +22,10 @@ impl SpecModel {
         let spec = ModelSpec::variant(variant)
             .with_overrides(scaling.width, scaling.depth, scaling.resolution)
             .context("invalid model coefficients")?;
-        let semantics = scaling.naming.semantics(&spec);
+        let semantics = scaling
+            .naming
+            .unwrap_or(Scheme::TfOfficial)
+            .semantics(spec.variant);
         let graph = build_graph(&spec.architecture(), &semantics)
             .with_context(|| format!("cannot build EfficientNet {}", spec.label()))?;
         Ok(SpecModel {

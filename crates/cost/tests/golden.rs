@@ -8,7 +8,7 @@ use effnet_spec::{ModelSpec, Scheme, Variant, build_graph};
 use serde_json::Value;
 
 fn report(spec: &ModelSpec, scheme: Scheme, options: &CostOptions) -> CostReport {
-    let graph = build_graph(&spec.architecture(), &scheme.semantics(spec)).unwrap();
+    let graph = build_graph(&spec.architecture(), &scheme.semantics(spec.variant)).unwrap();
     analyze(&graph, ModelInfo::default(), options).unwrap()
 }
 

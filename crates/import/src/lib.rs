@@ -1,1 +1,375 @@
-//! placeholder
+//! Opening a model file: the container is detected from the bytes (never the file name), the
+//! checkpoint dictionary people wrap weights in is unwrapped (`state_dict`, `model`,
+//! `model_ema`, `module.` prefixes), the naming scheme is chosen (the user's, the file's own
+//! metadata, or detection), and the graph is built and bound by [`effnet_naming`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use effnet_ir::{Checkpoint, DType};
+use effnet_naming::{Imported, NamingError, detect, import};
+use effnet_spec::Scheme;
+
+/// What the user asked for.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Take the weights under this top-level key (`model_ema`, `state_dict_ema`, …).
+    pub key: Option<String>,
+    /// Read the names with this scheme instead of detecting it.
+    pub naming: Option<Scheme>,
+}
+
+/// Keys people nest weights under, in the order they are preferred when several are present.
+const PREFERRED_KEYS: [&str; 9] = [
+    "state_dict",
+    "model",
+    "model_state_dict",
+    "module",
+    "net",
+    "network",
+    "state_dict_ema",
+    "model_ema",
+    "ema",
+];
+
+/// How the naming scheme was chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamingSource {
+    /// `--naming`.
+    Option,
+    /// The file's metadata (`effnet.naming` in safetensors).
+    Metadata,
+    /// The module classes a full-model pickle names.
+    ModuleClasses,
+    /// The tensor names.
+    Detected,
+}
+
+impl NamingSource {
+    /// Lower-case description.
+    pub const fn name(self) -> &'static str {
+        match self {
+            NamingSource::Option => "given",
+            NamingSource::Metadata => "file metadata",
+            NamingSource::ModuleClasses => "module classes",
+            NamingSource::Detected => "tensor names",
+        }
+    }
+}
+
+/// A model file read into the graph IR.
+#[derive(Debug)]
+pub struct Model {
+    /// The file.
+    pub path: PathBuf,
+    /// The container (`torch-zip`, `torch-legacy`, `torchscript`, `safetensors`).
+    pub container: &'static str,
+    /// The naming scheme the tensors were read with.
+    pub naming: Scheme,
+    /// How it was chosen.
+    pub naming_source: NamingSource,
+    /// The top-level key the weights were taken from, if they were nested.
+    pub key: Option<String>,
+    /// Other top-level keys that hold tensors (another `--key` could take them).
+    pub other_keys: Vec<String>,
+    /// A wrapper prefix removed from every name (`module.`).
+    pub stripped_prefix: Option<String>,
+    /// The container's metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Tensors in the file (all keys).
+    pub tensors: usize,
+    /// Tensors per dtype among those read.
+    pub dtypes: BTreeMap<DType, usize>,
+    /// The graph and what the import did.
+    pub imported: Imported,
+    /// What a user should know.
+    pub warnings: Vec<String>,
+}
+
+/// Why a file could not be opened. Messages name the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A PyTorch container error.
+    #[error(transparent)]
+    Torch(#[from] effnet_torch::TorchError),
+    /// A safetensors error.
+    #[error(transparent)]
+    Safetensors(#[from] effnet_safetensors::SafetensorsError),
+    /// The tensors do not form an EfficientNet effnet understands.
+    #[error("{}: {source}", path.display())]
+    Naming {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: NamingError,
+    },
+    /// A format effnet does not read (yet), or not a model file.
+    #[error("{}: {message}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        message: String,
+    },
+    /// `--key` names nothing in the file.
+    #[error("{}: no tensors under key `{key}`; keys holding tensors: {available}", path.display())]
+    NoSuchKey {
+        /// The file.
+        path: PathBuf,
+        /// The key asked for.
+        key: String,
+        /// The keys there are.
+        available: String,
+    },
+}
+
+/// Opens `path` and reads it into the graph IR.
+pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> {
+    let io = |source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if path.is_dir() {
+        return Err(unsupported(
+            path,
+            "a directory (TensorFlow SavedModels and checkpoint folders are not read yet)",
+        ));
+    }
+    let mut head = Vec::with_capacity(16);
+    File::open(path)
+        .map_err(io)?
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+
+    let mut warnings = Vec::new();
+    let (container, checkpoint, globals, skipped) = if head.starts_with(b"PK\x03\x04")
+        || effnet_torch::is_legacy(&head)
+    {
+        let file = effnet_torch::read(path)?;
+        (
+            file.container.name(),
+            file.checkpoint,
+            file.globals,
+            file.skipped,
+        )
+    } else if effnet_safetensors::sniff(&head) {
+        let file = effnet_safetensors::read(path)?;
+        ("safetensors", file.checkpoint, Vec::new(), file.skipped)
+    } else if head.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return Err(unsupported(path, "an HDF5 file (Keras .h5): not read yet"));
+    } else {
+        return Err(unsupported(
+            path,
+            "not a model file effnet reads (expected a PyTorch checkpoint or a safetensors file)",
+        ));
+    };
+    for (name, reason) in &skipped {
+        warnings.push(format!("skipped `{name}`: {reason}"));
+    }
+    let tensors = checkpoint.len();
+    let metadata = checkpoint.metadata.clone();
+
+    let unwrapped = unwrap(path, checkpoint, options.key.as_deref())?;
+    let names: Vec<&str> = unwrapped
+        .checkpoint
+        .tensors
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+
+    let (naming, naming_source) = if let Some(scheme) = options.naming {
+        (scheme, NamingSource::Option)
+    } else if let Some(scheme) = metadata
+        .get("effnet.naming")
+        .and_then(|n| n.parse::<Scheme>().ok())
+    {
+        (scheme, NamingSource::Metadata)
+    } else {
+        let (best, count) = detect(&names)[0];
+        if count == 0 {
+            return Err(ImportError::Naming {
+                path: path.to_owned(),
+                source: NamingError::Unrecognized(
+                    names.first().copied().unwrap_or_default().into(),
+                ),
+            });
+        }
+        if best == Scheme::Timm {
+            if globals
+                .iter()
+                .any(|g| g.ends_with(".Conv2dSame") || g.contains("timm.layers.padding"))
+            {
+                (Scheme::TimmTf, NamingSource::ModuleClasses)
+            } else {
+                warnings.push(
+                    "timm and timm-tf (tf_efficientnet_*) use the same tensor names: read as timm (symmetric padding, BatchNorm eps 1e-5); pass --naming timm-tf for TF-ported weights".into(),
+                );
+                (Scheme::Timm, NamingSource::Detected)
+            }
+        } else {
+            (best, NamingSource::Detected)
+        }
+    };
+
+    let mut dtypes = BTreeMap::new();
+    for (_, t) in &unwrapped.checkpoint.tensors {
+        *dtypes.entry(t.dtype()).or_insert(0) += 1;
+    }
+    let mut imported =
+        import(&unwrapped.checkpoint, naming).map_err(|source| ImportError::Naming {
+            path: path.to_owned(),
+            source,
+        })?;
+    imported.graph.meta.source = Some(path.display().to_string());
+    if !imported.report.unused.is_empty() {
+        warnings.push(format!(
+            "{} tensor(s) not understood by the {} scheme, e.g. `{}`",
+            imported.report.unused.len(),
+            naming,
+            imported.report.unused[0]
+        ));
+    }
+    if !imported.report.missing.is_empty() {
+        warnings.push(format!(
+            "{} parameter(s) missing from the file, e.g. `{}`",
+            imported.report.missing.len(),
+            imported.report.missing[0]
+        ));
+    }
+    Ok(Model {
+        path: path.to_owned(),
+        container,
+        naming,
+        naming_source,
+        key: unwrapped.key,
+        other_keys: unwrapped.other_keys,
+        stripped_prefix: unwrapped.prefix,
+        metadata,
+        tensors,
+        dtypes,
+        imported,
+        warnings,
+    })
+}
+
+fn unsupported(path: &Path, message: &str) -> ImportError {
+    ImportError::Unsupported {
+        path: path.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+struct Unwrapped {
+    checkpoint: Checkpoint,
+    key: Option<String>,
+    other_keys: Vec<String>,
+    prefix: Option<String>,
+}
+
+/// How many names the best scheme understands, once wrapper prefixes are stripped.
+fn score(checkpoint: &Checkpoint) -> usize {
+    let (stripped, _) = strip_wrappers(checkpoint.clone());
+    let names: Vec<&str> = stripped.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    detect(&names).first().map_or(0, |(_, n)| *n)
+}
+
+/// Removes DataParallel's `module.` and Lightning's `model.` while every name has one.
+fn strip_wrappers(mut checkpoint: Checkpoint) -> (Checkpoint, Option<String>) {
+    let mut prefix = String::new();
+    for wrapper in ["module", "model", "module"] {
+        let dotted = format!("{wrapper}.");
+        if !checkpoint.is_empty()
+            && checkpoint
+                .tensors
+                .iter()
+                .all(|(n, _)| n.starts_with(&dotted))
+        {
+            checkpoint = under(&checkpoint, wrapper);
+            prefix.push_str(&dotted);
+        }
+    }
+    (checkpoint, (!prefix.is_empty()).then_some(prefix))
+}
+
+/// The tensors under `prefix.`, with the prefix removed.
+fn under(checkpoint: &Checkpoint, prefix: &str) -> Checkpoint {
+    let dotted = format!("{prefix}.");
+    Checkpoint {
+        tensors: checkpoint
+            .tensors
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix(&dotted).map(|s| (s.to_owned(), t.clone())))
+            .collect(),
+        metadata: checkpoint.metadata.clone(),
+    }
+}
+
+/// Picks the nested dictionary holding the model and strips wrapper prefixes.
+fn unwrap(
+    path: &Path,
+    checkpoint: Checkpoint,
+    key: Option<&str>,
+) -> Result<Unwrapped, ImportError> {
+    let mut top: Vec<String> = Vec::new();
+    for (n, _) in &checkpoint.tensors {
+        if let Some((first, _)) = n.split_once('.') {
+            if !top.iter().any(|t| t == first) {
+                top.push(first.to_owned());
+            }
+        }
+    }
+    let (chosen, taken) = match key {
+        Some(k) => {
+            let sub = under(&checkpoint, k);
+            if sub.is_empty() {
+                return Err(ImportError::NoSuchKey {
+                    path: path.to_owned(),
+                    key: k.to_owned(),
+                    available: top.join(", "),
+                });
+            }
+            (sub, Some(k.to_owned()))
+        }
+        None => {
+            let whole = score(&checkpoint);
+            let best = top
+                .iter()
+                .map(|t| (t, score(&under(&checkpoint, t))))
+                .filter(|(_, s)| *s > whole)
+                .max_by_key(|(t, s)| {
+                    let rank = PREFERRED_KEYS
+                        .iter()
+                        .position(|p| p == t)
+                        .unwrap_or(PREFERRED_KEYS.len());
+                    (*s, std::cmp::Reverse(rank))
+                });
+            match best {
+                Some((t, _)) => (under(&checkpoint, t), Some(t.clone())),
+                None => (checkpoint, None),
+            }
+        }
+    };
+    let other_keys = match &taken {
+        Some(t) => top.iter().filter(|k| *k != t).cloned().collect(),
+        None => Vec::new(),
+    };
+    let (checkpoint, prefix) = strip_wrappers(chosen);
+    Ok(Unwrapped {
+        checkpoint,
+        key: taken,
+        other_keys,
+        prefix,
+    })
+}

@@ -189,6 +189,22 @@ impl Graph {
         }
     }
 
+    /// `(trainable, non_trainable)` parameter counts over all nodes.
+    pub fn param_counts(&self) -> (u64, u64) {
+        let mut counts = (0u64, 0u64);
+        for (_, node) in self.nodes() {
+            for p in node.op.params() {
+                let n = p.tensor.numel() as u64;
+                if p.trainable {
+                    counts.0 += n;
+                } else {
+                    counts.1 += n;
+                }
+            }
+        }
+        counts
+    }
+
     /// The underlying petgraph graph, for algorithms this crate does not offer.
     pub fn petgraph(&self) -> &DiGraph<Node, usize, u32> {
         &self.inner

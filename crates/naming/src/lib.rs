@@ -1,1 +1,135 @@
-//! placeholder
+//! Naming schemes: the names a framework gives EfficientNet tensors, read into the graph IR.
+//!
+//! A scheme is independent of the container: torchvision names can sit in a `.pth` or a
+//! `.safetensors`. Reading goes name → [`ParsedKey`] (stem/block/head, layer, parameter),
+//! then shapes → [`effnet_spec::Architecture`] ([`infer`]), then the graph of that
+//! architecture with every tensor bound to its node ([`import`]). Writing goes the other way
+//! through [`format_key`]. Both directions live in [`schemes`] side by side.
+
+mod bind;
+mod identify;
+mod infer;
+pub mod key;
+pub mod schemes;
+
+use effnet_ir::{Checkpoint, Graph};
+use effnet_spec::{Architecture, Scheme, build_graph};
+
+pub use bind::ImportReport;
+pub use identify::{Identity, identify};
+pub use infer::{Inferred, infer};
+pub use key::{BlockLayout, BlockRef, Layer, Param, ParsedKey, Scope};
+pub use schemes::{format_key, parse_all};
+
+/// Why tensors could not be read into a graph. Messages name the tensor or layer at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NamingError {
+    /// No scheme understands the names.
+    #[error("no naming scheme effnet knows matches these tensor names (e.g. `{0}`)")]
+    Unrecognized(String),
+    /// A layer the architecture needs has no tensor.
+    #[error("the file has no {0}")]
+    Missing(String),
+    /// A tensor disagrees with the rest of the model.
+    #[error("tensor `{tensor}`: {message}")]
+    Inconsistent {
+        /// The tensor or layer.
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The scheme's names cannot be read yet.
+    #[error("reading `{0}` names is not supported yet")]
+    Unsupported(&'static str),
+    /// The graph could not be built.
+    #[error(transparent)]
+    Spec(#[from] effnet_spec::SpecError),
+}
+
+/// How well each PyTorch scheme explains a set of names: `(scheme, names parsed)`, best first.
+/// timm and timm-tf share their names, so only `timm` is listed; see [`import`].
+pub fn detect(names: &[&str]) -> Vec<(Scheme, usize)> {
+    let mut scores: Vec<(Scheme, usize)> = [Scheme::Torchvision, Scheme::Timm, Scheme::Lukemelas]
+        .into_iter()
+        .map(|s| (s, parse_all(s, names).iter().flatten().count()))
+        .collect();
+    scores.sort_by_key(|s| std::cmp::Reverse(s.1));
+    scores
+}
+
+/// A graph read from named tensors.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    /// The graph, every parameter bound.
+    pub graph: Graph,
+    /// The architecture inferred from the tensors.
+    pub architecture: Architecture,
+    /// What the architecture is.
+    pub identity: Identity,
+    /// What happened to every tensor.
+    pub report: ImportReport,
+    /// What had to be assumed (strides, stages).
+    pub assumptions: Vec<String>,
+}
+
+/// Reads `checkpoint` (names already stripped of wrappers) as `scheme`.
+pub fn import(checkpoint: &Checkpoint, scheme: Scheme) -> Result<Imported, NamingError> {
+    if matches!(scheme, Scheme::Keras | Scheme::TfOfficial) {
+        return Err(NamingError::Unsupported(scheme.name()));
+    }
+    let names: Vec<&str> = checkpoint.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    let parsed = parse_all(scheme, &names);
+    let mut report = ImportReport::default();
+    let mut keys = Vec::new();
+    for ((name, tensor), key) in checkpoint.tensors.iter().zip(&parsed) {
+        match key {
+            Some(k) => keys.push((*k, name.as_str(), tensor)),
+            None => report.unused.push(name.clone()),
+        }
+    }
+    if keys.is_empty() {
+        return Err(NamingError::Unrecognized(
+            names.first().copied().unwrap_or_default().to_owned(),
+        ));
+    }
+    let inferred = infer(&keys)?;
+    let identity = identify(&inferred.architecture);
+    let mut architecture = inferred.architecture.clone();
+    if let Identity::Variant(v) = identity {
+        architecture.resolution = Some(v.coefficients().resolution);
+        architecture.dropout = v.coefficients().dropout;
+    }
+    let variant = match identity {
+        Identity::Variant(v) => Some(v),
+        _ => None,
+    };
+    let semantics = scheme.semantics(variant);
+    let mut graph = build_graph(&architecture, &semantics)?;
+    let index = bind::node_index(&graph);
+    for (key, name, tensor) in &keys {
+        if key.param == Param::NumBatchesTracked {
+            report.skipped.push((
+                (*name).to_owned(),
+                "BatchNorm step counter (bookkeeping)".into(),
+            ));
+            continue;
+        }
+        let Some(id) = bind::target(key, &inferred.positions).and_then(|t| index.get(&t).copied())
+        else {
+            report.unused.push((*name).to_owned());
+            continue;
+        };
+        bind::bind(&mut graph, id, name, key.param, tensor)?;
+        report.applied.push((*name).to_owned());
+    }
+    report.missing = bind::missing_params(&graph);
+    graph.validate().map_err(effnet_spec::SpecError::from)?;
+    Ok(Imported {
+        graph,
+        architecture,
+        identity,
+        report,
+        assumptions: inferred.assumptions,
+    })
+}

@@ -3,7 +3,7 @@ use std::str::FromStr;
 
 use effnet_ir::{Activation, InputNormalization};
 
-use crate::{ModelSpec, SpecError, Variant};
+use crate::{SpecError, Variant};
 
 /// ImageNet mean of 0–1 RGB pixels.
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
@@ -94,8 +94,9 @@ impl Scheme {
         }
     }
 
-    /// The scheme's semantics for `spec` (torchvision's epsilon depends on the variant).
-    pub fn semantics(self, spec: &ModelSpec) -> Semantics {
+    /// The scheme's semantics for a model of `variant` (torchvision's epsilon depends on it;
+    /// `None` for custom coefficients).
+    pub fn semantics(self, variant: Option<Variant>) -> Semantics {
         let imagenet = Some(InputNormalization {
             pixel_scale: 1.0 / 255.0,
             mean: IMAGENET_MEAN.to_vec(),
@@ -107,7 +108,7 @@ impl Scheme {
             }
             Scheme::TimmTf => (PaddingStyle::TfSame, 1e-3, 0.1),
             Scheme::Timm => (PaddingStyle::Symmetric, 1e-5, 0.1),
-            Scheme::Torchvision => match spec.variant {
+            Scheme::Torchvision => match variant {
                 Some(Variant::B5 | Variant::B6 | Variant::B7) => {
                     (PaddingStyle::Symmetric, 1e-3, 0.01)
                 }
@@ -155,18 +156,18 @@ mod tests {
 
     #[test]
     fn epsilon_per_scheme_matches_reference_g2() {
-        let b0 = ModelSpec::variant(Variant::B0);
-        let b5 = ModelSpec::variant(Variant::B5);
-        assert_eq!(Scheme::Torchvision.semantics(&b0).bn_eps, 1e-5);
-        assert_eq!(Scheme::Torchvision.semantics(&b5).bn_eps, 1e-3);
-        assert_eq!(Scheme::Timm.semantics(&b5).bn_eps, 1e-5);
-        assert_eq!(Scheme::TimmTf.semantics(&b0).bn_eps, 1e-3);
-        assert_eq!(Scheme::Keras.semantics(&b0).bn_eps, 1e-3);
+        let b0 = Some(Variant::B0);
+        let b5 = Some(Variant::B5);
+        assert_eq!(Scheme::Torchvision.semantics(b0).bn_eps, 1e-5);
+        assert_eq!(Scheme::Torchvision.semantics(b5).bn_eps, 1e-3);
+        assert_eq!(Scheme::Timm.semantics(b5).bn_eps, 1e-5);
+        assert_eq!(Scheme::TimmTf.semantics(b0).bn_eps, 1e-3);
+        assert_eq!(Scheme::Keras.semantics(b0).bn_eps, 1e-3);
         assert_eq!(
-            Scheme::Lukemelas.semantics(&b0).padding,
+            Scheme::Lukemelas.semantics(b0).padding,
             PaddingStyle::TfSame
         );
-        assert_eq!(Scheme::Timm.semantics(&b0).padding, PaddingStyle::Symmetric);
+        assert_eq!(Scheme::Timm.semantics(b0).padding, PaddingStyle::Symmetric);
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn spatial_sizes_match_reference_in_every_padding_style() {
     for scheme in [Scheme::TfOfficial, Scheme::Torchvision] {
         for (variant, sizes) in SPATIAL {
             let spec = ModelSpec::variant(variant);
-            let graph = build_graph(&spec.architecture(), &scheme.semantics(&spec)).unwrap();
+            let graph = build_graph(&spec.architecture(), &scheme.semantics(spec.variant)).unwrap();
             let shapes = graph.infer_shapes(1, None).unwrap();
             let stages = structure::stages(&graph, Some(&shapes));
             let got: Vec<usize> = stages[..8]
@@ -193,7 +193,11 @@ fn b0_has_nine_residual_blocks_and_se_from_block_input() {
         (16, 96, Some(4))
     );
     // The graph has what the spec says.
-    let graph = build_graph(&spec.architecture(), &Scheme::TfOfficial.semantics(&spec)).unwrap();
+    let graph = build_graph(
+        &spec.architecture(),
+        &Scheme::TfOfficial.semantics(spec.variant),
+    )
+    .unwrap();
     let built = structure::blocks(&graph, None);
     assert_eq!(built.len(), 16);
     assert_eq!(built.iter().filter(|b| b.residual).count(), 9);
@@ -225,7 +229,11 @@ fn drop_connect_schedule_is_linear_over_global_block_index() {
     let blocks = spec.blocks();
     assert_eq!(blocks[0].drop_connect_rate, 0.0);
     assert!((blocks[15].drop_connect_rate - 0.1875).abs() < 1e-12);
-    let graph = build_graph(&spec.architecture(), &Scheme::TfOfficial.semantics(&spec)).unwrap();
+    let graph = build_graph(
+        &spec.architecture(),
+        &Scheme::TfOfficial.semantics(spec.variant),
+    )
+    .unwrap();
     let rates: Vec<f64> = structure::blocks(&graph, None)
         .iter()
         .filter_map(|b| b.drop_connect_rate)
@@ -281,13 +289,17 @@ fn half_width_half_depth_by_hand() {
 #[test]
 fn keras_scheme_carries_preprocessing_and_softmax() {
     let spec = ModelSpec::variant(Variant::B0);
-    let graph = build_graph(&spec.architecture(), &Scheme::Keras.semantics(&spec)).unwrap();
+    let graph = build_graph(&spec.architecture(), &Scheme::Keras.semantics(spec.variant)).unwrap();
     let kinds: Vec<&str> = graph.nodes().take(4).map(|(_, n)| n.op.kind()).collect();
     assert_eq!(kinds, ["Input", "Rescale", "Normalize", "Rescale"]);
     let last = graph.node(graph.outputs()[0]);
     assert_eq!(last.op.kind(), "Softmax");
     assert!(graph.meta.input_normalization.is_none());
-    let tv = build_graph(&spec.architecture(), &Scheme::Torchvision.semantics(&spec)).unwrap();
+    let tv = build_graph(
+        &spec.architecture(),
+        &Scheme::Torchvision.semantics(spec.variant),
+    )
+    .unwrap();
     assert_eq!(tv.node(tv.outputs()[0]).op.kind(), "Dense");
     assert!(tv.meta.input_normalization.is_some());
 }

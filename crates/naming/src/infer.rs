@@ -1,0 +1,260 @@
+//! The architecture a set of named tensors describes: channels, kernels and SE widths from the
+//! shapes, stages from the names (or, for global block indices, from where channels, kernel or
+//! expansion change), strides from the EfficientNet stage pattern.
+
+use std::collections::BTreeMap;
+
+use effnet_ir::Tensor;
+use effnet_spec::{Architecture, BASE_STAGES, BlockSpec};
+
+use crate::NamingError;
+use crate::key::{BlockRef, Layer, Param, ParsedKey, Scope};
+
+/// An architecture inferred from tensors, with where each named block landed.
+#[derive(Clone, Debug)]
+pub struct Inferred {
+    /// The network.
+    pub architecture: Architecture,
+    /// Each block as the scheme named it → (paper stage, index within the stage).
+    pub positions: BTreeMap<BlockRef, (u8, u16)>,
+    /// What had to be assumed.
+    pub assumptions: Vec<String>,
+}
+
+/// Weight shapes of one block's layers.
+#[derive(Default)]
+struct BlockWeights<'a> {
+    expand: Option<&'a Tensor>,
+    dw: Option<&'a Tensor>,
+    se_reduce: Option<&'a Tensor>,
+    project: Option<&'a Tensor>,
+}
+
+fn shape_err(name: &str, expected: &str, t: &Tensor) -> NamingError {
+    NamingError::Inconsistent {
+        tensor: name.to_owned(),
+        message: format!("expected {expected}, found shape {:?}", t.shape()),
+    }
+}
+
+fn conv4(name: &str, t: &Tensor) -> Result<[usize; 4], NamingError> {
+    <[usize; 4]>::try_from(t.shape()).map_err(|_| shape_err(name, "a 4-d conv weight", t))
+}
+
+/// Infers the architecture from parsed `(key, name, tensor)` triples.
+pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingError> {
+    let weight = |scope: Scope, layer: Layer| {
+        keys.iter()
+            .find(|(k, _, _)| k.scope == scope && k.layer == layer && k.param == Param::Weight)
+            .map(|(_, n, t)| (*n, *t))
+    };
+    let missing = |what: &str| NamingError::Missing(what.to_owned());
+
+    let (stem_name, stem) =
+        weight(Scope::Stem, Layer::StemConv).ok_or_else(|| missing("the stem conv weight"))?;
+    let [stem_channels, stem_in, _, _] = conv4(stem_name, stem)?;
+    if stem_in != 3 {
+        return Err(shape_err(stem_name, "3 input channels", stem));
+    }
+
+    let mut blocks: BTreeMap<BlockRef, BlockWeights> = BTreeMap::new();
+    for (k, _, t) in keys {
+        if let (Scope::Block(b), Param::Weight) = (k.scope, k.param) {
+            let entry = blocks.entry(b).or_default();
+            match k.layer {
+                Layer::ExpandConv => entry.expand = Some(t),
+                Layer::DwConv => entry.dw = Some(t),
+                Layer::SeReduce => entry.se_reduce = Some(t),
+                Layer::ProjectConv => entry.project = Some(t),
+                _ => {}
+            }
+        }
+    }
+
+    struct Raw {
+        block: BlockRef,
+        in_channels: usize,
+        mid: usize,
+        out: usize,
+        kernel: usize,
+        se: Option<usize>,
+        has_expand: bool,
+    }
+    let mut raws = Vec::with_capacity(blocks.len());
+    for (block, w) in &blocks {
+        let label = match block.stage {
+            Some(s) => format!("stage {s} block {}", block.index + 1),
+            None => format!("block {}", block.index),
+        };
+        let (dw, project) = match (w.dw, w.project) {
+            (Some(dw), Some(p)) => (dw, p),
+            _ => {
+                return Err(missing(&format!(
+                    "the depthwise or projection conv of {label}"
+                )));
+            }
+        };
+        let [mid, one, kh, kw] = conv4(&label, dw)?;
+        if one != 1 || kh != kw {
+            return Err(shape_err(
+                &label,
+                "a square depthwise kernel [C, 1, k, k]",
+                dw,
+            ));
+        }
+        let [out, project_in, _, _] = conv4(&label, project)?;
+        if project_in != mid {
+            return Err(shape_err(
+                &label,
+                &format!("a projection from {mid} channels"),
+                project,
+            ));
+        }
+        let in_channels = match w.expand {
+            Some(e) => {
+                let [e_out, e_in, _, _] = conv4(&label, e)?;
+                if e_out != mid {
+                    return Err(shape_err(
+                        &label,
+                        &format!("an expansion to {mid} channels"),
+                        e,
+                    ));
+                }
+                e_in
+            }
+            None => mid,
+        };
+        let se = match w.se_reduce {
+            Some(r) => Some(conv4(&label, r)?[0]),
+            None => None,
+        };
+        raws.push(Raw {
+            block: *block,
+            in_channels,
+            mid,
+            out,
+            kernel: kh,
+            se,
+            has_expand: w.expand.is_some(),
+        });
+    }
+    if raws.is_empty() {
+        return Err(missing("MBConv blocks"));
+    }
+
+    // Stage of every block: from the name, or where the block pattern changes.
+    let mut assumptions = Vec::new();
+    let mut stage_of: Vec<u8> = Vec::with_capacity(raws.len());
+    if raws.iter().all(|r| r.block.stage.is_some()) {
+        stage_of.extend(raws.iter().map(|r| r.block.stage.expect("checked")));
+    } else {
+        let mut stage = 1u8;
+        for (i, r) in raws.iter().enumerate() {
+            let continues = i > 0 && {
+                let prev = &raws[i - 1];
+                r.in_channels == r.out
+                    && r.out == prev.out
+                    && r.kernel == prev.kernel
+                    && r.has_expand == prev.has_expand
+                    && r.mid * prev.in_channels.max(1) == prev.mid * r.in_channels.max(1)
+            };
+            if !continues {
+                stage = stage.saturating_add(1);
+            }
+            stage_of.push(stage);
+        }
+        assumptions.push(
+            "stages inferred from where channels, kernel or expansion change between blocks".into(),
+        );
+    }
+    let first_stage = *stage_of.first().expect("non-empty");
+    let last_stage = *stage_of.last().expect("non-empty");
+    let standard_stages = first_stage == 2 && last_stage == 8;
+    if !standard_stages {
+        assumptions.push(format!(
+            "the blocks form stages {first_stage}–{last_stage}, not EfficientNet's 2–8: strides are unknown and taken as 1"
+        ));
+    } else {
+        assumptions.push(
+            "strides taken from the EfficientNet stage pattern (a weights-only file does not record them)".into(),
+        );
+    }
+
+    let total = raws.len();
+    let mut positions = BTreeMap::new();
+    let mut specs = Vec::with_capacity(total);
+    let mut index_in_stage = 0u16;
+    let mut previous_out = stem_channels;
+    for (g, (r, &stage)) in raws.iter().zip(&stage_of).enumerate() {
+        if g > 0 && stage_of[g - 1] != stage {
+            index_in_stage = 0;
+        }
+        if r.in_channels != previous_out {
+            return Err(NamingError::Inconsistent {
+                tensor: format!("stage {stage} block {}", index_in_stage + 1),
+                message: format!(
+                    "takes {} channels, the layer before gives {previous_out}",
+                    r.in_channels
+                ),
+            });
+        }
+        let stride = if index_in_stage == 0 && standard_stages {
+            BASE_STAGES[usize::from(stage - 2)].stride
+        } else {
+            1
+        };
+        positions.insert(r.block, (stage, index_in_stage));
+        specs.push(BlockSpec {
+            stage,
+            index: index_in_stage,
+            global_index: g,
+            in_channels: r.in_channels,
+            expanded_channels: r.mid,
+            out_channels: r.out,
+            has_expand: r.has_expand,
+            kernel: r.kernel,
+            stride,
+            se_channels: r.se,
+            residual: stride == 1 && r.in_channels == r.out,
+            drop_connect_rate: 0.2 * g as f64 / total as f64,
+        });
+        previous_out = r.out;
+        index_in_stage += 1;
+    }
+
+    let (head_name, head) =
+        weight(Scope::Head, Layer::HeadConv).ok_or_else(|| missing("the head conv weight"))?;
+    let [head_channels, head_in, _, _] = conv4(head_name, head)?;
+    if head_in != previous_out {
+        return Err(shape_err(
+            head_name,
+            &format!("a head conv from {previous_out} channels"),
+            head,
+        ));
+    }
+    let num_classes = match weight(Scope::Classifier, Layer::Classifier) {
+        Some((name, fc)) => match fc.shape() {
+            [classes, features] if *features == head_channels => Some(*classes),
+            _ => {
+                return Err(shape_err(
+                    name,
+                    &format!("a [classes, {head_channels}] weight"),
+                    fc,
+                ));
+            }
+        },
+        None => None,
+    };
+    Ok(Inferred {
+        architecture: Architecture {
+            stem_channels,
+            blocks: specs,
+            head_channels,
+            num_classes,
+            resolution: None,
+            dropout: 0.2,
+        },
+        positions,
+        assumptions,
+    })
+}

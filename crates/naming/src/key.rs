@@ -1,0 +1,165 @@
+//! What a tensor name means, independent of any scheme.
+
+use effnet_ir::Role;
+
+/// Where a layer sits: the stem, a block, the head or the classifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// The stem (paper stage 1).
+    Stem,
+    /// An MBConv block.
+    Block(BlockRef),
+    /// The head conv and its BatchNorm (paper stage 9).
+    Head,
+    /// The classifier (paper stage 9).
+    Classifier,
+}
+
+/// A block as a scheme names it: by paper stage and index within it, or (EfficientNet-PyTorch)
+/// by a global index whose stage is inferred later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockRef {
+    /// Paper stage (2–8), when the name carries it.
+    pub stage: Option<u8>,
+    /// Index within the stage, or over all blocks when `stage` is `None`.
+    pub index: usize,
+}
+
+/// A layer with parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Layer {
+    /// Stem convolution.
+    StemConv,
+    /// Stem BatchNorm.
+    StemBn,
+    /// Expansion 1×1 conv.
+    ExpandConv,
+    /// Expansion BatchNorm.
+    ExpandBn,
+    /// Depthwise conv.
+    DwConv,
+    /// Depthwise BatchNorm.
+    DwBn,
+    /// SE reduce conv.
+    SeReduce,
+    /// SE expand conv.
+    SeExpand,
+    /// Projection 1×1 conv.
+    ProjectConv,
+    /// Projection BatchNorm.
+    ProjectBn,
+    /// Head 1×1 conv.
+    HeadConv,
+    /// Head BatchNorm.
+    HeadBn,
+    /// Classifier.
+    Classifier,
+}
+
+impl Layer {
+    /// The IR role of the node this layer's parameters belong to.
+    pub const fn role(self) -> Role {
+        match self {
+            Layer::StemConv => Role::StemConv,
+            Layer::StemBn => Role::StemBn,
+            Layer::ExpandConv => Role::ExpandConv,
+            Layer::ExpandBn => Role::ExpandBn,
+            Layer::DwConv => Role::DepthwiseConv,
+            Layer::DwBn => Role::DepthwiseBn,
+            Layer::SeReduce => Role::SeReduce,
+            Layer::SeExpand => Role::SeExpand,
+            Layer::ProjectConv => Role::ProjectConv,
+            Layer::ProjectBn => Role::ProjectBn,
+            Layer::HeadConv => Role::HeadConv,
+            Layer::HeadBn => Role::HeadBn,
+            Layer::Classifier => Role::Classifier,
+        }
+    }
+
+    /// Whether this is a BatchNorm.
+    pub const fn is_bn(self) -> bool {
+        matches!(
+            self,
+            Layer::StemBn | Layer::ExpandBn | Layer::DwBn | Layer::ProjectBn | Layer::HeadBn
+        )
+    }
+}
+
+/// A parameter of a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Param {
+    /// Conv or dense weight.
+    Weight,
+    /// Conv or dense bias.
+    Bias,
+    /// BatchNorm scale.
+    Gamma,
+    /// BatchNorm shift.
+    Beta,
+    /// BatchNorm running mean.
+    RunningMean,
+    /// BatchNorm running variance.
+    RunningVar,
+    /// PyTorch's BatchNorm step counter (bookkeeping, not a parameter of the computation).
+    NumBatchesTracked,
+}
+
+impl Param {
+    /// The IR's name for the parameter (`weight`, `gamma`, `running_var`, …).
+    pub const fn ir_name(self) -> &'static str {
+        match self {
+            Param::Weight => "weight",
+            Param::Bias => "bias",
+            Param::Gamma => "gamma",
+            Param::Beta => "beta",
+            Param::RunningMean => "running_mean",
+            Param::RunningVar => "running_var",
+            Param::NumBatchesTracked => "num_batches_tracked",
+        }
+    }
+
+    /// PyTorch's attribute name for this parameter of `layer`.
+    pub const fn torch_name(self) -> &'static str {
+        match self {
+            Param::Weight | Param::Gamma => "weight",
+            Param::Bias | Param::Beta => "bias",
+            Param::RunningMean => "running_mean",
+            Param::RunningVar => "running_var",
+            Param::NumBatchesTracked => "num_batches_tracked",
+        }
+    }
+
+    /// The parameter a PyTorch attribute name denotes on `layer`.
+    pub fn from_torch(layer: Layer, name: &str) -> Option<Param> {
+        Some(match (layer.is_bn(), name) {
+            (true, "weight") => Param::Gamma,
+            (true, "bias") => Param::Beta,
+            (true, "running_mean") => Param::RunningMean,
+            (true, "running_var") => Param::RunningVar,
+            (true, "num_batches_tracked") => Param::NumBatchesTracked,
+            (false, "weight") => Param::Weight,
+            (false, "bias") => Param::Bias,
+            _ => return None,
+        })
+    }
+}
+
+/// A tensor name understood: which layer, which parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParsedKey {
+    /// Stem, block, head or classifier.
+    pub scope: Scope,
+    /// The layer.
+    pub layer: Layer,
+    /// The parameter.
+    pub param: Param,
+}
+
+/// The facts about a block that decide how a scheme names its layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockLayout {
+    /// Whether the block has an expansion conv.
+    pub has_expand: bool,
+    /// Whether the block has squeeze-and-excitation.
+    pub has_se: bool,
+}

@@ -1,0 +1,311 @@
+//! The PyTorch naming schemes, both directions (reference §3).
+//!
+//! | scheme | stem | block layer | head | classifier |
+//! |---|---|---|---|---|
+//! | torchvision | `features.0.{0,1}` | `features.S.B.block.I.{0,1}` (conv, BN) and `block.I.fc1/fc2` (SE); `I` counts the block's modules, so blocks without expansion start at the depthwise conv | `features.H.{0,1}` | `classifier.1` |
+//! | timm, timm-tf | `conv_stem`, `bn1` | `blocks.S.B.{conv_pw,bn1,conv_dw,bn2,se.conv_reduce,se.conv_expand,conv_pwl,bn3}`; blocks without expansion (`DepthwiseSeparableConv`) are `conv_dw,bn1,se.*,conv_pw,bn2` | `conv_head`, `bn2` | `classifier` |
+//! | lukemelas | `_conv_stem`, `_bn0` | `_blocks.G.{_expand_conv,_bn0,_depthwise_conv,_bn1,_se_reduce,_se_expand,_project_conv,_bn2}` (G counts all blocks) | `_conv_head`, `_bn1` | `_fc` |
+//!
+//! `S` is the paper stage − 1 in torchvision (features.1 is paper stage 2) and − 2 in timm.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use effnet_spec::Scheme;
+
+use crate::key::{BlockLayout, BlockRef, Layer, Param, ParsedKey, Scope};
+
+/// Parses every name in `names` under `scheme`; `None` where a name is not part of the scheme.
+pub fn parse_all(scheme: Scheme, names: &[&str]) -> Vec<Option<ParsedKey>> {
+    match scheme {
+        Scheme::Torchvision => torchvision_parse(names),
+        Scheme::Timm | Scheme::TimmTf => timm_parse(names),
+        Scheme::Lukemelas => names.iter().map(|n| lukemelas_parse(n)).collect(),
+        Scheme::Keras | Scheme::TfOfficial => vec![None; names.len()],
+    }
+}
+
+/// The name `scheme` gives `key`. `global_index` is the block's index over all blocks,
+/// `layout` its shape, `head_stage` the paper stage of the last block (torchvision numbers its
+/// head after it). `None` for layers the scheme cannot express.
+pub fn format_key(
+    scheme: Scheme,
+    key: &ParsedKey,
+    global_index: usize,
+    layout: BlockLayout,
+    head_stage: u8,
+) -> Option<String> {
+    let param = key.param.torch_name();
+    let prefix = match scheme {
+        Scheme::Torchvision => torchvision_prefix(key, layout, head_stage)?,
+        Scheme::Timm | Scheme::TimmTf => timm_prefix(key, layout)?,
+        Scheme::Lukemelas => lukemelas_prefix(key, global_index)?,
+        Scheme::Keras | Scheme::TfOfficial => return None,
+    };
+    Some(format!("{prefix}.{param}"))
+}
+
+fn split_param(name: &str) -> Option<(&str, &str)> {
+    name.rsplit_once('.')
+}
+
+fn key(scope: Scope, layer: Layer, param: &str) -> Option<ParsedKey> {
+    Some(ParsedKey {
+        scope,
+        layer,
+        param: Param::from_torch(layer, param)?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// torchvision
+
+fn torchvision_parse(names: &[&str]) -> Vec<Option<ParsedKey>> {
+    // First pass: which module indices each block has, and which of them are SE.
+    let mut modules: BTreeMap<(usize, usize), BTreeMap<usize, bool>> = BTreeMap::new();
+    for name in names {
+        let parts: Vec<&str> = name.split('.').collect();
+        if let ["features", s, b, "block", i, sub, _] = parts.as_slice() {
+            if let (Ok(s), Ok(b), Ok(i)) = (s.parse(), b.parse(), i.parse()) {
+                let is_se = matches!(*sub, "fc1" | "fc2");
+                modules.entry((s, b)).or_default().insert(i, is_se);
+            }
+        }
+    }
+    let head_index = names
+        .iter()
+        .filter_map(|n| {
+            let parts: Vec<&str> = n.split('.').collect();
+            match parts.as_slice() {
+                ["features", h, "0" | "1", _] => h.parse::<usize>().ok().filter(|&h| h > 0),
+                _ => None,
+            }
+        })
+        .max();
+    names
+        .iter()
+        .map(|name| {
+            let parts: Vec<&str> = name.split('.').collect();
+            match parts.as_slice() {
+                ["features", "0", "0", p] => key(Scope::Stem, Layer::StemConv, p),
+                ["features", "0", "1", p] => key(Scope::Stem, Layer::StemBn, p),
+                ["features", h, sub @ ("0" | "1"), p] if h.parse::<usize>().ok() == head_index => {
+                    let layer = if *sub == "0" {
+                        Layer::HeadConv
+                    } else {
+                        Layer::HeadBn
+                    };
+                    key(Scope::Head, layer, p)
+                }
+                ["classifier", "1", p] => key(Scope::Classifier, Layer::Classifier, p),
+                ["features", s, b, "block", i, sub, p] => {
+                    let (s, b, i): (usize, usize, usize) =
+                        (s.parse().ok()?, b.parse().ok()?, i.parse().ok()?);
+                    let block = modules.get(&(s, b))?;
+                    let convs: Vec<usize> = block
+                        .iter()
+                        .filter(|(_, se)| !**se)
+                        .map(|(i, _)| *i)
+                        .collect();
+                    let position = convs.iter().position(|&c| c == i);
+                    let conv_bn = match (convs.len(), position) {
+                        (3, Some(0)) => Some((Layer::ExpandConv, Layer::ExpandBn)),
+                        (3, Some(1)) | (2, Some(0)) => Some((Layer::DwConv, Layer::DwBn)),
+                        (3, Some(2)) | (2, Some(1)) => Some((Layer::ProjectConv, Layer::ProjectBn)),
+                        _ => None,
+                    };
+                    let layer = match (*sub, conv_bn) {
+                        ("0", Some((conv, _))) => conv,
+                        ("1", Some((_, bn))) => bn,
+                        ("fc1", _) => Layer::SeReduce,
+                        ("fc2", _) => Layer::SeExpand,
+                        _ => return None,
+                    };
+                    let scope = Scope::Block(BlockRef {
+                        stage: Some(u8::try_from(s + 1).ok()?),
+                        index: b,
+                    });
+                    key(scope, layer, p)
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn torchvision_prefix(key: &ParsedKey, layout: BlockLayout, head_stage: u8) -> Option<String> {
+    Some(match (key.scope, key.layer) {
+        (Scope::Stem, Layer::StemConv) => "features.0.0".into(),
+        (Scope::Stem, Layer::StemBn) => "features.0.1".into(),
+        (Scope::Head, Layer::HeadConv) => format!("features.{head_stage}.0"),
+        (Scope::Head, Layer::HeadBn) => format!("features.{head_stage}.1"),
+        (Scope::Classifier, Layer::Classifier) => "classifier.1".into(),
+        (
+            Scope::Block(BlockRef {
+                stage: Some(s),
+                index,
+            }),
+            layer,
+        ) => {
+            let e = usize::from(layout.has_expand);
+            let se = usize::from(layout.has_se);
+            let (module, sub) = match layer {
+                Layer::ExpandConv => (0, "0"),
+                Layer::ExpandBn => (0, "1"),
+                Layer::DwConv => (e, "0"),
+                Layer::DwBn => (e, "1"),
+                Layer::SeReduce => (e + 1, "fc1"),
+                Layer::SeExpand => (e + 1, "fc2"),
+                Layer::ProjectConv => (e + 1 + se, "0"),
+                Layer::ProjectBn => (e + 1 + se, "1"),
+                _ => return None,
+            };
+            format!("features.{}.{index}.block.{module}.{sub}", s - 1)
+        }
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// timm / timm-tf
+
+fn timm_parse(names: &[&str]) -> Vec<Option<ParsedKey>> {
+    let inverted: BTreeSet<(usize, usize)> = names
+        .iter()
+        .filter_map(|n| {
+            let parts: Vec<&str> = n.split('.').collect();
+            match parts.as_slice() {
+                ["blocks", s, b, "conv_pwl", _] => Some((s.parse().ok()?, b.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect();
+    names
+        .iter()
+        .map(|name| {
+            let (module, p) = split_param(name)?;
+            let parts: Vec<&str> = module.split('.').collect();
+            match parts.as_slice() {
+                ["conv_stem"] => key(Scope::Stem, Layer::StemConv, p),
+                ["bn1"] => key(Scope::Stem, Layer::StemBn, p),
+                ["conv_head"] => key(Scope::Head, Layer::HeadConv, p),
+                ["bn2"] => key(Scope::Head, Layer::HeadBn, p),
+                ["classifier"] => key(Scope::Classifier, Layer::Classifier, p),
+                ["blocks", s, b, rest @ ..] => {
+                    let (s, b): (usize, usize) = (s.parse().ok()?, b.parse().ok()?);
+                    let ir = inverted.contains(&(s, b));
+                    let layer = match (rest, ir) {
+                        (["conv_pw"], true) => Layer::ExpandConv,
+                        (["bn1"], true) => Layer::ExpandBn,
+                        (["conv_dw"], _) => Layer::DwConv,
+                        (["bn2"], true) | (["bn1"], false) => Layer::DwBn,
+                        (["se", "conv_reduce"], _) => Layer::SeReduce,
+                        (["se", "conv_expand"], _) => Layer::SeExpand,
+                        (["conv_pwl"], true) | (["conv_pw"], false) => Layer::ProjectConv,
+                        (["bn3"], true) | (["bn2"], false) => Layer::ProjectBn,
+                        _ => return None,
+                    };
+                    let scope = Scope::Block(BlockRef {
+                        stage: Some(u8::try_from(s + 2).ok()?),
+                        index: b,
+                    });
+                    key(scope, layer, p)
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn timm_prefix(key: &ParsedKey, layout: BlockLayout) -> Option<String> {
+    Some(match (key.scope, key.layer) {
+        (Scope::Stem, Layer::StemConv) => "conv_stem".into(),
+        (Scope::Stem, Layer::StemBn) => "bn1".into(),
+        (Scope::Head, Layer::HeadConv) => "conv_head".into(),
+        (Scope::Head, Layer::HeadBn) => "bn2".into(),
+        (Scope::Classifier, Layer::Classifier) => "classifier".into(),
+        (
+            Scope::Block(BlockRef {
+                stage: Some(s),
+                index,
+            }),
+            layer,
+        ) => {
+            let ir = layout.has_expand;
+            let module = match (layer, ir) {
+                (Layer::ExpandConv, true) => "conv_pw",
+                (Layer::ExpandBn, true) => "bn1",
+                (Layer::DwConv, _) => "conv_dw",
+                (Layer::DwBn, true) => "bn2",
+                (Layer::DwBn, false) => "bn1",
+                (Layer::SeReduce, _) => "se.conv_reduce",
+                (Layer::SeExpand, _) => "se.conv_expand",
+                (Layer::ProjectConv, true) => "conv_pwl",
+                (Layer::ProjectConv, false) => "conv_pw",
+                (Layer::ProjectBn, true) => "bn3",
+                (Layer::ProjectBn, false) => "bn2",
+                _ => return None,
+            };
+            format!("blocks.{}.{index}.{module}", s.checked_sub(2)?)
+        }
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// lukemelas (EfficientNet-PyTorch)
+
+fn lukemelas_parse(name: &str) -> Option<ParsedKey> {
+    let (module, p) = split_param(name)?;
+    let parts: Vec<&str> = module.split('.').collect();
+    match parts.as_slice() {
+        ["_conv_stem"] => key(Scope::Stem, Layer::StemConv, p),
+        ["_bn0"] => key(Scope::Stem, Layer::StemBn, p),
+        ["_conv_head"] => key(Scope::Head, Layer::HeadConv, p),
+        ["_bn1"] => key(Scope::Head, Layer::HeadBn, p),
+        ["_fc"] => key(Scope::Classifier, Layer::Classifier, p),
+        ["_blocks", g, module] => {
+            let layer = match *module {
+                "_expand_conv" => Layer::ExpandConv,
+                "_bn0" => Layer::ExpandBn,
+                "_depthwise_conv" => Layer::DwConv,
+                "_bn1" => Layer::DwBn,
+                "_se_reduce" => Layer::SeReduce,
+                "_se_expand" => Layer::SeExpand,
+                "_project_conv" => Layer::ProjectConv,
+                "_bn2" => Layer::ProjectBn,
+                _ => return None,
+            };
+            let scope = Scope::Block(BlockRef {
+                stage: None,
+                index: g.parse().ok()?,
+            });
+            key(scope, layer, p)
+        }
+        _ => None,
+    }
+}
+
+fn lukemelas_prefix(key: &ParsedKey, global_index: usize) -> Option<String> {
+    Some(match (key.scope, key.layer) {
+        (Scope::Stem, Layer::StemConv) => "_conv_stem".into(),
+        (Scope::Stem, Layer::StemBn) => "_bn0".into(),
+        (Scope::Head, Layer::HeadConv) => "_conv_head".into(),
+        (Scope::Head, Layer::HeadBn) => "_bn1".into(),
+        (Scope::Classifier, Layer::Classifier) => "_fc".into(),
+        (Scope::Block(_), layer) => {
+            let module = match layer {
+                Layer::ExpandConv => "_expand_conv",
+                Layer::ExpandBn => "_bn0",
+                Layer::DwConv => "_depthwise_conv",
+                Layer::DwBn => "_bn1",
+                Layer::SeReduce => "_se_reduce",
+                Layer::SeExpand => "_se_expand",
+                Layer::ProjectConv => "_project_conv",
+                Layer::ProjectBn => "_bn2",
+                _ => return None,
+            };
+            format!("_blocks.{global_index}.{module}")
+        }
+        _ => return None,
+    })
+}

@@ -1,0 +1,168 @@
+//! `effnet inspect`: what a model file is.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use comfy_table::{Table, presets};
+use effnet_cost::render::thousands;
+use effnet_import::{ImportOptions, Model};
+use serde_json::json;
+
+use crate::cli::{InspectArgs, InspectFormat};
+use crate::output;
+
+pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let model = effnet_import::open(
+        &args.path,
+        &ImportOptions {
+            key: args.read.key.clone(),
+            naming: args.naming,
+        },
+    )?;
+    let text = match args.format {
+        InspectFormat::Json => {
+            let mut doc = serde_json::to_string_pretty(&document(&model))?;
+            doc.push('\n');
+            doc
+        }
+        InspectFormat::Table => table(&model),
+    };
+    output::print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dtype most tensors have, or `mixed` when floating-point dtypes differ.
+fn dominant_dtype(model: &Model) -> String {
+    let floats: Vec<_> = model.dtypes.keys().filter(|d| d.is_float()).collect();
+    match floats.as_slice() {
+        [one] => one.name().to_owned(),
+        [] => "none".to_owned(),
+        _ => "mixed".to_owned(),
+    }
+}
+
+fn document(model: &Model) -> serde_json::Value {
+    let imported = &model.imported;
+    let (trainable, non_trainable) = imported.graph.param_counts();
+    let (width, depth) = imported.identity.coefficients().unzip();
+    let report = &imported.report;
+    json!({
+        "schema": "effnet.inspect/1",
+        "path": model.path.display().to_string(),
+        "container": model.container,
+        "naming": model.naming.name(),
+        "naming_source": model.naming_source.name(),
+        "variant": imported.identity.label(),
+        "width": width,
+        "depth": depth,
+        "resolution": imported.architecture.resolution,
+        "num_classes": imported.architecture.num_classes,
+        "key": model.key,
+        "other_keys": model.other_keys,
+        "stripped_prefix": model.stripped_prefix,
+        "tensors": model.tensors,
+        "dtype": dominant_dtype(model),
+        "dtypes": model.dtypes.iter().map(|(d, n)| (d.name().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "params": trainable,
+        "trainable_params": trainable,
+        "non_trainable_params": non_trainable,
+        "has_architecture": false,
+        "metadata": model.metadata,
+        "import": {
+            "applied": report.applied.len(),
+            "skipped": report.skipped.len(),
+            "missing": report.missing,
+            "unused": report.unused,
+        },
+        "assumptions": imported.assumptions,
+        "warnings": model.warnings,
+    })
+}
+
+fn table(model: &Model) -> String {
+    let imported = &model.imported;
+    let arch = &imported.architecture;
+    let (trainable, non_trainable) = imported.graph.param_counts();
+    let dtypes = model
+        .dtypes
+        .iter()
+        .map(|(d, n)| format!("{d} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut rows: Vec<(&str, String)> = vec![
+        ("path", model.path.display().to_string()),
+        ("container", model.container.to_owned()),
+        (
+            "naming",
+            format!("{} (from {})", model.naming, model.naming_source.name()),
+        ),
+    ];
+    if let Some(key) = &model.key {
+        let also = if model.other_keys.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (also in the file: {}; choose with --key)",
+                model.other_keys.join(", ")
+            )
+        };
+        rows.push(("key", format!("{key}{also}")));
+    }
+    if let Some(prefix) = &model.stripped_prefix {
+        rows.push(("prefix", format!("`{prefix}` removed from every name")));
+    }
+    rows.extend([
+        ("variant", imported.identity.label()),
+        (
+            "resolution",
+            arch.resolution
+                .map_or("not recorded (weights only)".to_owned(), |r| {
+                    format!("{r}×{r} (native)")
+                }),
+        ),
+        (
+            "blocks",
+            format!(
+                "{} in {} stages, {} residual",
+                arch.blocks.len(),
+                arch.blocks.last().map_or(0, |b| b.stage.saturating_sub(1)),
+                arch.blocks.iter().filter(|b| b.residual).count()
+            ),
+        ),
+        (
+            "widths",
+            format!("stem {} · head {}", arch.stem_channels, arch.head_channels),
+        ),
+        (
+            "classes",
+            arch.num_classes
+                .map_or("none (no classifier)".to_owned(), |c| c.to_string()),
+        ),
+        ("tensors", format!("{} ({dtypes})", model.tensors)),
+        (
+            "params",
+            format!(
+                "{} trainable + {} non-trainable",
+                thousands(trainable),
+                thousands(non_trainable)
+            ),
+        ),
+    ]);
+    for (k, v) in &model.metadata {
+        rows.push(("metadata", format!("{k} = {v}")));
+    }
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    for (k, v) in rows {
+        t.add_row(vec![k.to_owned(), v]);
+    }
+    let mut out = t.to_string();
+    out.push('\n');
+    for a in &imported.assumptions {
+        let _ = writeln!(out, "assumed: {a}");
+    }
+    for w in &model.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
