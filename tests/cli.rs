@@ -234,10 +234,114 @@ fn bad_arguments_exit_2_with_a_message() {
 }
 
 #[test]
-fn a_model_path_is_refused_clearly_until_importers_exist() {
-    let stderr = error_of(&["cost", "model.pth"]);
-    assert!(stderr.contains("model.pth"), "{stderr}");
-    assert!(stderr.contains("--variant"), "{stderr}");
+fn a_missing_file_is_an_input_error_naming_it() {
+    let stderr = error_of(&["cost", "no-such-model.pth"]);
+    assert!(stderr.contains("no-such-model.pth"), "{stderr}");
+    let stderr = error_of(&["inspect", "no-such-model.pth"]);
+    assert!(stderr.contains("no-such-model.pth"), "{stderr}");
+}
+
+/// A fixture's path relative to the package root, where cargo runs integration tests.
+fn fixture(name: &str) -> String {
+    format!("fixtures/torch/{name}")
+}
+
+#[test]
+fn inspect_torchvision_checkpoint() {
+    assert_snapshot!(stdout_of(&[
+        "inspect",
+        &fixture("torchvision-tiny-train.pth")
+    ]));
+}
+
+#[test]
+fn inspect_json_follows_the_contract() {
+    let doc = json_of(&[
+        "inspect",
+        &fixture("timm-tf-tiny.safetensors"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(doc["schema"], "effnet.inspect/1");
+    assert_eq!(doc["container"], "safetensors");
+    assert_eq!(doc["naming"], "timm-tf");
+    assert_eq!(doc["variant"], "custom w=0.1 d=0.5");
+    assert_eq!(doc["width"], 0.1);
+    assert_eq!(doc["depth"], 0.5);
+    assert_eq!(doc["resolution"], Value::Null);
+    assert_eq!(doc["tensors"], 228);
+    assert_eq!(doc["dtype"], "f32");
+    assert_eq!(doc["params"], 55_458);
+    assert_eq!(doc["trainable_params"], 55_458);
+    assert_eq!(doc["non_trainable_params"], 3_472);
+    assert_eq!(doc["has_architecture"], false);
+    assert_eq!(doc["metadata"]["effnet.naming"], "timm-tf");
+    assert!(doc["warnings"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn inspect_warns_that_timm_and_timm_tf_look_alike() {
+    let out = effnet()
+        .args(["inspect", &fixture("timm-tf-tiny.pth")])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("--naming timm-tf"), "{stdout}");
+    let doc = json_of(&[
+        "inspect",
+        &fixture("timm-tf-tiny.pth"),
+        "--naming",
+        "timm-tf",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(doc["naming"], "timm-tf");
+    assert_eq!(doc["naming_source"], "given");
+}
+
+#[test]
+fn cost_of_a_file_matches_cost_of_its_spec() {
+    let file = json_of(&[
+        "cost",
+        &fixture("lukemelas-tiny.pth"),
+        "--resolution",
+        "64",
+        "--format",
+        "json",
+    ]);
+    let spec = json_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--width",
+        "0.1",
+        "--depth",
+        "0.5",
+        "--resolution",
+        "64",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(file["model"]["naming"], "lukemelas");
+    assert_eq!(file["model"]["width"], 0.1);
+    // Same network but 10 classes instead of 1000: every stage but the head agrees.
+    for (f, s) in file["stages"].as_array().unwrap()[..8]
+        .iter()
+        .zip(spec["stages"].as_array().unwrap())
+    {
+        assert_eq!(f["params"], s["params"]);
+        assert_eq!(f["macs"], s["macs"]);
+        assert_eq!(f["input_resolution"], s["input_resolution"]);
+    }
+    assert_eq!(file["total"]["params"], 55_458);
+}
+
+#[test]
+fn cost_of_a_file_without_resolution_asks_for_one() {
+    let stderr = error_of(&["cost", &fixture("timm-tiny.safetensors")]);
+    assert!(stderr.contains("--resolution"), "{stderr}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod bind;
 mod identify;
 mod infer;
 pub mod key;
+mod layout;
 pub mod schemes;
 
 use effnet_ir::{Checkpoint, Graph};
@@ -19,6 +20,7 @@ pub use bind::ImportReport;
 pub use identify::{Identity, identify};
 pub use infer::{Inferred, infer};
 pub use key::{BlockLayout, BlockRef, Layer, Param, ParsedKey, Scope};
+pub use layout::{TensorSlot, names_for, tensor_slots};
 pub use schemes::{format_key, parse_all};
 
 /// Why tensors could not be read into a graph. Messages name the tensor or layer at fault.
