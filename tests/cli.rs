@@ -380,3 +380,42 @@ fn help_has_examples() {
     let help = stdout_of(&["cost", "--help"]);
     assert!(help.contains("effnet cost --variant b7 --by layer --format json"));
 }
+
+/// Every hostile or corrupt file written by `fixtures/generate/hostile_fixtures.py`: exit 2,
+/// one line on stderr naming the file, no panic, nothing executed (no marker file), nothing
+/// written.
+#[test]
+fn hostile_files_are_refused_without_side_effects() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hostile");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "{} hostile files", files.len());
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let cwd = tempfile::tempdir().unwrap();
+        for args in [
+            vec!["inspect", file.to_str().unwrap()],
+            vec!["cost", file.to_str().unwrap(), "--resolution", "64"],
+        ] {
+            let out = effnet()
+                .current_dir(cwd.path())
+                .args(&args)
+                .assert()
+                .code(2)
+                .get_output()
+                .clone();
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            assert!(out.stdout.is_empty(), "{name}: stdout {:?}", out.stdout);
+            assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+            assert!(stderr.starts_with("error: "), "{name}: {stderr}");
+            assert!(stderr.contains(&name), "{name}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        }
+        let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+        assert!(left.is_empty(), "{name} left files behind: {left:?}");
+    }
+    assert!(!std::path::Path::new("effnet_pwned_marker").exists());
+}

@@ -93,12 +93,12 @@ pub struct Model {
 #[non_exhaustive]
 pub enum ImportError {
     /// The file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// A PyTorch container error.
     #[error(transparent)]
@@ -107,12 +107,12 @@ pub enum ImportError {
     #[error(transparent)]
     Safetensors(#[from] effnet_safetensors::SafetensorsError),
     /// The tensors do not form an EfficientNet effnet understands.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Naming {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        source: NamingError,
+        reason: NamingError,
     },
     /// A format effnet does not read (yet), or not a model file.
     #[error("{}: {message}", path.display())]
@@ -136,9 +136,9 @@ pub enum ImportError {
 
 /// Opens `path` and reads it into the graph IR.
 pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> {
-    let io = |source| ImportError::Io {
+    let io = |reason| ImportError::Io {
         path: path.to_owned(),
-        source,
+        reason,
     };
     if path.is_dir() {
         return Err(unsupported(
@@ -201,7 +201,7 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         if count == 0 {
             return Err(ImportError::Naming {
                 path: path.to_owned(),
-                source: NamingError::Unrecognized(
+                reason: NamingError::Unrecognized(
                     names.first().copied().unwrap_or_default().into(),
                 ),
             });
@@ -228,9 +228,9 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         *dtypes.entry(t.dtype()).or_insert(0) += 1;
     }
     let mut imported =
-        import(&unwrapped.checkpoint, naming).map_err(|source| ImportError::Naming {
+        import(&unwrapped.checkpoint, naming).map_err(|reason| ImportError::Naming {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
     imported.graph.meta.source = Some(path.display().to_string());
     if !imported.report.unused.is_empty() {

@@ -21,12 +21,12 @@ use safetensors::SafeTensors;
 #[non_exhaustive]
 pub enum SafetensorsError {
     /// The file could not be opened or mapped.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The header or the offsets are invalid.
     #[error("{}: not a valid safetensors file: {message}", path.display())]
@@ -62,9 +62,9 @@ pub struct SafetensorsFile {
 
 /// Maps `path` and returns its tensors as views into the map.
 pub fn read(path: &Path) -> Result<SafetensorsFile, SafetensorsError> {
-    let io = |source| SafetensorsError::Io {
+    let io = |reason| SafetensorsError::Io {
         path: path.to_owned(),
-        source,
+        reason,
     };
     let file = File::open(path).map_err(io)?;
     // SAFETY: the map is read-only. effnet never writes the input file; a concurrent writer

@@ -89,20 +89,20 @@ pub struct TorchFile {
 #[non_exhaustive]
 pub enum TorchError {
     /// The file could not be opened or read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The pickle names something outside the allow-list, or cannot be scanned.
-    #[error("{}: refused: {source}", path.display())]
+    #[error("{}: refused: {reason}", path.display())]
     Pickle {
         /// The file.
         path: PathBuf,
         /// What the scan found.
-        source: ScanError,
+        reason: ScanError,
     },
     /// The zip archive is malformed or hostile.
     #[error("{}: {message}", path.display())]
@@ -151,9 +151,9 @@ pub fn is_torch_zip(entry_names: &[String]) -> bool {
 
 /// Reads a PyTorch file: checks its pickles against the allow-list, then reads every tensor.
 pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
-    let io = |source| TorchError::Io {
+    let io = |reason| TorchError::Io {
         path: path.to_owned(),
-        source,
+        reason,
     };
     let mut file = File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
@@ -323,9 +323,9 @@ fn scan_zip(path: &Path, file: File) -> Result<(Container, Vec<String>), TorchEr
     if pickle.len() as u64 > MAX_PICKLE_BYTES {
         return Err(archive_err("data.pkl inflates beyond the limit".into()));
     }
-    let (globals, _) = pickle_scan::scan(&pickle, 0).map_err(|source| TorchError::Pickle {
+    let (globals, _) = pickle_scan::scan(&pickle, 0).map_err(|reason| TorchError::Pickle {
         path: path.to_owned(),
-        source,
+        reason,
     })?;
     let container = if torchscript {
         Container::TorchScript
@@ -340,16 +340,16 @@ fn scan_legacy(path: &Path, file: File, file_len: u64) -> Result<Vec<String>, To
     let mut data = Vec::new();
     file.take(MAX_PICKLE_BYTES.min(file_len))
         .read_to_end(&mut data)
-        .map_err(|source| TorchError::Io {
+        .map_err(|reason| TorchError::Io {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
     let mut globals = Vec::new();
     let mut pos = 0;
     for _ in 0..5 {
-        let (found, end) = pickle_scan::scan(&data, pos).map_err(|source| TorchError::Pickle {
+        let (found, end) = pickle_scan::scan(&data, pos).map_err(|reason| TorchError::Pickle {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         for g in found {
             if !globals.contains(&g) {
