@@ -21,3 +21,23 @@ snapshots:
 # Whole-command timings with hyperfine.
 bench:
     benches/cli.sh
+
+# The Python environment of the fixture generators (pinned versions).
+venv := ".venv-fixtures"
+
+fixtures-env:
+    test -x {{venv}}/bin/python || python3 -m venv {{venv}}
+    {{venv}}/bin/pip install -q -r fixtures/generate/requirements.txt
+
+# Regenerate the committed fixtures with the real frameworks.
+fixtures: fixtures-env
+    {{venv}}/bin/python fixtures/generate/torch_fixtures.py fixtures/torch
+    {{venv}}/bin/python fixtures/generate/hostile_fixtures.py fixtures/hostile
+
+# Full-size B0–B7 files for the opt-in tier (not committed).
+fixtures-full: fixtures-env
+    {{venv}}/bin/python fixtures/generate/full_fixtures.py fixtures/full
+
+# The opt-in tier over fixtures/full.
+test-full:
+    cargo test --release --locked -p effnet-import --test full_size -- --ignored

@@ -24,10 +24,17 @@ fn every_scheme_names_every_tensor_once_and_parses_it_back() {
             assert_eq!(named.len(), STATE_DICT_ENTRIES[i], "{variant} {scheme}");
             let names: Vec<&str> = named
                 .iter()
-                .map(|(n, s)| n.as_deref().unwrap_or_else(|| panic!("{scheme}: no name for {s:?}")))
+                .map(|(n, s)| {
+                    n.as_deref()
+                        .unwrap_or_else(|| panic!("{scheme}: no name for {s:?}"))
+                })
                 .collect();
             let distinct: HashSet<&&str> = names.iter().collect();
-            assert_eq!(distinct.len(), names.len(), "{variant} {scheme}: duplicate names");
+            assert_eq!(
+                distinct.len(),
+                names.len(),
+                "{variant} {scheme}: duplicate names"
+            );
             let parsed = parse_all(scheme, &names);
             for ((name, slot), key) in named.iter().zip(parsed) {
                 let mut want = slot.key;
@@ -41,7 +48,11 @@ fn every_scheme_names_every_tensor_once_and_parses_it_back() {
                 }
                 assert_eq!(key, Some(want), "{variant} {scheme}: {name:?}");
             }
-            assert_eq!(detect(&names)[0], (scheme, names.len()), "{variant} {scheme}");
+            assert_eq!(
+                detect(&names)[0],
+                (scheme, names.len()),
+                "{variant} {scheme}"
+            );
         }
     }
 }
@@ -55,15 +66,26 @@ fn shape_only_full_size_files_identify_their_variant() {
                 tensors: names_for(scheme, &arch)
                     .into_iter()
                     .map(|(name, slot)| {
-                        let dtype = if slot.shape.is_empty() { DType::I64 } else { DType::F32 };
-                        (name.unwrap(), Tensor::shape_only(dtype, slot.shape).unwrap())
+                        let dtype = if slot.shape.is_empty() {
+                            DType::I64
+                        } else {
+                            DType::F32
+                        };
+                        (
+                            name.unwrap(),
+                            Tensor::shape_only(dtype, slot.shape).unwrap(),
+                        )
                     })
                     .collect(),
                 metadata: Default::default(),
             };
             let imported = import(&checkpoint, scheme).unwrap();
             assert_eq!(imported.identity, Identity::Variant(*variant), "{scheme}");
-            assert_eq!(imported.graph.param_counts().0, PARAMS[i], "{variant} {scheme}");
+            assert_eq!(
+                imported.graph.param_counts().0,
+                PARAMS[i],
+                "{variant} {scheme}"
+            );
             assert_eq!(
                 imported.architecture.resolution,
                 Some(variant.coefficients().resolution)

@@ -175,9 +175,17 @@ pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
         });
     };
 
-    let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| TorchError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
+    let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| match container {
+        Container::TorchScript => TorchError::Unsupported {
+            path: path.to_owned(),
+            message: format!(
+                "a TorchScript archive (torch.jit.save): its weights cannot be read yet ({e}); save them with torch.save(model.state_dict(), …)"
+            ),
+        },
+        _ => TorchError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        },
     })?;
     let mut names: Vec<String> = reader.keys();
     if names.len() > MAX_TENSORS {

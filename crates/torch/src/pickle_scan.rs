@@ -51,8 +51,8 @@ const MODULE_PREFIXES: [&str; 7] = [
     "__torch__.",
 ];
 
-/// Globals a state_dict or checkpoint dictionary needs.
-const ALLOWED: [&str; 14] = [
+/// Globals a state_dict, a checkpoint dictionary or a TorchScript archive needs.
+const ALLOWED: [&str; 19] = [
     "collections.OrderedDict",
     "__builtin__.set",
     "builtins.set",
@@ -67,6 +67,11 @@ const ALLOWED: [&str; 14] = [
     "numpy.core.multiarray.scalar",
     "numpy._core.multiarray.scalar",
     "numpy.dtype",
+    "torch.jit._pickle.build_intlist",
+    "torch.jit._pickle.build_doublelist",
+    "torch.jit._pickle.build_boollist",
+    "torch.jit._pickle.build_tensorlist",
+    "torch.jit._pickle.restore_type_tag",
 ];
 
 /// Whether `global` (`module.name`) may appear in a checkpoint.
