@@ -44,7 +44,7 @@ fn cases() -> Vec<Value> {
 #[test]
 fn every_fixture_imports_exactly() {
     let cases = cases();
-    assert!(cases.len() >= 17, "{} cases", cases.len());
+    assert!(cases.len() >= 21, "{} cases", cases.len());
     for case in cases {
         let name = case["case"].as_str().unwrap();
         let path = fixtures().join(case["file"].as_str().unwrap());
@@ -60,9 +60,10 @@ fn every_fixture_imports_exactly() {
             "legacy" => "torch-legacy",
             other => other,
         };
+        let full_module = name.ends_with("-module");
         assert_eq!(model.container, container, "{name}");
         let scheme: Scheme = case["naming"].as_str().unwrap().parse().unwrap();
-        if scheme == Scheme::TimmTf && container != "safetensors" {
+        if scheme == Scheme::TimmTf && container != "safetensors" && !full_module {
             // The names cannot tell timm-tf from timm: read as timm, with a warning.
             assert_eq!(model.naming, Scheme::Timm, "{name}");
             assert!(
@@ -75,8 +76,12 @@ fn every_fixture_imports_exactly() {
         } else {
             assert_eq!(model.naming, scheme, "{name}");
         }
-        if container == "safetensors" && scheme == Scheme::TimmTf {
-            assert_eq!(model.naming_source, NamingSource::Metadata);
+        if scheme == Scheme::TimmTf && container == "safetensors" {
+            assert_eq!(model.naming_source, NamingSource::Metadata, "{name}");
+        }
+        if scheme == Scheme::TimmTf && full_module {
+            // timm's Conv2dSame in the pickle says TF padding.
+            assert_eq!(model.naming_source, NamingSource::ModuleClasses, "{name}");
         }
         assert_eq!(model.key.as_deref(), case["key"].as_str(), "{name}");
 

@@ -51,6 +51,23 @@ impl Bytes {
         }
     }
 
+    /// A sub-range, sharing the storage. Fails when it does not lie inside this range.
+    pub fn slice(&self, start: usize, len: usize) -> Result<Bytes, IrError> {
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= self.len)
+            .ok_or(IrError::ByteRange {
+                start,
+                end: start.saturating_add(len),
+                len: self.len,
+            })?;
+        Ok(Bytes {
+            storage: self.storage.clone(),
+            start: self.start + start,
+            len: end - start,
+        })
+    }
+
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         &(*self.storage).as_ref()[self.start..self.start + self.len]

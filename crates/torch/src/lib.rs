@@ -15,19 +15,26 @@
 //! Before anything is read for real, [`pickle_scan`] walks every pickle opcode by opcode and
 //! refuses any global outside an allow-list (rebuilding tensors and parameters, storage types,
 //! `OrderedDict`, the module classes of torch, torchvision, timm and EfficientNet-PyTorch). The
-//! tensors are then read by `pytorch-reader`, which runs no pickle code either; strided and
-//! offset views come back contiguous. Zip entries with `..` or absolute paths, compressed entries
+//! pickle is then evaluated by the restricted machine of [`vm`], which calls nothing: it yields
+//! tensor references (storage key, offset, shape, strides) found through dictionaries, full
+//! `nn.Module` pickles (`_parameters`, persistent `_buffers`, `_modules`) and TorchScript module
+//! attributes. Tensors are views into a memory map of the file; strided views and compressed
+//! entries are copied. Zip entries with `..` or absolute paths, compressed entries
 //! that inflate more than [`MAX_INFLATE_RATIO`] times, pickles over [`MAX_PICKLE_BYTES`] and
 //! tensors larger than the file are refused.
 
 pub mod pickle_scan;
+pub mod vm;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use effnet_ir::{Bytes, Checkpoint, DType, Tensor};
+use memmap2::Mmap;
 
 use crate::pickle_scan::ScanError;
 
@@ -149,23 +156,25 @@ pub fn is_torch_zip(entry_names: &[String]) -> bool {
     })
 }
 
-/// Reads a PyTorch file: checks its pickles against the allow-list, then reads every tensor.
+/// Reads a PyTorch file: checks its pickles against the allow-list, evaluates them with the
+/// restricted machine of [`vm`], and returns every tensor as a view into a memory map of the
+/// file (gathered into a copy only when strided or compressed).
 pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
     let io = |reason| TorchError::Io {
         path: path.to_owned(),
         reason,
     };
-    let mut file = File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
-    let mut head = [0u8; 16];
-    let n = read_up_to(&mut file, &mut head).map_err(io)?;
-    let head = &head[..n];
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-
-    let (container, globals) = if head.starts_with(b"PK\x03\x04") {
-        scan_zip(path, file)?
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only and effnet never writes its input; a concurrent writer could
+    // change bytes under it, which a read-only tool accepts (as torch.load(mmap=True) does).
+    #[allow(unsafe_code)]
+    let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let map: Arc<Mmap> = Arc::new(map);
+    let head = &map[..map.len().min(16)];
+    let (container, globals, named, storages) = if head.starts_with(b"PK\x03\x04") {
+        read_zip(path, &map)?
     } else if is_legacy(head) {
-        (Container::Legacy, scan_legacy(path, file, file_len)?)
+        read_legacy(path, &map)?
     } else {
         return Err(TorchError::Unsupported {
             path: path.to_owned(),
@@ -174,62 +183,38 @@ pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
                     .into(),
         });
     };
-
-    let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| match container {
-        Container::TorchScript => TorchError::Unsupported {
-            path: path.to_owned(),
-            message: format!(
-                "a TorchScript archive (torch.jit.save): its weights cannot be read yet ({e}); save them with torch.save(model.state_dict(), …)"
-            ),
-        },
-        _ => TorchError::Read {
-            path: path.to_owned(),
-            message: e.to_string(),
-        },
-    })?;
-    let mut names: Vec<String> = reader.keys();
-    if names.len() > MAX_TENSORS {
+    if named.len() > MAX_TENSORS {
         return Err(TorchError::Read {
             path: path.to_owned(),
             message: format!(
                 "{} tensors, more than the {MAX_TENSORS} accepted",
-                names.len()
+                named.len()
             ),
         });
     }
-    names.sort();
     let mut checkpoint = Checkpoint::default();
     let mut skipped = Vec::new();
-    for name in names {
-        let Some(tensor) = reader.get(&name) else {
-            continue;
-        };
-        let Some(dtype) = ir_dtype(tensor.dtype()) else {
+    for (name, tensor) in named {
+        let Some(dtype) = tensor.storage.dtype else {
             skipped.push((
                 name,
-                format!("dtype {:?} is not a parameter type", tensor.dtype()),
+                format!("{} is not a parameter type", tensor.storage.class),
             ));
             continue;
         };
-        if tensor.byte_len() as u64 > file_len {
-            return Err(TorchError::Read {
+        let storage = storages
+            .get(&tensor.storage.key)
+            .ok_or_else(|| TorchError::Read {
                 path: path.to_owned(),
                 message: format!(
-                    "tensor `{name}` claims {} bytes, more than the whole file",
-                    tensor.byte_len()
+                    "tensor `{name}` refers to storage `{}`, which the file does not hold",
+                    tensor.storage.key
                 ),
-            });
-        }
-        let bytes = tensor.read().map_err(|e| TorchError::Read {
+            })?;
+        let t = view(storage, &tensor, dtype).map_err(|message| TorchError::Read {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: format!("tensor `{name}`: {message}"),
         })?;
-        let t = Tensor::with_data(dtype, tensor.shape().to_vec(), Bytes::from_vec(bytes)).map_err(
-            |e| TorchError::Read {
-                path: path.to_owned(),
-                message: format!("tensor `{name}`: {e}"),
-            },
-        )?;
         checkpoint.tensors.push((name, t));
     }
     if checkpoint.is_empty() {
@@ -245,39 +230,103 @@ pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
     })
 }
 
-fn ir_dtype(dtype: pytorch_reader::DType) -> Option<DType> {
-    use pytorch_reader::DType as P;
-    match dtype {
-        P::F32 => Some(DType::F32),
-        P::F16 => Some(DType::F16),
-        P::BF16 => Some(DType::BF16),
-        P::F64 => Some(DType::F64),
-        P::I64 => Some(DType::I64),
-        _ => None,
-    }
-}
+/// A storage's bytes: a range of the map, or a copy when the entry was compressed.
+type StorageBytes = HashMap<String, Bytes>;
 
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
+/// What a container yields: its kind, the globals its pickle names, the tensors by name and
+/// the storages they view.
+type Parsed = (
+    Container,
+    Vec<String>,
+    Vec<(String, vm::TensorRef)>,
+    StorageBytes,
+);
+
+/// The tensor `t` as a view of `storage` (zero-copy when contiguous).
+fn view(storage: &Bytes, t: &vm::TensorRef, dtype: DType) -> Result<Tensor, String> {
+    let size = dtype.size();
+    let numel = t
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("its shape overflows")?;
+    let declared = usize::try_from(t.storage.numel).map_err(|_| "storage too large")?;
+    if storage.len() < declared.saturating_mul(size) {
+        return Err(format!(
+            "storage `{}` holds {} bytes, its pickle declares {} elements of {size}",
+            t.storage.key,
+            storage.len(),
+            declared
+        ));
+    }
+    let offset = usize::try_from(t.offset).map_err(|_| "offset too large")?;
+    if numel == 0 {
+        return Tensor::with_data(dtype, t.shape.clone(), Bytes::from_vec(Vec::new()))
+            .map_err(|e| e.to_string());
+    }
+    // The furthest element the view reaches must lie inside the storage.
+    let last = t
+        .shape
+        .iter()
+        .zip(&t.stride)
+        .try_fold(offset, |acc, (&d, &s)| {
+            acc.checked_add((d - 1).checked_mul(s)?)
+        })
+        .ok_or("its strides overflow")?;
+    if last >= declared {
+        return Err(format!(
+            "shape {:?} with strides {:?} at offset {offset} reaches element {last}, but storage `{}` has {declared}",
+            t.shape, t.stride, t.storage.key
+        ));
+    }
+    let mut expected = 1usize;
+    let mut contiguous = true;
+    for (&d, &s) in t.shape.iter().zip(&t.stride).rev() {
+        if d != 1 && s != expected {
+            contiguous = false;
         }
+        expected *= d;
     }
-    Ok(filled)
+    let bytes = if contiguous {
+        storage
+            .slice(offset * size, numel * size)
+            .map_err(|e| e.to_string())?
+    } else {
+        let src = storage.as_slice();
+        let mut out = Vec::with_capacity(numel * size);
+        let mut index = vec![0usize; t.shape.len()];
+        for _ in 0..numel {
+            let at = offset
+                + index
+                    .iter()
+                    .zip(&t.stride)
+                    .map(|(i, s)| i * s)
+                    .sum::<usize>();
+            out.extend_from_slice(&src[at * size..(at + 1) * size]);
+            for axis in (0..index.len()).rev() {
+                index[axis] += 1;
+                if index[axis] < t.shape[axis] {
+                    break;
+                }
+                index[axis] = 0;
+            }
+        }
+        Bytes::from_vec(out)
+    };
+    Tensor::with_data(dtype, t.shape.clone(), bytes).map_err(|e| e.to_string())
 }
 
-/// Checks a zip archive's entries and scans its `data.pkl`.
-fn scan_zip(path: &Path, file: File) -> Result<(Container, Vec<String>), TorchError> {
+/// A zip archive (`torch.save` or `torch.jit.save`).
+fn read_zip(path: &Path, map: &Arc<Mmap>) -> Result<Parsed, TorchError> {
     let archive_err = |message: String| TorchError::Archive {
         path: path.to_owned(),
         message,
     };
-    let mut archive = zip::ZipArchive::new(file)
+    let mut archive = zip::ZipArchive::new(Cursor::new(&map[..]))
         .map_err(|e| archive_err(format!("not a readable zip archive: {e}")))?;
-    let mut pickle_entry: Option<usize> = None;
+    let mut pickle_entry: Option<(usize, String)> = None;
     let mut torchscript = false;
+    let mut entries: HashMap<String, usize> = HashMap::new();
     for i in 0..archive.len() {
         let entry = archive
             .by_index_raw(i)
@@ -304,58 +353,120 @@ fn scan_zip(path: &Path, file: File) -> Result<(Container, Vec<String>), TorchEr
                     "the archive holds more than one data.pkl".into(),
                 ));
             }
-            pickle_entry = Some(i);
+            pickle_entry = Some((i, parts[0].to_owned()));
         }
         if parts.len() >= 2 && (parts[1] == "constants.pkl" || parts[1] == "code") {
             torchscript = true;
         }
+        entries.insert(name, i);
     }
-    let index = pickle_entry.ok_or_else(|| TorchError::Unsupported {
+    let (index, root) = pickle_entry.ok_or_else(|| TorchError::Unsupported {
         path: path.to_owned(),
         message: "a zip archive without <root>/data.pkl: not a PyTorch checkpoint".into(),
     })?;
-    let entry = archive
-        .by_index(index)
+    let pickle = read_entry(&mut archive, index, MAX_PICKLE_BYTES)
         .map_err(|e| archive_err(format!("data.pkl: {e}")))?;
-    if entry.size() > MAX_PICKLE_BYTES {
-        return Err(archive_err(format!(
-            "data.pkl declares {} bytes, more than the {MAX_PICKLE_BYTES} accepted",
-            entry.size()
-        )));
-    }
-    let mut pickle = Vec::with_capacity(entry.size() as usize);
-    entry
-        .take(MAX_PICKLE_BYTES + 1)
-        .read_to_end(&mut pickle)
-        .map_err(|e| archive_err(format!("data.pkl: {e}")))?;
-    if pickle.len() as u64 > MAX_PICKLE_BYTES {
-        return Err(archive_err("data.pkl inflates beyond the limit".into()));
-    }
     let (globals, _) = pickle_scan::scan(&pickle, 0).map_err(|reason| TorchError::Pickle {
         path: path.to_owned(),
         reason,
     })?;
+    let (root_value, _) = vm::evaluate(&pickle, 0).map_err(|e| vm_error(path, e))?;
+    let named = vm::tensors(&root_value);
+
+    let mut storages = StorageBytes::new();
+    for (_, t) in &named {
+        if storages.contains_key(&t.storage.key) {
+            continue;
+        }
+        let entry_name = format!("{root}/data/{}", t.storage.key);
+        let &i = entries
+            .get(&entry_name)
+            .ok_or_else(|| archive_err(format!("storage `{entry_name}` is missing")))?;
+        let (stored, start, size) = {
+            let entry = archive
+                .by_index_raw(i)
+                .map_err(|e| archive_err(format!("{entry_name}: {e}")))?;
+            (
+                entry.compression() == zip::CompressionMethod::Stored,
+                entry.data_start().unwrap_or(0),
+                entry.size(),
+            )
+        };
+        let bytes = if stored {
+            let storage: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
+            Bytes::new(
+                storage,
+                usize::try_from(start).unwrap_or(usize::MAX),
+                usize::try_from(size).unwrap_or(usize::MAX),
+            )
+            .map_err(|e| archive_err(format!("{entry_name}: {e}")))?
+        } else {
+            let limit = (map.len() as u64).saturating_mul(MAX_INFLATE_RATIO);
+            Bytes::from_vec(
+                read_entry(&mut archive, i, limit)
+                    .map_err(|e| archive_err(format!("{entry_name}: {e}")))?,
+            )
+        };
+        storages.insert(t.storage.key.clone(), bytes);
+    }
     let container = if torchscript {
         Container::TorchScript
     } else {
         Container::Zip
     };
-    Ok((container, globals))
+    Ok((container, globals, named, storages))
 }
 
-/// Scans the five pickles at the start of a legacy stream.
-fn scan_legacy(path: &Path, file: File, file_len: u64) -> Result<Vec<String>, TorchError> {
-    let mut data = Vec::new();
-    file.take(MAX_PICKLE_BYTES.min(file_len))
-        .read_to_end(&mut data)
-        .map_err(|reason| TorchError::Io {
+/// Reads a whole zip entry, refusing more than `limit` bytes.
+fn read_entry<R: Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    index: usize,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
+    let entry = archive.by_index(index).map_err(|e| e.to_string())?;
+    if entry.size() > limit {
+        return Err(format!(
+            "declares {} bytes, more than the {limit} accepted",
+            entry.size()
+        ));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+    entry
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > limit {
+        return Err(format!("inflates beyond {limit} bytes"));
+    }
+    Ok(out)
+}
+
+fn vm_error(path: &Path, e: vm::VmError) -> TorchError {
+    match e {
+        vm::VmError::Scan(reason) => TorchError::Pickle {
             path: path.to_owned(),
             reason,
-        })?;
+        },
+        other => TorchError::Read {
+            path: path.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The legacy stream: five pickles, then each storage as an i64 element count and its bytes,
+/// in the order of the key list.
+fn read_legacy(path: &Path, map: &Arc<Mmap>) -> Result<Parsed, TorchError> {
+    let data: &[u8] = &map[..];
+    let read_err = |message: String| TorchError::Read {
+        path: path.to_owned(),
+        message,
+    };
     let mut globals = Vec::new();
     let mut pos = 0;
+    let mut values = Vec::new();
     for _ in 0..5 {
-        let (found, end) = pickle_scan::scan(&data, pos).map_err(|reason| TorchError::Pickle {
+        let (found, _) = pickle_scan::scan(data, pos).map_err(|reason| TorchError::Pickle {
             path: path.to_owned(),
             reason,
         })?;
@@ -364,7 +475,48 @@ fn scan_legacy(path: &Path, file: File, file_len: u64) -> Result<Vec<String>, To
                 globals.push(g);
             }
         }
+        let (value, end) = vm::evaluate(data, pos).map_err(|e| vm_error(path, e))?;
+        values.push(value);
         pos = end;
     }
-    Ok(globals)
+    let named = vm::tensors(&values[3]);
+    let keys: Vec<String> = match &values[4] {
+        vm::Value::List(l) => l
+            .borrow()
+            .iter()
+            .filter_map(|v| match v {
+                vm::Value::Str(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => return Err(read_err("the storage key list is missing".into())),
+    };
+    let mut sizes: HashMap<&str, usize> = HashMap::new();
+    for (_, t) in &named {
+        sizes.insert(&t.storage.key, t.storage.dtype.map_or(1, DType::size));
+    }
+    let mut storages = StorageBytes::new();
+    for key in keys {
+        let elem = *sizes
+            .get(key.as_str())
+            .ok_or_else(|| read_err(format!("storage `{key}` is listed but no tensor uses it")))?;
+        let count = data
+            .get(pos..pos + 8)
+            .ok_or_else(|| read_err(format!("storage `{key}` is cut off")))?;
+        let numel = u64::from_le_bytes(count.try_into().expect("8 bytes"));
+        let len = usize::try_from(numel)
+            .ok()
+            .and_then(|n| n.checked_mul(elem))
+            .filter(|&l| pos + 8 + l <= data.len())
+            .ok_or_else(|| {
+                read_err(format!(
+                    "storage `{key}` ({numel} elements) extends beyond the end of the file"
+                ))
+            })?;
+        let storage: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
+        let bytes = Bytes::new(storage, pos + 8, len).map_err(|e| read_err(e.to_string()))?;
+        storages.insert(key, bytes);
+        pos += 8 + len;
+    }
+    Ok((Container::Legacy, globals, named, storages))
 }
