@@ -148,6 +148,17 @@ fn table(model: &Model) -> String {
             ),
         ),
     ]);
+    let report = &imported.report;
+    rows.push((
+        "import",
+        format!(
+            "{} bound, {} skipped (BatchNorm step counters), {} missing, {} unused",
+            report.applied.len(),
+            report.skipped.len(),
+            report.missing.len(),
+            report.unused.len()
+        ),
+    ));
     for (k, v) in &model.metadata {
         rows.push(("metadata", format!("{k} = {v}")));
     }

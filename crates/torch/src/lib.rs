@@ -371,7 +371,7 @@ fn read_zip(path: &Path, map: &Arc<Mmap>) -> Result<Parsed, TorchError> {
         reason,
     })?;
     let (root_value, _) = vm::evaluate(&pickle, 0).map_err(|e| vm_error(path, e))?;
-    let named = vm::tensors(&root_value);
+    let named = vm::tensors(&root_value).map_err(|e| vm_error(path, e))?;
 
     let mut storages = StorageBytes::new();
     for (_, t) in &named {
@@ -479,13 +479,13 @@ fn read_legacy(path: &Path, map: &Arc<Mmap>) -> Result<Parsed, TorchError> {
         values.push(value);
         pos = end;
     }
-    let named = vm::tensors(&values[3]);
+    let named = vm::tensors(&values[3]).map_err(|e| vm_error(path, e))?;
     let keys: Vec<String> = match &values[4] {
         vm::Value::List(l) => l
             .borrow()
             .iter()
             .filter_map(|v| match v {
-                vm::Value::Str(s) => Some(s.clone()),
+                vm::Value::Str(s) => Some(s.to_string()),
                 _ => None,
             })
             .collect(),

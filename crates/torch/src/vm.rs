@@ -56,11 +56,11 @@ pub enum Value {
     /// A float.
     Float(f64),
     /// A string.
-    Str(String),
+    Str(Rc<str>),
     /// Bytes.
-    Bytes(Vec<u8>),
+    Bytes(Rc<[u8]>),
     /// A tuple.
-    Tuple(Vec<Value>),
+    Tuple(Rc<[Value]>),
     /// A list (or set).
     List(Shared<Vec<Value>>),
     /// A dict in insertion order.
@@ -242,7 +242,7 @@ impl Machine<'_> {
                 0x89 => self.push(Value::Bool(false), offset)?,
                 b'}' => self.push(Value::Dict(Rc::default()), offset)?,
                 b']' => self.push(Value::List(Rc::default()), offset)?,
-                b')' => self.push(Value::Tuple(Vec::new()), offset)?,
+                b')' => self.push(Value::Tuple(Rc::new([])), offset)?,
                 0x8f => self.push(Value::List(Rc::default()), offset)?,
                 b'J' => {
                     let v = self.uint(4)? as u32 as i32;
@@ -273,7 +273,7 @@ impl Machine<'_> {
                         _ => 8,
                     };
                     let n = self.uint(width)?;
-                    let s = String::from_utf8_lossy(self.take(n)?).into_owned();
+                    let s: Rc<str> = String::from_utf8_lossy(self.take(n)?).into();
                     self.push(Value::Str(s), offset)?;
                 }
                 b'U' | b'T' | b'C' | b'B' | 0x8e | 0x96 => {
@@ -283,12 +283,12 @@ impl Machine<'_> {
                         _ => 8,
                     };
                     let n = self.uint(width)?;
-                    let b = self.take(n)?.to_vec();
+                    let b: Rc<[u8]> = self.take(n)?.into();
                     self.push(Value::Bytes(b), offset)?;
                 }
                 b'V' => {
                     let s = self.line()?;
-                    self.push(Value::Str(s), offset)?;
+                    self.push(Value::Str(s.into()), offset)?;
                 }
                 b'I' | b'L' => {
                     let s = self.line()?;
@@ -347,10 +347,10 @@ impl Machine<'_> {
                 0x93 => {
                     let name = self.pop(offset)?;
                     let module = self.pop(offset)?;
-                    let (Value::Str(module), Value::Str(name)) = (module, name) else {
+                    let (Value::Str(module), Value::Str(name)) = (&module, &name) else {
                         return Err(ScanError::DynamicGlobal(offset).into());
                     };
-                    let g = self.global(&module, &name)?;
+                    let g = self.global(module, name)?;
                     self.push(g, offset)?;
                 }
                 b'0' => {
@@ -365,7 +365,7 @@ impl Machine<'_> {
                 }
                 b't' => {
                     let items = self.pop_mark(offset)?;
-                    self.push(Value::Tuple(items), offset)?;
+                    self.push(Value::Tuple(items.into()), offset)?;
                 }
                 0x85..=0x87 => {
                     let n = usize::from(op - 0x84);
@@ -374,7 +374,7 @@ impl Machine<'_> {
                         items.push(self.pop(offset)?);
                     }
                     items.reverse();
-                    self.push(Value::Tuple(items), offset)?;
+                    self.push(Value::Tuple(items.into()), offset)?;
                 }
                 b'l' => {
                     let items = self.pop_mark(offset)?;
@@ -421,7 +421,7 @@ impl Machine<'_> {
                     let Value::Tuple(args) = args else {
                         return Err(self.malformed(offset, "REDUCE arguments are not a tuple"));
                     };
-                    let v = self.call(offset, callable, args)?;
+                    let v = self.call(offset, callable, args.to_vec())?;
                     self.push(v, offset)?;
                 }
                 0x81 => {
@@ -430,7 +430,7 @@ impl Machine<'_> {
                     let Value::Tuple(args) = args else {
                         return Err(self.malformed(offset, "NEWOBJ arguments are not a tuple"));
                     };
-                    let v = self.call(offset, class, args)?;
+                    let v = self.call(offset, class, args.to_vec())?;
                     self.push(v, offset)?;
                 }
                 b'b' => {
@@ -559,17 +559,21 @@ fn persistent_storage(pid: &Value) -> Option<StorageRef> {
     let Value::Tuple(items) = pid else {
         return None;
     };
-    match items.as_slice() {
+    match &items[..] {
         [
             Value::Str(kind),
             Value::Global(class),
             key,
             _location,
             numel,
-            ..,
-        ] if kind == "storage" => {
+            rest @ ..,
+        ] if &**kind == "storage" => {
+            // A sixth element describes a storage view (PyTorch < 0.4): not supported.
+            if rest.iter().any(|v| !matches!(v, Value::None)) {
+                return None;
+            }
             let key = match key {
-                Value::Str(s) => s.clone(),
+                Value::Str(s) => s.to_string(),
                 Value::Int(i) => i.to_string(),
                 _ => return None,
             };
@@ -607,10 +611,42 @@ fn rebuild_tensor(args: &[Value]) -> Option<TensorRef> {
 /// dict keys, and for module objects their parameters, persistent buffers and submodules
 /// (`nn.Module` pickles keep them in `_parameters`/`_buffers`/`_modules`; TorchScript keeps
 /// them as attributes).
-pub fn tensors(root: &Value) -> Vec<(String, TensorRef)> {
-    let mut out = Vec::new();
-    collect(root, "", &mut out, 0);
-    out
+///
+/// The walk visits at most [`MAX_VISITS`] values: a pickle can reference one container from
+/// many places, and a walk that multiplies through such sharing is refused.
+pub fn tensors(root: &Value) -> Result<Vec<(String, TensorRef)>, VmError> {
+    let mut walk = Walk {
+        out: Vec::new(),
+        visits: 0,
+        too_deep: false,
+    };
+    walk.collect(root, "", 0);
+    if walk.too_deep {
+        return Err(VmError::Malformed {
+            offset: 0,
+            message: format!("its objects nest deeper than {MAX_WALK_DEPTH} levels"),
+        });
+    }
+    if walk.visits > MAX_VISITS {
+        return Err(VmError::Malformed {
+            offset: 0,
+            message: format!(
+                "walking its objects takes more than {MAX_VISITS} steps (shared references multiplying?)"
+            ),
+        });
+    }
+    Ok(walk.out)
+}
+
+/// Most values the tensor walk visits.
+pub const MAX_VISITS: usize = 1_000_000;
+/// Deepest nesting the tensor walk follows (module trees nest a few levels).
+pub const MAX_WALK_DEPTH: usize = 200;
+
+struct Walk {
+    out: Vec<(String, TensorRef)>,
+    visits: usize,
+    too_deep: bool,
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -623,79 +659,152 @@ fn join(prefix: &str, name: &str) -> String {
 
 fn dict_get(dict: &[(Value, Value)], key: &str) -> Option<Value> {
     dict.iter()
-        .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+        .find(|(k, _)| matches!(k, Value::Str(s) if &**s == key))
         .map(|(_, v)| v.clone())
 }
 
-fn collect(value: &Value, prefix: &str, out: &mut Vec<(String, TensorRef)>, depth: usize) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    match value {
-        Value::Tensor(t) => out.push((prefix.to_owned(), t.clone())),
-        Value::Dict(d) => {
-            let items = d.borrow().clone();
-            for (k, v) in &items {
-                let key = match k {
-                    Value::Str(s) => s.clone(),
-                    Value::Int(i) => i.to_string(),
-                    _ => continue,
+impl Walk {
+    fn collect(&mut self, value: &Value, prefix: &str, depth: usize) {
+        self.visits += 1;
+        if depth > MAX_WALK_DEPTH {
+            self.too_deep = true;
+            return;
+        }
+        if self.visits > MAX_VISITS {
+            return;
+        }
+        match value {
+            Value::Tensor(t) => self.out.push((prefix.to_owned(), t.clone())),
+            Value::Dict(d) => {
+                let items = d.borrow().clone();
+                for (k, v) in &items {
+                    let key = match k {
+                        Value::Str(s) => s.to_string(),
+                        Value::Int(i) => i.to_string(),
+                        _ => continue,
+                    };
+                    self.collect(v, &join(prefix, &key), depth + 1);
+                }
+            }
+            Value::List(l) => {
+                let items = l.borrow().clone();
+                for (i, v) in items.iter().enumerate() {
+                    self.collect(v, &join(prefix, &i.to_string()), depth + 1);
+                }
+            }
+            Value::Tuple(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    self.collect(v, &join(prefix, &i.to_string()), depth + 1);
+                }
+            }
+            Value::Object(o) => {
+                let state = o.borrow().state.clone();
+                let Some(Value::Dict(state)) = state else {
+                    return;
                 };
-                collect(v, &join(prefix, &key), out, depth + 1);
-            }
-        }
-        Value::List(l) => {
-            let items = l.borrow().clone();
-            for (i, v) in items.iter().enumerate() {
-                collect(v, &join(prefix, &i.to_string()), out, depth + 1);
-            }
-        }
-        Value::Tuple(items) => {
-            for (i, v) in items.iter().enumerate() {
-                collect(v, &join(prefix, &i.to_string()), out, depth + 1);
-            }
-        }
-        Value::Object(o) => {
-            let state = o.borrow().state.clone();
-            let Some(Value::Dict(state)) = state else {
-                return;
-            };
-            let state = state.borrow().clone();
-            if let Some(Value::Dict(params)) = dict_get(&state, "_parameters") {
-                // nn.Module: parameters, persistent buffers, then submodules.
-                collect(&Value::Dict(params), prefix, out, depth + 1);
-                let skip: Vec<String> = match dict_get(&state, "_non_persistent_buffers_set") {
-                    Some(Value::List(l)) => l
-                        .borrow()
-                        .iter()
-                        .filter_map(|v| match v {
-                            Value::Str(s) => Some(s.clone()),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                if let Some(Value::Dict(buffers)) = dict_get(&state, "_buffers") {
-                    for (k, v) in buffers.borrow().iter() {
-                        if let Value::Str(name) = k {
-                            if !skip.contains(name) {
-                                collect(v, &join(prefix, name), out, depth + 1);
+                let state = state.borrow().clone();
+                if let Some(Value::Dict(params)) = dict_get(&state, "_parameters") {
+                    // nn.Module: parameters, persistent buffers, then submodules.
+                    self.collect(&Value::Dict(params), prefix, depth + 1);
+                    let skip: Vec<String> = match dict_get(&state, "_non_persistent_buffers_set") {
+                        Some(Value::List(l)) => l
+                            .borrow()
+                            .iter()
+                            .filter_map(|v| match v {
+                                Value::Str(s) => Some(s.to_string()),
+                                _ => None,
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    if let Some(Value::Dict(buffers)) = dict_get(&state, "_buffers") {
+                        for (k, v) in buffers.borrow().iter() {
+                            if let Value::Str(name) = k {
+                                if !skip.iter().any(|s| **s == **name) {
+                                    self.collect(v, &join(prefix, name), depth + 1);
+                                }
                             }
                         }
                     }
-                }
-                if let Some(modules) = dict_get(&state, "_modules") {
-                    collect(&modules, prefix, out, depth + 1);
-                }
-            } else {
-                // TorchScript modules and other objects: tensor and object attributes.
-                for (k, v) in &state {
-                    if let (Value::Str(name), Value::Tensor(_) | Value::Object(_)) = (k, v) {
-                        collect(v, &join(prefix, name), out, depth + 1);
+                    if let Some(modules) = dict_get(&state, "_modules") {
+                        self.collect(&modules, prefix, depth + 1);
+                    }
+                } else {
+                    // TorchScript modules and other objects: tensor and object attributes.
+                    for (k, v) in &state {
+                        if let (Value::Str(name), Value::Tensor(_) | Value::Object(_)) = (k, v) {
+                            self.collect(v, &join(prefix, name), depth + 1);
+                        }
                     }
                 }
             }
+            _ => {}
         }
-        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_containing_itself_is_refused() {
+        // EMPTY_LIST, BINPUT 0, BINGET 0, APPEND, STOP
+        let p = [b']', b'q', 0, b'h', 0, b'a', b'.'];
+        let (root, _) = evaluate(&p, 0).unwrap();
+        assert!(matches!(tensors(&root), Err(VmError::Malformed { .. })));
+    }
+
+    #[test]
+    fn exponential_sharing_is_refused() {
+        // L0 = []; L(i+1) = [Li, Li]; 40 levels reach 2^40 values through 80 references.
+        let mut p = vec![b']', b'q', 0];
+        for i in 0..40u8 {
+            p.extend_from_slice(&[b'0', b']', b'(', b'h', i, b'h', i, b'e', b'q', i + 1]);
+        }
+        p.push(b'.');
+        let (root, _) = evaluate(&p, 0).unwrap();
+        assert!(matches!(tensors(&root), Err(VmError::Malformed { .. })));
+    }
+
+    #[test]
+    fn rebuild_tensor_v2_builds_a_reference_and_calls_nothing() {
+        // {'w': _rebuild_tensor_v2(pid('storage', FloatStorage, '0', 'cpu', 6), 0, (2, 3), (3, 1), False, OrderedDict())}
+        let mut p = vec![0x80, 2, b'}', b'X', 1, 0, 0, 0, b'w'];
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        p.extend_from_slice(&[b'X', 7, 0, 0, 0]);
+        p.extend_from_slice(b"storage");
+        p.extend_from_slice(b"ctorch\nFloatStorage\n");
+        p.extend_from_slice(&[
+            b'X', 1, 0, 0, 0, b'0', b'X', 3, 0, 0, 0, b'c', b'p', b'u', b'K', 6, b't', b'Q',
+        ]);
+        p.extend_from_slice(&[
+            b'K', 0, b'K', 2, b'K', 3, 0x86, b'K', 3, b'K', 1, 0x86, 0x89,
+        ]);
+        p.extend_from_slice(b"ccollections\nOrderedDict\n)R");
+        p.extend_from_slice(b"tRs.");
+        let (root, end) = evaluate(&p, 0).unwrap();
+        assert_eq!(end, p.len());
+        let found = tensors(&root).unwrap();
+        assert_eq!(found.len(), 1);
+        let (name, t) = &found[0];
+        assert_eq!(name, "w");
+        assert_eq!(t.storage.key, "0");
+        assert_eq!(t.storage.dtype, Some(DType::F32));
+        assert_eq!(t.storage.numel, 6);
+        assert_eq!(
+            (t.shape.clone(), t.stride.clone()),
+            (vec![2, 3], vec![3, 1])
+        );
+    }
+
+    #[test]
+    fn forbidden_globals_stop_the_machine_too() {
+        let mut p = vec![0x80, 2];
+        p.extend_from_slice(b"cposix\nsystem\n(X\x02\x00\x00\x00lstR.");
+        assert!(matches!(
+            evaluate(&p, 0),
+            Err(VmError::Scan(ScanError::Forbidden(_)))
+        ));
     }
 }
