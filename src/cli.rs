@@ -26,6 +26,11 @@ pub enum Command {
         after_help = "Examples:\n  effnet inspect model.pth\n  effnet inspect checkpoint.pth --key model_ema --format json"
     )]
     Inspect(InspectArgs),
+    /// Check a model against the B0–B7 spec: exit 0 if it conforms, 1 if it deviates.
+    #[command(
+        after_help = "Examples:\n  effnet audit model.pth\n  effnet audit model.pth --spec b1\n  effnet audit model.safetensors --width 1.3 --depth 1.6 --format md >> \"$GITHUB_STEP_SUMMARY\""
+    )]
+    Audit(AuditArgs),
     /// Report params, MACs, FLOPs and activation memory per stage, block or layer.
     #[command(
         after_help = "Examples:\n  effnet cost --variant b0\n  effnet cost --variant b7 --by layer --format json\n  effnet cost --variant b2 --resolution 288 --batch 8 --dtype f16 --format md"
@@ -72,6 +77,29 @@ pub struct InspectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = InspectFormat::Table)]
     pub format: InspectFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// A model file: PyTorch (.pth/.pt, zip or legacy, TorchScript) or safetensors.
+    pub path: PathBuf,
+    /// The spec to compare with: b0 … b7, b8, l2, or `auto` (the closest).
+    #[arg(long, value_name = "V|auto", default_value = "auto")]
+    pub spec: String,
+    /// Width coefficient of a custom spec (with --depth).
+    #[arg(long, value_name = "W")]
+    pub width: Option<f64>,
+    /// Depth coefficient of a custom spec (with --width).
+    #[arg(long, value_name = "D")]
+    pub depth: Option<f64>,
+    /// The naming scheme to read the tensor names with, instead of detecting it.
+    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    pub naming: Option<Scheme>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SpecFormat::Table)]
+    pub format: SpecFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Spec(args) => commands::spec::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Audit(args) => commands::audit::run(&args),
         Command::Cost(args) => commands::cost::run(&args),
     };
     match result {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod cost;
 pub mod inspect;
 pub mod spec;

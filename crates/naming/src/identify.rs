@@ -1,7 +1,7 @@
 //! Which EfficientNet an inferred architecture is: a named variant, or the compound-scaling
 //! coefficients that explain its widths and repeats.
 
-use effnet_spec::{Architecture, BASE_STAGES, ModelSpec, Variant, round_filters, round_repeats};
+use effnet_spec::{Architecture, ModelSpec, Variant, fit_coefficients};
 
 /// What an architecture was identified as.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +45,7 @@ pub fn identify(arch: &Architecture) -> Identity {
     let shape = |a: &Architecture| {
         (
             a.stem_channels,
+            a.stem_kernel,
             a.head_channels,
             a.blocks
                 .iter()
@@ -68,62 +69,17 @@ pub fn identify(arch: &Architecture) -> Identity {
     {
         return Identity::Variant(v);
     }
-    let (Some(width), Some(depth)) = (find_width(arch), find_depth(arch)) else {
+    let fit = fit_coefficients(arch);
+    if !fit.is_exact() {
         return Identity::Unknown;
-    };
+    }
+    let (width, depth) = (fit.width, fit.depth);
     let candidate = ModelSpec::custom(width, depth, 224).map(|s| shape(&s.architecture()));
     if candidate.ok().as_ref() == Some(&ours) {
         Identity::Custom { width, depth }
     } else {
         Identity::Unknown
     }
-}
-
-/// Candidate coefficients from coarse to fine, so the simplest explanation wins.
-fn candidates(max: f64) -> impl Iterator<Item = f64> {
-    [10.0, 20.0, 100.0].into_iter().flat_map(move |steps| {
-        (1..=(max * steps) as usize).map(move |i| (i as f64 / steps * 100.0).round() / 100.0)
-    })
-}
-
-fn find_width(arch: &Architecture) -> Option<f64> {
-    let mut outs: Vec<(u8, usize)> = arch
-        .blocks
-        .iter()
-        .map(|b| (b.stage, b.out_channels))
-        .collect();
-    outs.dedup();
-    if outs.len() != BASE_STAGES.len() {
-        return None;
-    }
-    candidates(8.0).find(|&w| {
-        round_filters(32, w, 8) == arch.stem_channels
-            && round_filters(1280, w, 8) == arch.head_channels
-            && outs
-                .iter()
-                .zip(BASE_STAGES.iter())
-                .all(|(&(_, out), base)| round_filters(base.out_channels, w, 8) == out)
-    })
-}
-
-fn find_depth(arch: &Architecture) -> Option<f64> {
-    let repeats: Vec<usize> = (2..=8u8)
-        .map(|s| arch.blocks.iter().filter(|b| b.stage == s).count())
-        .collect();
-    // Repeats round up, so the values explaining them form an interval (a, b]; its upper end
-    // is the round number a user would have chosen.
-    let fits = |d: f64| {
-        repeats
-            .iter()
-            .zip(BASE_STAGES.iter())
-            .all(|(&r, base)| round_repeats(base.repeats, d) == r)
-    };
-    [10.0, 20.0, 100.0].into_iter().find_map(|steps| {
-        (1..=(10.0 * steps) as usize)
-            .rev()
-            .map(|i| (i as f64 / steps * 100.0).round() / 100.0)
-            .find(|&d| fits(d))
-    })
 }
 
 #[cfg(test)]

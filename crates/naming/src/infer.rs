@@ -52,9 +52,13 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
 
     let (stem_name, stem) =
         weight(Scope::Stem, Layer::StemConv).ok_or_else(|| missing("the stem conv weight"))?;
-    let [stem_channels, stem_in, _, _] = conv4(stem_name, stem)?;
-    if stem_in != 3 {
-        return Err(shape_err(stem_name, "3 input channels", stem));
+    let [stem_channels, stem_in, stem_kernel, stem_kw] = conv4(stem_name, stem)?;
+    if stem_in != 3 || stem_kernel != stem_kw {
+        return Err(shape_err(
+            stem_name,
+            "3 input channels and a square kernel",
+            stem,
+        ));
     }
 
     let mut blocks: BTreeMap<BlockRef, BlockWeights> = BTreeMap::new();
@@ -248,6 +252,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
     Ok(Inferred {
         architecture: Architecture {
             stem_channels,
+            stem_kernel,
             blocks: specs,
             head_channels,
             num_classes,

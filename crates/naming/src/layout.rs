@@ -109,7 +109,7 @@ pub fn tensor_slots(arch: &Architecture) -> Vec<TensorSlot> {
         Scope::Stem,
         (Layer::StemConv, Layer::StemBn),
         outside,
-        vec![arch.stem_channels, 3, 3, 3],
+        vec![arch.stem_channels, 3, arch.stem_kernel, arch.stem_kernel],
     );
     for b in &arch.blocks {
         let scope = Scope::Block(BlockRef {

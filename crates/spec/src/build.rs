@@ -44,7 +44,7 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
         [Role::StemConv, Role::StemBn, Role::StemAct].map(|role| Tag::new(1, role)),
         3,
         stem_out,
-        3,
+        arch.stem_kernel,
         2,
         1,
     )?;

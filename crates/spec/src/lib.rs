@@ -1,13 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audit;
 mod build;
 mod error;
+mod fit;
 mod model;
 mod scheme;
 mod variant;
 
+pub use audit::{AuditReport, Evidence, Finding, Severity, audit, closest_spec};
 pub use build::build_graph;
 pub use error::SpecError;
+pub use fit::{Fit, fit_coefficients};
 pub use model::{
     Architecture, BASE_STAGES, BaseStage, BlockSpec, ModelSpec, StageSpec, round_filters,
     round_repeats,

@@ -155,8 +155,10 @@ pub struct BlockSpec {
 /// ([`ModelSpec::architecture`]); importers infer one from a file's tensors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Architecture {
-    /// Stem output channels (3×3, stride 2).
+    /// Stem output channels.
     pub stem_channels: usize,
+    /// Stem kernel size (3 in every EfficientNet; stride 2).
+    pub stem_kernel: usize,
     /// The MBConv blocks, in order.
     pub blocks: Vec<BlockSpec>,
     /// Head 1×1 conv output channels.
@@ -174,6 +176,7 @@ impl ModelSpec {
     pub fn architecture(&self) -> Architecture {
         Architecture {
             stem_channels: self.stem_out(),
+            stem_kernel: 3,
             blocks: self.blocks(),
             head_channels: self.head_out(),
             num_classes: Some(self.num_classes),

@@ -1,0 +1,491 @@
+//! An architecture compared with a spec, stage by stage and block by block.
+//!
+//! Widths are checked once per stage (a stage's output channels, which the next stage's input
+//! inherits), so one wrong width gives one finding. Block fields (expansion, kernel, SE width,
+//! stride, residual) are checked against the spec applied to the block's *found* input, so a
+//! width deviation upstream does not cascade. Fields the source does not record are listed as
+//! unverifiable, never passed. Conventions (epsilon, padding, preprocessing, classifier head)
+//! are findings of severity `info`, with the scheme that explains them.
+
+use std::fmt;
+
+use crate::{Architecture, ModelSpec, Scheme};
+
+/// What the source of an architecture records, beyond tensor shapes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// Strides (a weights-only file has none: they are assumed from the stage pattern).
+    pub strides: bool,
+    /// Residual connections.
+    pub residuals: bool,
+    /// Activations.
+    pub activations: bool,
+    /// Padding.
+    pub padding: bool,
+    /// BatchNorm epsilon.
+    pub bn_eps: bool,
+    /// Dropout and drop-connect rates.
+    pub dropout: bool,
+}
+
+impl Evidence {
+    /// A weights-only file: shapes and nothing else.
+    pub const WEIGHTS_ONLY: Evidence = Evidence {
+        strides: false,
+        residuals: false,
+        activations: false,
+        padding: false,
+        bn_eps: false,
+        dropout: false,
+    };
+    /// A graph built from the spec itself, or a file with its full architecture.
+    pub const EVERYTHING: Evidence = Evidence {
+        strides: true,
+        residuals: true,
+        activations: true,
+        padding: true,
+        bn_eps: true,
+        dropout: true,
+    };
+}
+
+/// How much a finding matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// A convention or a benign difference (classes): does not fail the audit.
+    Info,
+    /// A deviation from the spec.
+    Error,
+}
+
+impl Severity {
+    /// `info` or `error`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// One difference between a model and its spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    /// How much it matters.
+    pub severity: Severity,
+    /// Paper stage (1–9), if the finding is about one.
+    pub stage: Option<u8>,
+    /// Block within the stage, from 1.
+    pub block: Option<u16>,
+    /// The field: `width`, `repeats`, `kernel`, `expand_ratio`, `se`, `stride`, …
+    pub field: &'static str,
+    /// What the spec says.
+    pub expected: String,
+    /// What the model has.
+    pub found: String,
+    /// One line for a person.
+    pub message: String,
+}
+
+/// The verdict of an audit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditReport {
+    /// The spec the model was compared with (`b0`, `custom w=1.3 d=1.6`).
+    pub spec: String,
+    /// Whether no finding is an error.
+    pub conforms: bool,
+    /// Every difference, errors and infos, in stage order.
+    pub findings: Vec<Finding>,
+    /// What the source does not record and so could not be checked.
+    pub unverifiable: Vec<String>,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn place(stage: Option<u8>, block: Option<u16>) -> String {
+    match (stage, block) {
+        (Some(s), Some(b)) => format!("stage {s} block {b}: "),
+        (Some(s), None) => format!("stage {s}: "),
+        _ => String::new(),
+    }
+}
+
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        severity: Severity,
+        stage: Option<u8>,
+        block: Option<u16>,
+        field: &'static str,
+        expected: impl fmt::Display,
+        found: impl fmt::Display,
+        what: &str,
+    ) {
+        let (expected, found) = (expected.to_string(), found.to_string());
+        let message = format!(
+            "{}{what} {found}, spec says {expected}",
+            place(stage, block)
+        );
+        self.0.push(Finding {
+            severity,
+            stage,
+            block,
+            field,
+            expected,
+            found,
+            message,
+        });
+    }
+
+    fn error(
+        &mut self,
+        stage: Option<u8>,
+        block: Option<u16>,
+        field: &'static str,
+        expected: impl fmt::Display,
+        found: impl fmt::Display,
+        what: &str,
+    ) {
+        self.add(Severity::Error, stage, block, field, expected, found, what);
+    }
+}
+
+/// Compares `arch` with `spec`. `evidence` says what the source records; `scheme`, when
+/// known, is whose conventions the model follows (reported as info).
+pub fn audit(
+    arch: &Architecture,
+    spec: &ModelSpec,
+    evidence: Evidence,
+    scheme: Option<Scheme>,
+) -> AuditReport {
+    let want = spec.architecture();
+    let mut f = Findings(Vec::new());
+
+    // Stage 1: the stem.
+    if arch.stem_channels != want.stem_channels {
+        f.error(
+            Some(1),
+            None,
+            "width",
+            want.stem_channels,
+            arch.stem_channels,
+            "stem width",
+        );
+    }
+    if arch.stem_kernel != want.stem_kernel {
+        let k = |k: usize| format!("{k}×{k}");
+        f.error(
+            Some(1),
+            None,
+            "kernel",
+            k(want.stem_kernel),
+            k(arch.stem_kernel),
+            "stem kernel",
+        );
+    }
+
+    // Stages 2–8: repeats and widths per stage, then each block.
+    let stages: Vec<u8> = {
+        let mut s: Vec<u8> = want
+            .blocks
+            .iter()
+            .chain(&arch.blocks)
+            .map(|b| b.stage)
+            .collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    };
+    for stage in stages {
+        let ours: Vec<_> = arch.blocks.iter().filter(|b| b.stage == stage).collect();
+        let theirs: Vec<_> = want.blocks.iter().filter(|b| b.stage == stage).collect();
+        if ours.len() != theirs.len() {
+            let block = (ours.len() > theirs.len()).then(|| theirs.len() as u16 + 1);
+            let noun = if ours.len() == 1 { "block" } else { "blocks" };
+            let extra = if ours.len() > theirs.len() {
+                format!(" (from block {} on, extra)", theirs.len() + 1)
+            } else {
+                String::new()
+            };
+            f.0.push(Finding {
+                severity: Severity::Error,
+                stage: Some(stage),
+                block,
+                field: "repeats",
+                expected: theirs.len().to_string(),
+                found: ours.len().to_string(),
+                message: format!(
+                    "stage {stage}: {} {noun}{extra}, spec says {}",
+                    ours.len(),
+                    theirs.len()
+                ),
+            });
+        }
+        if let (Some(o), Some(t)) = (ours.last(), theirs.last()) {
+            if o.out_channels != t.out_channels {
+                f.error(
+                    Some(stage),
+                    None,
+                    "width",
+                    t.out_channels,
+                    o.out_channels,
+                    "output channels",
+                );
+            }
+        }
+        for (o, t) in ours.iter().zip(&theirs) {
+            let block = Some(o.index + 1);
+            let s = Some(stage);
+            // The spec applied to the block's found input.
+            let expand =
+                spec.base_stages[usize::from(stage - 2).min(spec.base_stages.len() - 1)].expand;
+            let se_ratio =
+                spec.base_stages[usize::from(stage - 2).min(spec.base_stages.len() - 1)].se_ratio;
+            let want_mid = o.in_channels * expand;
+            if o.has_expand != t.has_expand || o.expanded_channels != want_mid {
+                let ratio = |mid: usize, input: usize| {
+                    let r = mid as f64 / input.max(1) as f64;
+                    if (r - r.round()).abs() < 1e-9 {
+                        format!("{}", r.round())
+                    } else {
+                        format!("{r:.2}")
+                    }
+                };
+                f.error(
+                    s,
+                    block,
+                    "expand_ratio",
+                    expand,
+                    ratio(o.expanded_channels, o.in_channels),
+                    "expand ratio",
+                );
+            }
+            if o.kernel != t.kernel {
+                let k = |k: usize| format!("{k}×{k}");
+                f.error(s, block, "kernel", k(t.kernel), k(o.kernel), "kernel");
+            }
+            let want_se =
+                (se_ratio > 0.0).then(|| ((o.in_channels as f64 * se_ratio) as usize).max(1));
+            match (o.se_channels, want_se) {
+                (None, Some(w)) => f.error(
+                    s,
+                    block,
+                    "se",
+                    format!("SE {w}"),
+                    "no SE",
+                    "squeeze-excitation:",
+                ),
+                (Some(x), None) => f.error(
+                    s,
+                    block,
+                    "se",
+                    "no SE",
+                    format!("SE {x}"),
+                    "squeeze-excitation:",
+                ),
+                (Some(x), Some(w)) if x != w => f.error(s, block, "se", w, x, "SE width"),
+                _ => {}
+            }
+            if evidence.strides && o.stride != t.stride {
+                f.error(s, block, "stride", t.stride, o.stride, "stride");
+            }
+            if evidence.residuals {
+                let want_residual = o.stride == 1 && o.in_channels == o.out_channels;
+                if o.residual != want_residual {
+                    let r = |b: bool| if b { "residual add" } else { "no residual add" };
+                    f.error(s, block, "residual", r(want_residual), r(o.residual), "");
+                }
+            }
+        }
+    }
+
+    // Stage 9: head and classifier.
+    if arch.head_channels != want.head_channels {
+        f.error(
+            Some(9),
+            None,
+            "width",
+            want.head_channels,
+            arch.head_channels,
+            "head width",
+        );
+    }
+    match (arch.num_classes, want.num_classes) {
+        (Some(c), Some(w)) if c != w => f.0.push(Finding {
+            severity: Severity::Info,
+            stage: Some(9),
+            block: None,
+            field: "classes",
+            expected: w.to_string(),
+            found: c.to_string(),
+            message: format!(
+                "stage 9: a classifier of {c} classes, spec says {w} (ImageNet); the body is unaffected"
+            ),
+        }),
+        (None, Some(w)) => f.0.push(Finding {
+            severity: Severity::Info,
+            stage: Some(9),
+            block: None,
+            field: "classes",
+            expected: w.to_string(),
+            found: "none".into(),
+            message: "stage 9: no classifier (a feature extractor)".into(),
+        }),
+        _ => {}
+    }
+
+    // Conventions that differ from TF's reference, as info.
+    if let Some(scheme) = scheme
+        .map(|s| (s, s.semantics(spec.variant)))
+        .filter(|(_, sem)| sem.padding != crate::PaddingStyle::TfSame || sem.bn_eps != 1e-3)
+        .map(|(s, _)| s)
+    {
+        let sem = scheme.semantics(spec.variant);
+        let padding = match sem.padding {
+            crate::PaddingStyle::TfSame => "TF \"same\" padding",
+            crate::PaddingStyle::Symmetric => "symmetric padding",
+        };
+        f.0.push(Finding {
+            severity: Severity::Info,
+            stage: None,
+            block: None,
+            field: "conventions",
+            expected: "TF \"same\" padding, BatchNorm eps 1e-3".into(),
+            found: format!("{padding}, BatchNorm eps {:e}", sem.bn_eps),
+            message: format!(
+                "{padding} and BatchNorm eps {:e} are {}'s conventions, not deviations (TF's reference uses \"same\" and 1e-3)",
+                sem.bn_eps, scheme
+            ),
+        });
+    }
+
+    let mut unverifiable = Vec::new();
+    if !evidence.strides {
+        unverifiable.push(
+            "strides: the file records none (the stage pattern was assumed to build the graph)"
+                .to_owned(),
+        );
+    }
+    if !evidence.residuals {
+        unverifiable.push("residual connections: they have no weights".to_owned());
+    }
+    if !evidence.activations {
+        unverifiable.push("activations (swish, sigmoid gate): they have no weights".to_owned());
+    }
+    if !evidence.padding {
+        unverifiable.push("padding: implied by the naming scheme, not recorded".to_owned());
+    }
+    if !evidence.bn_eps {
+        unverifiable
+            .push("BatchNorm epsilon: implied by the naming scheme, not recorded".to_owned());
+    }
+    if !evidence.dropout {
+        unverifiable.push("dropout and drop-connect rates: not recorded".to_owned());
+    }
+    let conforms = f.0.iter().all(|x| x.severity != Severity::Error);
+    AuditReport {
+        spec: spec.label(),
+        conforms,
+        findings: f.0,
+        unverifiable,
+    }
+}
+
+/// The spec `--spec auto` compares with: among the coefficients fitted to the architecture and
+/// the named variants, the one that leaves the fewest deviations (the fitted one on a tie).
+/// Returns the spec and whether it matches exactly.
+pub fn closest_spec(arch: &Architecture) -> (ModelSpec, bool) {
+    let fit = crate::fit_coefficients(arch);
+    let fitted = ModelSpec::custom(fit.width, fit.depth, 224).ok();
+    let deviations = |spec: &ModelSpec| {
+        audit(arch, spec, Evidence::WEIGHTS_ONLY, None)
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    };
+    let mut best: Option<(ModelSpec, usize)> = None;
+    for spec in fitted
+        .into_iter()
+        .chain(crate::Variant::ALL.into_iter().map(ModelSpec::variant))
+    {
+        let n = deviations(&spec);
+        if best.as_ref().is_none_or(|(_, b)| n < *b) {
+            best = Some((spec, n));
+        }
+    }
+    let (spec, n) = best.expect("at least the variants");
+    (spec, n == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Variant;
+
+    #[test]
+    fn a_spec_conforms_to_itself() {
+        for v in Variant::ALL {
+            let spec = ModelSpec::variant(v);
+            let report = audit(&spec.architecture(), &spec, Evidence::EVERYTHING, None);
+            assert!(report.conforms, "{v}: {:?}", report.findings);
+            assert!(report.findings.is_empty());
+            assert!(report.unverifiable.is_empty());
+        }
+    }
+
+    #[test]
+    fn b0_against_b1_lists_the_repeats_that_differ() {
+        let b0 = ModelSpec::variant(Variant::B0).architecture();
+        let report = audit(
+            &b0,
+            &ModelSpec::variant(Variant::B1),
+            Evidence::WEIGHTS_ONLY,
+            None,
+        );
+        assert!(!report.conforms);
+        let repeats: Vec<(u8, &str, &str)> = report
+            .findings
+            .iter()
+            .map(|f| (f.stage.unwrap(), f.expected.as_str(), f.found.as_str()))
+            .collect();
+        // B1 repeats 2,3,3,4,4,5,2 against B0's 1,2,2,3,3,4,1.
+        assert_eq!(
+            repeats,
+            vec![
+                (2, "2", "1"),
+                (3, "3", "2"),
+                (4, "3", "2"),
+                (5, "4", "3"),
+                (6, "4", "3"),
+                (7, "5", "4"),
+                (8, "2", "1")
+            ]
+        );
+        assert!(report.findings.iter().all(|f| f.field == "repeats"));
+    }
+
+    #[test]
+    fn one_changed_kernel_gives_one_finding() {
+        let spec = ModelSpec::variant(Variant::B0);
+        let mut arch = spec.architecture();
+        let b = arch
+            .blocks
+            .iter_mut()
+            .find(|b| b.stage == 6 && b.index == 2)
+            .unwrap();
+        b.kernel = 3;
+        let report = audit(&arch, &spec, Evidence::WEIGHTS_ONLY, None);
+        assert_eq!(report.findings.len(), 1);
+        let f = &report.findings[0];
+        assert_eq!((f.stage, f.block, f.field), (Some(6), Some(3), "kernel"));
+        assert_eq!(f.message, "stage 6 block 3: kernel 3×3, spec says 5×5");
+    }
+}

@@ -1,0 +1,169 @@
+//! `effnet audit`: a model against the spec; exit 0 when it conforms, 1 when it deviates.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use comfy_table::{Table, presets};
+use effnet_import::ImportOptions;
+use effnet_spec::{AuditReport, Evidence, ModelSpec, Severity, Variant, audit, closest_spec};
+use serde_json::json;
+
+use crate::cli::{AuditArgs, SpecFormat};
+use crate::output;
+
+/// Exit status of a model that deviates from its spec.
+const EXIT_DEVIATES: u8 = 1;
+
+pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let model = effnet_import::open(
+        &args.path,
+        &ImportOptions {
+            key: args.read.key.clone(),
+            naming: args.naming,
+        },
+    )?;
+    for warning in &model.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let arch = &model.imported.architecture;
+    let evidence = Evidence::WEIGHTS_ONLY;
+    let scheme = Some(model.naming);
+    let (spec, how) = match (args.spec.as_str(), args.width, args.depth) {
+        (_, Some(_), None) | (_, None, Some(_)) => bail!("--width and --depth go together"),
+        ("auto", Some(w), Some(d)) => (ModelSpec::custom(w, d, 224)?, "given coefficients"),
+        ("auto", None, None) => match closest_spec(arch) {
+            (spec, true) => (spec, "auto: the spec it matches"),
+            (spec, false) => (spec, "auto: the closest spec"),
+        },
+        (name, w, d) => {
+            let variant: Variant = name
+                .parse()
+                .with_context(|| format!("--spec {name}: expected b0 … b7, b8, l2 or auto"))?;
+            (
+                ModelSpec::variant(variant).with_overrides(w, d, None)?,
+                "given",
+            )
+        }
+    };
+    let report = audit(arch, &spec, evidence, scheme);
+    let path = args.path.display().to_string();
+    let text = match args.format {
+        SpecFormat::Json => {
+            let mut doc =
+                serde_json::to_string_pretty(&document(&report, &path, how, model.naming.name()))?;
+            doc.push('\n');
+            doc
+        }
+        SpecFormat::Table => render(&report, &path, how, false),
+        SpecFormat::Md => render(&report, &path, how, true),
+    };
+    output::print(&text)?;
+    Ok(if report.conforms {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DEVIATES)
+    })
+}
+
+fn errors(report: &AuditReport) -> usize {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count()
+}
+
+fn document(report: &AuditReport, path: &str, how: &str, naming: &str) -> serde_json::Value {
+    json!({
+        "schema": "effnet.audit/1",
+        "path": path,
+        "naming": naming,
+        "spec": report.spec,
+        "spec_source": how,
+        "conforms": report.conforms,
+        "findings": report.findings.iter().map(|f| json!({
+            "severity": f.severity.name(),
+            "stage": f.stage,
+            "block": f.block,
+            "field": f.field,
+            "expected": f.expected,
+            "found": f.found,
+            "message": f.message,
+        })).collect::<Vec<_>>(),
+        "unverifiable": report.unverifiable,
+    })
+}
+
+fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String {
+    let deviations = errors(report);
+    let infos = report.findings.len() - deviations;
+    let verdict = if report.conforms {
+        format!("conforms to EfficientNet {}", report.spec)
+    } else {
+        format!(
+            "deviates from EfficientNet {}: {deviations} finding(s)",
+            report.spec
+        )
+    };
+    let mut out = String::new();
+    if markdown {
+        let mark = if report.conforms { "✅" } else { "❌" };
+        let _ = writeln!(out, "### {mark} `{path}` {verdict}\n");
+        let _ = writeln!(
+            out,
+            "Spec: {} ({how}). {infos} info, {} unverifiable.\n",
+            report.spec,
+            report.unverifiable.len()
+        );
+        if !report.findings.is_empty() {
+            let _ = writeln!(
+                out,
+                "| Severity | Stage | Block | Field | Expected | Found | Finding |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---|---|---|---|");
+            for f in &report.findings {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    f.severity.name(),
+                    f.stage.map(|s| s.to_string()).unwrap_or_default(),
+                    f.block.map(|b| b.to_string()).unwrap_or_default(),
+                    f.field,
+                    f.expected.replace('|', "\\|"),
+                    f.found.replace('|', "\\|"),
+                    f.message.replace('|', "\\|")
+                );
+            }
+            out.push('\n');
+        }
+        if !report.unverifiable.is_empty() {
+            let _ = writeln!(out, "Not verifiable from this file:\n");
+            for u in &report.unverifiable {
+                let _ = writeln!(out, "- {u}");
+            }
+        }
+        return out;
+    }
+    let _ = writeln!(out, "{path}: {verdict}");
+    let _ = writeln!(out, "spec {} ({how})", report.spec);
+    if !report.findings.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_header(["Severity", "Stage", "Block", "Field", "Finding"]);
+        for f in &report.findings {
+            t.add_row(vec![
+                f.severity.name().to_owned(),
+                f.stage.map(|s| s.to_string()).unwrap_or_default(),
+                f.block.map(|b| b.to_string()).unwrap_or_default(),
+                f.field.to_owned(),
+                f.message.clone(),
+            ]);
+        }
+        let _ = writeln!(out, "{t}");
+    }
+    for u in &report.unverifiable {
+        let _ = writeln!(out, "unverifiable: {u}");
+    }
+    out
+}
