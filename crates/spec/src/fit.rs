@@ -49,8 +49,8 @@ pub fn fit_coefficients(arch: &Architecture) -> Fit {
     let stage_out = |s: u8| {
         arch.blocks
             .iter()
-            .filter(|b| b.stage == s)
-            .last()
+            .rev()
+            .find(|b| b.stage == s)
             .map(|b| b.out_channels)
     };
     let mut widths: Vec<(usize, Option<usize>)> = vec![(32, Some(arch.stem_channels))];
