@@ -33,6 +33,7 @@ fixtures-env:
 fixtures: fixtures-env
     {{venv}}/bin/python fixtures/generate/torch_fixtures.py fixtures/torch
     {{venv}}/bin/python fixtures/generate/hostile_fixtures.py fixtures/hostile
+    {{venv}}/bin/python fixtures/generate/audit_fixtures.py fixtures/audit
 
 # Full-size B0–B7 files for the opt-in tier (not committed).
 fixtures-full: fixtures-env

@@ -419,3 +419,141 @@ fn hostile_files_are_refused_without_side_effects() {
     }
     assert!(!std::path::Path::new("effnet_pwned_marker").exists());
 }
+
+/// Runs `effnet audit … --format json`, expecting `code`.
+fn audit_json(args: &[&str], code: i32) -> Value {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--format", "json"]);
+    let out = effnet().args(&all).assert().code(code).get_output().clone();
+    serde_json::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap()
+}
+
+#[test]
+fn every_standard_fixture_conforms_to_its_spec() {
+    for file in [
+        "torchvision-tiny.pth",
+        "torchvision-tiny-legacy.pth",
+        "torchvision-tiny-module.pth",
+        "torchvision-tiny-script.pt",
+        "torchvision-tiny.safetensors",
+        "timm-tiny.pth",
+        "timm-tf-tiny-module.pth",
+        "lukemelas-tiny.safetensors",
+    ] {
+        let doc = audit_json(&[&fixture(file)], 0);
+        assert_eq!(doc["schema"], "effnet.audit/1");
+        assert_eq!(doc["spec"], "w=0.1 d=0.5", "{file}");
+        assert_eq!(doc["conforms"], true, "{file}");
+        let errors: Vec<&Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] == "error")
+            .collect();
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+        // Ten classes instead of ImageNet's thousand: information, not a deviation.
+        assert!(
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["field"] == "classes")
+        );
+        assert!(
+            doc["unverifiable"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u.as_str().unwrap().starts_with("strides"))
+        );
+    }
+}
+
+#[test]
+fn each_deviating_fixture_is_caught_where_it_deviates_and_nowhere_else() {
+    let dir = std::path::Path::new("fixtures/audit");
+    let mut cases = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let file = dir.join(case["file"].as_str().unwrap());
+        let expected = case["findings"].as_array().unwrap();
+        let doc = audit_json(
+            &[file.to_str().unwrap()],
+            if expected.is_empty() { 0 } else { 1 },
+        );
+        assert_eq!(doc["spec"], case["spec"], "{}", file.display());
+        let found: Vec<Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] == "error")
+            .map(|f| serde_json::json!([f["stage"], f["block"], f["field"]]))
+            .collect();
+        assert_eq!(&found, expected, "{}", file.display());
+        cases += 1;
+    }
+    assert!(cases >= 8, "{cases} audit cases");
+}
+
+#[test]
+fn audit_against_another_depth_lists_the_repeats_per_stage() {
+    // The tiny model has depth 0.5; B1's depth 1.1 wants 2,3,3,4,4,5,2 blocks.
+    let doc = audit_json(
+        &[
+            &fixture("torchvision-tiny.pth"),
+            "--spec",
+            "b1",
+            "--width",
+            "0.1",
+        ],
+        1,
+    );
+    let repeats: Vec<(u64, String, String)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| {
+            assert_eq!(f["field"], "repeats", "{f}");
+            (
+                f["stage"].as_u64().unwrap(),
+                f["expected"].as_str().unwrap().to_owned(),
+                f["found"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String, String)> = [
+        (2, 2, 1),
+        (3, 3, 1),
+        (4, 3, 1),
+        (5, 4, 2),
+        (6, 4, 2),
+        (7, 5, 2),
+        (8, 2, 1),
+    ]
+    .iter()
+    .map(|&(s, e, f): &(u64, u64, u64)| (s, e.to_string(), f.to_string()))
+    .collect();
+    assert_eq!(repeats, want);
+}
+
+#[test]
+fn audit_table_reads_in_one_line_per_finding() {
+    let out = effnet()
+        .args(["audit", "fixtures/audit/kernel-3x3.pth"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("stage 6 block 2: kernel 3×3, spec says 5×5"),
+        "{stdout}"
+    );
+    assert_snapshot!(stdout);
+}

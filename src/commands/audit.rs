@@ -30,7 +30,9 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let evidence = Evidence::WEIGHTS_ONLY;
     let scheme = Some(model.naming);
     let (spec, how) = match (args.spec.as_str(), args.width, args.depth) {
-        (_, Some(_), None) | (_, None, Some(_)) => bail!("--width and --depth go together"),
+        ("auto", Some(_), None) | ("auto", None, Some(_)) => {
+            bail!("--width and --depth go together (or name a variant with --spec to override one)")
+        }
         ("auto", Some(w), Some(d)) => (ModelSpec::custom(w, d, 224)?, "given coefficients"),
         ("auto", None, None) => match closest_spec(arch) {
             (spec, true) => (spec, "auto: the spec it matches"),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use effnet_import::{ImportOptions, open};
 use effnet_naming::Identity;
+use effnet_spec::{Evidence, ModelSpec, Variant, audit, closest_spec};
 use serde_json::Value;
 
 fn dir() -> PathBuf {
@@ -49,5 +50,24 @@ fn full_size_files_import_as_their_variant() {
         );
         assert!(model.imported.report.missing.is_empty(), "{name}");
         assert!(model.imported.report.unused.is_empty(), "{name}");
+        // It conforms to its own spec, which --spec auto finds.
+        let (spec, exact) = closest_spec(&model.imported.architecture);
+        assert!(exact, "{name}");
+        assert_eq!(spec.variant, Some(v), "{name}");
+        // A B0 file against B1: the repeats of every stage differ, nothing else.
+        if v == Variant::B0 {
+            let report = audit(
+                &model.imported.architecture,
+                &ModelSpec::variant(Variant::B1),
+                Evidence::WEIGHTS_ONLY,
+                None,
+            );
+            assert!(!report.conforms);
+            assert!(
+                report.findings.iter().all(|f| f.field == "repeats"),
+                "{name}"
+            );
+            assert_eq!(report.findings.len(), 7, "{name}");
+        }
     }
 }

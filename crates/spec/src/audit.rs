@@ -398,8 +398,8 @@ pub fn audit(
     }
 }
 
-/// The spec `--spec auto` compares with: among the coefficients fitted to the architecture and
-/// the named variants, the one that leaves the fewest deviations (the fitted one on a tie).
+/// The spec `--spec auto` compares with: among the named variants and the coefficients fitted
+/// to the architecture, the one that leaves the fewest deviations (a named variant on a tie).
 /// Returns the spec and whether it matches exactly.
 pub fn closest_spec(arch: &Architecture) -> (ModelSpec, bool) {
     let fit = crate::fit_coefficients(arch);
@@ -412,9 +412,10 @@ pub fn closest_spec(arch: &Architecture) -> (ModelSpec, bool) {
             .count()
     };
     let mut best: Option<(ModelSpec, usize)> = None;
-    for spec in fitted
+    for spec in crate::Variant::ALL
         .into_iter()
-        .chain(crate::Variant::ALL.into_iter().map(ModelSpec::variant))
+        .map(ModelSpec::variant)
+        .chain(fitted)
     {
         let n = deviations(&spec);
         if best.as_ref().is_none_or(|(_, b)| n < *b) {
