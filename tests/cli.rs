@@ -431,16 +431,21 @@ fn audit_json(args: &[&str], code: i32) -> Value {
 
 #[test]
 fn every_standard_fixture_conforms_to_its_spec() {
-    for file in [
-        "torchvision-tiny.pth",
-        "torchvision-tiny-legacy.pth",
-        "torchvision-tiny-module.pth",
-        "torchvision-tiny-script.pt",
-        "torchvision-tiny.safetensors",
-        "timm-tiny.pth",
-        "timm-tf-tiny-module.pth",
-        "lukemelas-tiny.safetensors",
-    ] {
+    // Every container and scheme the PyTorch fixtures hold.
+    let mut files: Vec<String> = std::fs::read_dir("fixtures/torch")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+        .map(|p| {
+            let case: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            case["file"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    assert!(files.len() >= 20, "{} files", files.len());
+    for file in &files {
+        let file = file.as_str();
         let doc = audit_json(&[&fixture(file)], 0);
         assert_eq!(doc["schema"], "effnet.audit/1");
         assert_eq!(doc["spec"], "w=0.1 d=0.5", "{file}");

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets};
 use effnet_import::ImportOptions;
-use effnet_spec::{AuditReport, Evidence, ModelSpec, Severity, Variant, audit, closest_spec};
+use effnet_spec::{
+    AuditReport, ModelSpec, Severity, Variant, audit, audit_semantics, closest_spec,
+};
 use serde_json::json;
 
 use crate::cli::{AuditArgs, SpecFormat};
@@ -27,7 +29,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let arch = &model.imported.architecture;
-    let evidence = Evidence::WEIGHTS_ONLY;
+    let evidence = model.evidence;
     let scheme = Some(model.naming);
     let (spec, how) = match (args.spec.as_str(), args.width, args.depth) {
         ("auto", Some(_), None) | ("auto", None, Some(_)) => {
@@ -48,7 +50,8 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let report = audit(arch, &spec, evidence, scheme);
+    let mut report = audit(arch, &spec, evidence, scheme);
+    audit_semantics(&mut report, &model.imported.graph, &spec, evidence);
     let path = args.path.display().to_string();
     let text = match args.format {
         SpecFormat::Json => {

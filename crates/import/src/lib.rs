@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use effnet_ir::{Checkpoint, DType};
 use effnet_naming::{Imported, NamingError, detect, import};
-use effnet_spec::Scheme;
+use effnet_spec::{Evidence, Scheme};
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
@@ -84,6 +84,8 @@ pub struct Model {
     pub dtypes: BTreeMap<DType, usize>,
     /// The graph and what the import did.
     pub imported: Imported,
+    /// What the file records beyond tensor shapes (what an audit can verify).
+    pub evidence: Evidence,
     /// What a user should know.
     pub warnings: Vec<String>,
 }
@@ -260,6 +262,7 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         tensors,
         dtypes,
         imported,
+        evidence: Evidence::WEIGHTS_ONLY,
         warnings,
     })
 }

@@ -426,6 +426,172 @@ pub fn closest_spec(arch: &Architecture) -> (ModelSpec, bool) {
     (spec, n == 0)
 }
 
+/// Adds to `report` the checks of what a graph with its full architecture records (a Keras
+/// config, a SavedModel graph), each where `evidence` says the source records it:
+/// activations (swish everywhere, a sigmoid SE gate), padding (TF "same" or symmetric,
+/// consistently), BatchNorm epsilon (one value), dropout and drop-connect rates (info: they
+/// only matter in training).
+pub fn audit_semantics(
+    report: &mut AuditReport,
+    graph: &effnet_ir::Graph,
+    spec: &ModelSpec,
+    evidence: Evidence,
+) {
+    use effnet_ir::{Activation, Op, Padding, Role};
+    let mut f = Findings(Vec::new());
+    let block = |tag: effnet_ir::Tag| tag.block.map(|b| b + 1);
+    let resolution = [spec.resolution, spec.resolution];
+    let shapes = graph.infer_shapes(1, Some(resolution)).ok();
+    let mut eps: Vec<f64> = Vec::new();
+    // Convs whose pads are only TF's "same", only symmetric (where the two differ), or neither.
+    let (mut same_only, mut symmetric_only, mut other) = (0usize, 0usize, Vec::new());
+    for (id, node) in graph.nodes() {
+        let tag = node.tag;
+        match &node.op {
+            Op::Activation(a) if evidence.activations => {
+                let want = match tag.role {
+                    Role::SeGate => Some(Activation::Sigmoid),
+                    Role::StemAct
+                    | Role::ExpandAct
+                    | Role::DepthwiseAct
+                    | Role::SeReduceAct
+                    | Role::HeadAct => Some(Activation::Swish),
+                    _ => None,
+                };
+                if let Some(want) = want.filter(|w| w != a) {
+                    f.error(
+                        Some(tag.stage),
+                        block(tag),
+                        "activation",
+                        want.name(),
+                        a.name(),
+                        &format!("{} activation", tag.role),
+                    );
+                }
+            }
+            Op::BatchNorm(bn) if evidence.bn_eps => eps.push(bn.eps),
+            Op::Conv2d(c) if evidence.padding => {
+                let input = graph
+                    .inputs(id)
+                    .first()
+                    .and_then(|&i| shapes.as_ref().and_then(|s| s[i].spatial()));
+                let Some(input) = input else { continue };
+                let resolve = |p: Padding| {
+                    p.resolve(&node.name, input, c.kernel, c.stride, c.dilation)
+                        .map(|r| r.pads)
+                        .ok()
+                };
+                let pads = resolve(c.padding);
+                let is_same = pads == resolve(Padding::SameUpper);
+                let is_symmetric = pads == resolve(Padding::symmetric(c.kernel, c.dilation));
+                match (is_same, is_symmetric) {
+                    (true, false) => same_only += 1,
+                    (false, true) => symmetric_only += 1,
+                    (false, false) => other.push((tag, node.name.clone(), c.padding.describe())),
+                    (true, true) => {}
+                }
+            }
+            Op::Dropout { rate }
+                if evidence.dropout
+                    && tag.role == Role::HeadDropout
+                    && (rate - spec.dropout).abs() > 1e-9 =>
+            {
+                f.add(
+                    Severity::Info,
+                    Some(9),
+                    None,
+                    "dropout",
+                    spec.dropout,
+                    rate,
+                    "classifier dropout (training only)",
+                );
+            }
+            Op::StochasticDepth { rate } | Op::Dropout { rate }
+                if evidence.dropout && tag.role == Role::DropConnect =>
+            {
+                let blocks = spec.blocks();
+                let want = blocks
+                    .iter()
+                    .find(|b| b.stage == tag.stage && Some(b.index) == tag.block)
+                    .map(|b| b.drop_connect_rate);
+                if let Some(want) = want.filter(|w| (w - rate).abs() > 1e-6) {
+                    f.add(
+                        Severity::Info,
+                        Some(tag.stage),
+                        block(tag),
+                        "drop_connect",
+                        format!("{want:.4}"),
+                        format!("{rate:.4}"),
+                        "drop-connect rate (training only)",
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    for (tag, name, padding) in other {
+        f.error(
+            Some(tag.stage),
+            block(tag),
+            "padding",
+            "TF \"same\" or symmetric",
+            format!("{padding} in `{name}`"),
+            "padding",
+        );
+    }
+    match (same_only, symmetric_only) {
+        (0, n) if n > 0 => f.add(
+            Severity::Info,
+            None,
+            None,
+            "padding",
+            "TF \"same\"",
+            "symmetric",
+            "padding (a PyTorch convention: torchvision, timm)",
+        ),
+        (s, n) if s > 0 && n > 0 => f.error(
+            None,
+            None,
+            "padding",
+            "one padding convention",
+            format!("{s} convs TF \"same\", {n} symmetric"),
+            "padding:",
+        ),
+        _ => {}
+    }
+    if evidence.bn_eps && !eps.is_empty() {
+        let first = eps[0];
+        if eps
+            .iter()
+            .any(|&e| (e - first).abs() > f64::EPSILON * first.max(1.0))
+        {
+            let mut distinct: Vec<String> = eps.iter().map(|e| format!("{e:e}")).collect();
+            distinct.sort();
+            distinct.dedup();
+            f.error(
+                None,
+                None,
+                "bn_eps",
+                "one epsilon for every BatchNorm",
+                distinct.join(", "),
+                "BatchNorm epsilon:",
+            );
+        } else if (first - 1e-3).abs() > 1e-12 {
+            f.add(
+                Severity::Info,
+                None,
+                None,
+                "bn_eps",
+                "1e-3",
+                format!("{first:e}"),
+                "BatchNorm epsilon (a PyTorch convention)",
+            );
+        }
+    }
+    report.conforms &= f.0.iter().all(|x| x.severity != Severity::Error);
+    report.findings.extend(f.0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +637,65 @@ mod tests {
             ]
         );
         assert!(report.findings.iter().all(|f| f.field == "repeats"));
+    }
+
+    #[test]
+    fn a_graph_with_its_semantics_is_checked_where_it_records_them() {
+        use effnet_ir::{Activation, Op, Role};
+        let spec = ModelSpec::variant(Variant::B0);
+        let graph =
+            crate::build_graph(&spec.architecture(), &Scheme::Keras.semantics(spec.variant))
+                .unwrap();
+        let mut report = audit(&spec.architecture(), &spec, Evidence::EVERYTHING, None);
+        audit_semantics(&mut report, &graph, &spec, Evidence::EVERYTHING);
+        assert!(
+            report.conforms && report.findings.is_empty(),
+            "{:?}",
+            report.findings
+        );
+
+        // torchvision's conventions are info, not deviations.
+        let tv = crate::build_graph(
+            &spec.architecture(),
+            &Scheme::Torchvision.semantics(spec.variant),
+        )
+        .unwrap();
+        let mut report = audit(&spec.architecture(), &spec, Evidence::EVERYTHING, None);
+        audit_semantics(&mut report, &tv, &spec, Evidence::EVERYTHING);
+        assert!(report.conforms, "{:?}", report.findings);
+        let fields: Vec<&str> = report.findings.iter().map(|f| f.field).collect();
+        assert_eq!(fields, ["padding", "bn_eps"]);
+
+        // A ReLU where swish belongs, and one BatchNorm with another epsilon, are deviations.
+        let mut bad = graph.clone();
+        let ids: Vec<_> = bad.nodes().map(|(id, _)| id).collect();
+        for id in ids {
+            let node = bad.node_mut(id);
+            if node.tag.stage == 4
+                && node.tag.block == Some(1)
+                && node.tag.role == Role::DepthwiseAct
+            {
+                node.op = Op::Activation(Activation::Relu);
+            }
+            if node.tag.stage == 5 && node.tag.block == Some(0) && node.tag.role == Role::ProjectBn
+            {
+                if let Op::BatchNorm(bn) = &mut node.op {
+                    bn.eps = 1e-5;
+                }
+            }
+        }
+        let mut report = audit(&spec.architecture(), &spec, Evidence::EVERYTHING, None);
+        audit_semantics(&mut report, &bad, &spec, Evidence::EVERYTHING);
+        assert!(!report.conforms);
+        let errors: Vec<(Option<u8>, Option<u16>, &str)> = report
+            .findings
+            .iter()
+            .map(|f| (f.stage, f.block, f.field))
+            .collect();
+        assert_eq!(
+            errors,
+            [(Some(4), Some(2), "activation"), (None, None, "bn_eps")]
+        );
     }
 
     #[test]

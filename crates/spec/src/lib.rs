@@ -8,7 +8,7 @@ mod model;
 mod scheme;
 mod variant;
 
-pub use audit::{AuditReport, Evidence, Finding, Severity, audit, closest_spec};
+pub use audit::{AuditReport, Evidence, Finding, Severity, audit, audit_semantics, closest_spec};
 pub use build::build_graph;
 pub use error::SpecError;
 pub use fit::{Fit, fit_coefficients};
