@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets};
-use effnet_import::ImportOptions;
 use effnet_spec::{
     AuditReport, ModelSpec, Severity, Variant, audit, audit_semantics, closest_spec,
 };
@@ -18,16 +17,8 @@ use crate::output;
 const EXIT_DEVIATES: u8 = 1;
 
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let model = effnet_import::open(
-        &args.path,
-        &ImportOptions {
-            key: args.read.key.clone(),
-            naming: args.naming,
-        },
-    )?;
-    for warning in &model.warnings {
-        eprintln!("warning: {warning}");
-    }
+    let model = super::open_model(&args.path, args.naming, &args.read)?;
+    super::warn(&model);
     let arch = &model.imported.architecture;
     let evidence = model.evidence;
     let scheme = Some(model.naming);

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use effnet_cost::render::{self, Granularity};
 use effnet_cost::{CostOptions, ModelInfo, analyze};
-use effnet_import::ImportOptions;
 use effnet_ir::{DType, Graph};
 
 use super::SpecModel;
@@ -30,16 +29,8 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             (model.graph, info)
         }
         (Some(path), None) => {
-            let model = effnet_import::open(
-                path,
-                &ImportOptions {
-                    key: args.read.key.clone(),
-                    naming: args.scaling.naming,
-                },
-            )?;
-            for warning in &model.warnings {
-                eprintln!("warning: {warning}");
-            }
+            let model = super::open_model(path, args.scaling.naming, &args.read)?;
+            super::warn(&model);
             let identity = &model.imported.identity;
             let resolution = args
                 .scaling

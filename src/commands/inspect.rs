@@ -5,20 +5,14 @@ use std::process::ExitCode;
 
 use comfy_table::{Table, presets};
 use effnet_cost::render::thousands;
-use effnet_import::{ImportOptions, Model};
+use effnet_import::Model;
 use serde_json::json;
 
 use crate::cli::{InspectArgs, InspectFormat};
 use crate::output;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let model = effnet_import::open(
-        &args.path,
-        &ImportOptions {
-            key: args.read.key.clone(),
-            naming: args.naming,
-        },
-    )?;
+    let model = super::open_model(&args.path, args.naming, &args.read)?;
     let text = match args.format {
         InspectFormat::Json => {
             let mut doc = serde_json::to_string_pretty(&document(&model))?;

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use effnet_ir::{Activation, DType, Graph, IrError, Op, Shapes, TensorShape, structure};
 
 use crate::memory;
-use crate::report::{BlockCost, CostReport, LayerCost, ModelInfo, StageCost, Totals};
+use crate::report::{BlockCost, CostReport, Costs, LayerCost, ModelInfo, StageCost, Totals};
 
 /// What to cost the graph at.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,15 +79,17 @@ pub fn analyze(
                 stage: node.tag.stage,
                 block: node.tag.block.map(|b| b + 1),
                 output_shape: out.dims().unwrap_or_default(),
-                params,
-                non_trainable_params,
-                macs,
-                flops: flops(&node.op, macs, output_elems, in_shape),
                 output_elems,
-                activation_bytes: if computes_tensor {
-                    output_elems.saturating_mul(size)
-                } else {
-                    0
+                costs: Costs {
+                    params,
+                    non_trainable_params,
+                    macs,
+                    flops: flops(&node.op, macs, output_elems, in_shape),
+                    activation_bytes: if computes_tensor {
+                        output_elems.saturating_mul(size)
+                    } else {
+                        0
+                    },
                 },
             }
         })
@@ -95,15 +97,17 @@ pub fn analyze(
 
     let blocks = roll_up_blocks(&layers);
     let stages = roll_up_stages(graph, &shapes, &layers);
-    let sum = |f: fn(&LayerCost) -> u64| layers.iter().map(f).sum::<u64>();
-    let params = sum(|l| l.params);
+    let mut sum = Costs::default();
+    for layer in &layers {
+        sum += layer.costs;
+    }
     let total = Totals {
-        params,
-        trainable_params: params,
-        non_trainable_params: sum(|l| l.non_trainable_params),
-        macs: sum(|l| l.macs),
-        flops: sum(|l| l.flops),
-        activation_bytes: sum(|l| l.activation_bytes),
+        params: sum.params,
+        trainable_params: sum.params,
+        non_trainable_params: sum.non_trainable_params,
+        macs: sum.macs,
+        flops: sum.flops,
+        activation_bytes: sum.activation_bytes,
         peak_activation_bytes: memory::peak_inference_bytes(graph, &shapes, size),
         training_activation_bytes: memory::training_saved_bytes(graph, &shapes, size),
     };
@@ -175,18 +179,10 @@ fn roll_up_blocks(layers: &[LayerCost]) -> Vec<BlockCost> {
                     (s, None) => format!("stage {s}"),
                 },
                 nodes: 0,
-                params: 0,
-                non_trainable_params: 0,
-                macs: 0,
-                flops: 0,
-                activation_bytes: 0,
+                costs: Costs::default(),
             });
         entry.nodes += 1;
-        entry.params += layer.params;
-        entry.non_trainable_params += layer.non_trainable_params;
-        entry.macs += layer.macs;
-        entry.flops += layer.flops;
-        entry.activation_bytes += layer.activation_bytes;
+        entry.costs += layer.costs;
     }
     groups.into_values().collect()
 }
@@ -202,18 +198,10 @@ fn roll_up_stages(graph: &Graph, shapes: &Shapes, layers: &[LayerCost]) -> Vec<S
                 input_resolution: info.input_resolution.unwrap_or_default(),
                 output_channels: info.output_channels,
                 layers: info.layers,
-                params: 0,
-                non_trainable_params: 0,
-                macs: 0,
-                flops: 0,
-                activation_bytes: 0,
+                costs: Costs::default(),
             };
             for layer in in_stage {
-                cost.params += layer.params;
-                cost.non_trainable_params += layer.non_trainable_params;
-                cost.macs += layer.macs;
-                cost.flops += layer.flops;
-                cost.activation_bytes += layer.activation_bytes;
+                cost.costs += layer.costs;
             }
             cost
         })

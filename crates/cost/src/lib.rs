@@ -6,4 +6,4 @@ pub mod render;
 mod report;
 
 pub use analyze::{CostError, CostOptions, analyze};
-pub use report::{BlockCost, CostReport, LayerCost, ModelInfo, StageCost, Totals};
+pub use report::{BlockCost, CostReport, Costs, LayerCost, ModelInfo, StageCost, Totals};

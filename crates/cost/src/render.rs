@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 use serde_json::{Value, json};
 
-use crate::CostReport;
+use crate::{CostReport, Costs};
 
 /// The JSON schema identifier of [`json`].
 pub const SCHEMA: &str = "effnet.cost/1";
@@ -112,15 +112,44 @@ fn headers(by: Granularity) -> (Vec<&'static str>, Vec<&'static str>) {
                 "op",
                 "role",
                 "output_shape",
+                "output_elems",
                 "params",
                 "non_trainable_params",
                 "macs",
                 "flops",
-                "output_elems",
                 "activation_bytes",
             ],
         ),
     }
+}
+
+/// The rounded cells of a row's figures: params, MACs, FLOPs, activations.
+fn human_cells(c: &Costs) -> [String; 4] {
+    [
+        thousands(c.params),
+        human_count(c.macs),
+        human_count(c.flops),
+        human_bytes(c.activation_bytes),
+    ]
+}
+
+/// The exact cells of a row's figures, in the CSV header's order.
+fn exact_cells(c: &Costs) -> [String; 5] {
+    [
+        c.params.to_string(),
+        c.non_trainable_params.to_string(),
+        c.macs.to_string(),
+        c.flops.to_string(),
+        c.activation_bytes.to_string(),
+    ]
+}
+
+/// A row: its leading cells (human, exact) followed by its figures.
+fn row(cells: Vec<String>, exact: Vec<String>, costs: &Costs) -> Row {
+    let mut row = Row { cells, exact };
+    row.cells.extend(human_cells(costs));
+    row.exact.extend(exact_cells(costs));
+    row
 }
 
 fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
@@ -131,58 +160,38 @@ fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
             .iter()
             .map(|s| {
                 let [h, w] = s.input_resolution;
-                Row {
-                    cells: vec![
-                        s.stage.to_string(),
-                        s.operator.clone(),
-                        format!("{h}×{w}"),
-                        s.output_channels.to_string(),
-                        s.layers.to_string(),
-                        thousands(s.params),
-                        human_count(s.macs),
-                        human_count(s.flops),
-                        human_bytes(s.activation_bytes),
-                    ],
-                    exact: vec![
-                        s.stage.to_string(),
-                        s.operator.clone(),
-                        h.to_string(),
-                        w.to_string(),
-                        s.output_channels.to_string(),
-                        s.layers.to_string(),
-                        s.params.to_string(),
-                        s.non_trainable_params.to_string(),
-                        s.macs.to_string(),
-                        s.flops.to_string(),
-                        s.activation_bytes.to_string(),
-                    ],
-                }
+                let lead = [s.stage.to_string(), s.operator.clone()];
+                let tail = [s.output_channels.to_string(), s.layers.to_string()];
+                row(
+                    [lead.to_vec(), vec![format!("{h}×{w}")], tail.to_vec()].concat(),
+                    [
+                        lead.to_vec(),
+                        vec![h.to_string(), w.to_string()],
+                        tail.to_vec(),
+                    ]
+                    .concat(),
+                    &s.costs,
+                )
             })
             .collect(),
         Granularity::Block => report
             .blocks
             .iter()
-            .map(|b| Row {
-                cells: vec![
-                    b.stage.to_string(),
-                    b.block.map_or_else(|| b.name.clone(), |i| i.to_string()),
-                    b.nodes.to_string(),
-                    thousands(b.params),
-                    human_count(b.macs),
-                    human_count(b.flops),
-                    human_bytes(b.activation_bytes),
-                ],
-                exact: vec![
-                    b.stage.to_string(),
-                    block(b.block),
-                    b.name.clone(),
-                    b.nodes.to_string(),
-                    b.params.to_string(),
-                    b.non_trainable_params.to_string(),
-                    b.macs.to_string(),
-                    b.flops.to_string(),
-                    b.activation_bytes.to_string(),
-                ],
+            .map(|b| {
+                row(
+                    vec![
+                        b.stage.to_string(),
+                        b.block.map_or_else(|| b.name.clone(), |i| i.to_string()),
+                        b.nodes.to_string(),
+                    ],
+                    vec![
+                        b.stage.to_string(),
+                        block(b.block),
+                        b.name.clone(),
+                        b.nodes.to_string(),
+                    ],
+                    &b.costs,
+                )
             })
             .collect(),
         Granularity::Layer => report
@@ -195,33 +204,25 @@ fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
                     .join("×");
-                Row {
-                    cells: vec![
+                row(
+                    vec![
                         l.stage.to_string(),
                         block(l.block),
                         l.name.clone(),
                         l.op.to_owned(),
                         shape.clone(),
-                        thousands(l.params),
-                        human_count(l.macs),
-                        human_count(l.flops),
-                        human_bytes(l.activation_bytes),
                     ],
-                    exact: vec![
+                    vec![
                         l.stage.to_string(),
                         block(l.block),
                         l.name.clone(),
                         l.op.to_owned(),
                         l.role.to_owned(),
                         shape,
-                        l.params.to_string(),
-                        l.non_trainable_params.to_string(),
-                        l.macs.to_string(),
-                        l.flops.to_string(),
                         l.output_elems.to_string(),
-                        l.activation_bytes.to_string(),
                     ],
-                }
+                    &l.costs,
+                )
             })
             .collect(),
     }

@@ -32,6 +32,17 @@ pub struct LayerCost {
     pub block: Option<u16>,
     /// Output shape, NCHW (or N×F).
     pub output_shape: Vec<usize>,
+    /// Elements of the output tensor.
+    pub output_elems: u64,
+    /// Params, MACs, FLOPs; `activation_bytes` is the output tensor at the report's dtype, 0
+    /// for ops that compute no new tensor at inference (dropout, flatten) and for the input.
+    #[serde(flatten)]
+    pub costs: Costs,
+}
+
+/// The figures every row of a report carries, summed over what the row covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Costs {
     /// Trainable parameters.
     pub params: u64,
     /// Non-trainable parameters (BatchNorm statistics, normalization constants).
@@ -40,11 +51,18 @@ pub struct LayerCost {
     pub macs: u64,
     /// Arithmetic operations.
     pub flops: u64,
-    /// Elements of the output tensor.
-    pub output_elems: u64,
-    /// Bytes of the output tensor at the report's dtype; 0 for ops that compute no new tensor
-    /// at inference (dropout, flatten) and for the input.
+    /// Activation bytes.
     pub activation_bytes: u64,
+}
+
+impl std::ops::AddAssign for Costs {
+    fn add_assign(&mut self, other: Costs) {
+        self.params += other.params;
+        self.non_trainable_params += other.non_trainable_params;
+        self.macs += other.macs;
+        self.flops += other.flops;
+        self.activation_bytes += other.activation_bytes;
+    }
 }
 
 /// The cost of one MBConv block, or of the stem/head outside blocks.
@@ -58,16 +76,9 @@ pub struct BlockCost {
     pub name: String,
     /// Graph nodes in the group.
     pub nodes: usize,
-    /// Trainable parameters.
-    pub params: u64,
-    /// Non-trainable parameters.
-    pub non_trainable_params: u64,
-    /// Multiply-accumulates.
-    pub macs: u64,
-    /// Arithmetic operations.
-    pub flops: u64,
-    /// Activation bytes.
-    pub activation_bytes: u64,
+    /// The group's figures.
+    #[serde(flatten)]
+    pub costs: Costs,
 }
 
 /// The cost of one paper stage (a Table 1 row).
@@ -83,16 +94,9 @@ pub struct StageCost {
     pub output_channels: usize,
     /// Blocks in an MBConv stage; 1 for stem and head.
     pub layers: usize,
-    /// Trainable parameters.
-    pub params: u64,
-    /// Non-trainable parameters.
-    pub non_trainable_params: u64,
-    /// Multiply-accumulates.
-    pub macs: u64,
-    /// Arithmetic operations.
-    pub flops: u64,
-    /// Activation bytes.
-    pub activation_bytes: u64,
+    /// The stage's figures.
+    #[serde(flatten)]
+    pub costs: Costs,
 }
 
 /// Totals over the model.

@@ -40,11 +40,15 @@ fn per_stage_params_macs_and_activations_match_golden() {
                 let ctx = format!("{variant} {scheme} stage {}", stage.stage);
                 assert_eq!(stage.stage as u64, want["stage"].as_u64().unwrap(), "{ctx}");
                 assert_eq!(
-                    stage.params,
+                    stage.costs.params,
                     want["params"].as_u64().unwrap(),
                     "{ctx} params"
                 );
-                assert_eq!(stage.macs, want["macs"].as_u64().unwrap(), "{ctx} macs");
+                assert_eq!(
+                    stage.costs.macs,
+                    want["macs"].as_u64().unwrap(),
+                    "{ctx} macs"
+                );
                 assert_eq!(
                     conv_dense_outputs(&r, stage.stage),
                     want["activation_elems"].as_u64().unwrap(),
