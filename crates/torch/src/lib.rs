@@ -322,7 +322,12 @@ fn read_zip(path: &Path, map: &Arc<Mmap>) -> Result<Parsed, TorchError> {
         path: path.to_owned(),
         message,
     };
-    let mut archive = zip::ZipArchive::new(Cursor::new(&map[..]))
+    // torch writes archives from offset 0; a known offset spares the zip crate a scan of the
+    // whole file for a prepended-data offset.
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    let mut archive = zip::ZipArchive::with_config(config, Cursor::new(&map[..]))
         .map_err(|e| archive_err(format!("not a readable zip archive: {e}")))?;
     let mut pickle_entry: Option<(usize, String)> = None;
     let mut torchscript = false;
