@@ -42,3 +42,9 @@ fixtures-full: fixtures-env
 # The opt-in tier over fixtures/full.
 test-full:
     cargo test --release --locked -p effnet-import --test full_size -- --ignored
+
+# Load effnet's safetensors exports into torchvision/timm/EfficientNet-PyTorch (strict=True)
+# and compare outputs with the source framework's (needs the fixture venv; not in CI).
+check-torch: fixtures-env
+    cargo build --release --locked
+    {{venv}}/bin/python fixtures/generate/check_torch.py target/release/effnet fixtures/torch

@@ -31,6 +31,11 @@ pub enum Command {
         after_help = "Examples:\n  effnet audit model.pth\n  effnet audit model.pth --spec b1\n  effnet audit model.safetensors --width 1.3 --depth 1.6 --format md >> \"$GITHUB_STEP_SUMMARY\""
     )]
     Audit(AuditArgs),
+    /// Write a model in another naming scheme and dtype (safetensors).
+    #[command(
+        after_help = "Examples:\n  effnet convert efficientnet_b0.pth -o b0.safetensors --dtype f16 --verify\n  effnet convert tf_b3.pth --source-naming timm-tf -o b3.safetensors --naming lukemelas"
+    )]
+    Convert(ConvertArgs),
     /// Report params, MACs, FLOPs and activation memory per stage, block or layer.
     #[command(
         after_help = "Examples:\n  effnet cost --variant b0\n  effnet cost --variant b7 --by layer --format json\n  effnet cost --variant b2 --resolution 288 --batch 8 --dtype f16 --format md"
@@ -100,6 +105,50 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = SpecFormat::Table)]
     pub format: SpecFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The model file to convert.
+    pub input: PathBuf,
+    /// The file to write.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Output format [default: from the extension of OUT].
+    #[arg(long, value_enum)]
+    pub to: Option<OutputFormat>,
+    /// Dtype of the written weights.
+    #[arg(long, value_enum, default_value_t = ActivationDtype::F32)]
+    pub dtype: ActivationDtype,
+    /// Naming scheme of the output [default: the input's; timm-tf for TF/Keras inputs].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    pub naming: Option<Scheme>,
+    /// Read the input's names with this scheme instead of detecting it (e.g. timm-tf).
+    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    pub source_naming: Option<Scheme>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Keep BatchNorm running statistics in f32 when writing f16/bf16.
+    #[arg(long)]
+    pub keep_bn_f32: bool,
+    /// Clamp values beyond the f16 range instead of refusing.
+    #[arg(long)]
+    pub clamp: bool,
+    /// Write even when the output scheme pads differently (its outputs will differ).
+    #[arg(long)]
+    pub allow_padding_change: bool,
+    /// Overwrite OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Re-read what was written and check every tensor against the source.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Safetensors,
+    Onnx,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

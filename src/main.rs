@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Spec(args) => commands::spec::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Audit(args) => commands::audit::run(&args),
+        Command::Convert(args) => commands::convert::run(&args),
         Command::Cost(args) => commands::cost::run(&args),
     };
     match result {

@@ -562,3 +562,188 @@ fn audit_table_reads_in_one_line_per_finding() {
     );
     assert_snapshot!(stdout);
 }
+
+/// Converts `input` in a fresh folder and returns (folder, output path, stdout).
+fn convert(input: &str, args: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let mut all = vec!["convert", input, "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let output = effnet().args(&all).assert().success().get_output().clone();
+    (dir, out, String::from_utf8(output.stdout).unwrap())
+}
+
+/// Every graph parameter's bytes, keyed by (stage, block, role, parameter).
+fn parameters(
+    path: &std::path::Path,
+    naming: Option<&str>,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let options = effnet_import::ImportOptions {
+        key: None,
+        naming: naming.map(|n| n.parse().unwrap()),
+    };
+    let model = effnet_import::open(path, &options).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for (_, node) in model.imported.graph.nodes() {
+        for p in node.op.params() {
+            if let Some(data) = p.tensor.data() {
+                let key = format!(
+                    "{} {:?} {} {}",
+                    node.tag.stage, node.tag.block, node.tag.role, p.name
+                );
+                out.insert(key, data.as_slice().to_vec());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conversions_within_a_padding_family_are_bit_exact() {
+    for (source, source_naming, targets) in [
+        (
+            "torchvision-tiny.pth",
+            "torchvision",
+            ["torchvision", "timm"],
+        ),
+        ("timm-tiny.safetensors", "timm", ["timm", "torchvision"]),
+        ("timm-tf-tiny.pth", "timm-tf", ["timm-tf", "timm-tf"]),
+        (
+            "lukemelas-tiny.pth",
+            "lukemelas",
+            ["lukemelas", "lukemelas"],
+        ),
+    ] {
+        let input = fixture(source);
+        let before = parameters(std::path::Path::new(&input), Some(source_naming));
+        for target in targets {
+            let (_dir, out, stdout) = convert(
+                &input,
+                &[
+                    "--source-naming",
+                    source_naming,
+                    "--naming",
+                    target,
+                    "--verify",
+                ],
+            );
+            assert!(stdout.contains("equal to the source"), "{stdout}");
+            // The metadata names the scheme, so no --naming is needed to read it back.
+            let after = parameters(&out, None);
+            assert_eq!(before, after, "{source} → {target}");
+        }
+    }
+}
+
+#[test]
+fn f16_conversion_reports_and_verifies() {
+    let (_dir, out, stdout) = convert(
+        &fixture("torchvision-tiny.pth"),
+        &["--dtype", "f16", "--verify"],
+    );
+    assert!(stdout.contains("f16: 0 overflow"), "{stdout}");
+    assert!(stdout.contains("verified"), "{stdout}");
+    let doc = json_of(&["inspect", out.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(doc["dtype"], "f16");
+    assert_eq!(doc["metadata"]["effnet.naming"], "torchvision");
+    assert_eq!(doc["metadata"]["effnet.dtype"], "f16");
+    assert_eq!(doc["params"], 55_458);
+    // BatchNorm statistics can stay f32.
+    let (_dir, out, _) = convert(
+        &fixture("torchvision-tiny.pth"),
+        &["--dtype", "f16", "--keep-bn-f32"],
+    );
+    let doc = json_of(&["inspect", out.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(doc["dtype"], "mixed");
+}
+
+#[test]
+fn conversion_refusals_exit_2_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let out_s = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        // TF "same" into a symmetric scheme changes the outputs.
+        (
+            &[
+                "convert",
+                "fixtures/torch/timm-tf-tiny.safetensors",
+                "-o",
+                out_s,
+                "--naming",
+                "torchvision",
+            ],
+            "--naming timm-tf or lukemelas",
+        ),
+        // EfficientNet-PyTorch drops the shortcut of a stage's first block.
+        (
+            &[
+                "convert",
+                "fixtures/torch/timm-tf-tiny.safetensors",
+                "-o",
+                out_s,
+                "--naming",
+                "lukemelas",
+            ],
+            "stage 2 block 1 has a residual shortcut",
+        ),
+        // Values beyond ±65504.
+        (
+            &[
+                "convert",
+                "fixtures/torch/torchvision-tiny-f16-overflow.safetensors",
+                "-o",
+                out_s,
+                "--dtype",
+                "f16",
+            ],
+            "exceed the f16 range",
+        ),
+        (
+            &[
+                "convert",
+                "fixtures/torch/torchvision-tiny.pth",
+                "-o",
+                "model.bin",
+            ],
+            "--to safetensors|onnx",
+        ),
+    ];
+    for (args, needle) in cases {
+        let stderr = error_of(args);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!out.exists(), "{args:?} wrote a file");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?} left a file"
+        );
+    }
+    // With --clamp the overflow is written, clamped and reported.
+    let (_d, _o, stdout) = convert(
+        "fixtures/torch/torchvision-tiny-f16-overflow.safetensors",
+        &["--dtype", "f16", "--clamp"],
+    );
+    assert!(stdout.contains("(clamped)"), "{stdout}");
+    // An existing output is kept unless --force.
+    std::fs::write(&out, b"keep me").unwrap();
+    let stderr = error_of(&[
+        "convert",
+        "fixtures/torch/torchvision-tiny.pth",
+        "-o",
+        out_s,
+    ]);
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
+    effnet()
+        .args([
+            "convert",
+            "fixtures/torch/torchvision-tiny.pth",
+            "-o",
+            out_s,
+            "--force",
+        ])
+        .assert()
+        .success();
+    assert_ne!(std::fs::read(&out).unwrap(), b"keep me");
+}

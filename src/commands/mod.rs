@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod convert;
 pub mod cost;
 pub mod inspect;
 pub mod spec;

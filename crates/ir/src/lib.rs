@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod checkpoint;
+mod convert;
 mod dtype;
 mod error;
 mod graph;
@@ -12,6 +13,7 @@ mod tag;
 mod tensor;
 
 pub use checkpoint::Checkpoint;
+pub use convert::{ConversionStats, F16_MAX, encode_f32};
 pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{Graph, GraphMeta, InputNormalization, Node, NodeId};

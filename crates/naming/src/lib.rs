@@ -7,6 +7,7 @@
 //! through [`format_key`]. Both directions live in [`schemes`] side by side.
 
 mod bind;
+pub mod export;
 mod identify;
 mod infer;
 pub mod key;
@@ -107,6 +108,11 @@ pub fn import(checkpoint: &Checkpoint, scheme: Scheme) -> Result<Imported, Namin
         _ => None,
     };
     let semantics = scheme.semantics(variant);
+    if !semantics.stage_first_residual {
+        for block in architecture.blocks.iter_mut().filter(|b| b.index == 0) {
+            block.residual = false;
+        }
+    }
     let mut graph = build_graph(&architecture, &semantics)?;
     let index = bind::node_index(&graph);
     for (key, name, tensor) in &keys {

@@ -7,6 +7,9 @@
 //! little-endian and contiguous, offsets relative to the end of the header. The `safetensors`
 //! crate validates the header (size cap, offsets in bounds, no overlaps, no gaps); tensors are
 //! then views into a memory map of the file, never copied.
+//!
+//! [`write`] goes the other way: to a temporary file beside the target, renamed over it only
+//! when complete, and never over an existing file unless asked.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -42,6 +45,116 @@ pub enum SafetensorsError {
         /// The file.
         path: PathBuf,
     },
+}
+
+/// Why a safetensors file could not be written. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The output exists and overwriting was not asked for.
+    #[error("{}: already exists (pass --force to overwrite)", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Writing or renaming failed.
+    #[error("{}: {reason}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        reason: std::io::Error,
+    },
+    /// The tensors could not be serialized.
+    #[error("{}: {message}", path.display())]
+    Serialize {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+struct View<'a>(&'a Tensor, safetensors::Dtype);
+
+impl safetensors::View for View<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.1
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self.0.data().map_or(&[][..], |b| b.as_slice()))
+    }
+
+    fn data_len(&self) -> usize {
+        self.0.nbytes()
+    }
+}
+
+/// Writes `tensors` with `metadata` to `path` through a temporary file in the same folder,
+/// renamed into place once complete. An existing `path` is kept unless `force`.
+pub fn write(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &std::collections::BTreeMap<String, String>,
+    force: bool,
+) -> Result<(), WriteError> {
+    if path.exists() && !force {
+        return Err(WriteError::Exists {
+            path: path.to_owned(),
+        });
+    }
+    if let Some((name, _)) = tensors.iter().find(|(_, t)| t.data().is_none()) {
+        return Err(WriteError::Serialize {
+            path: path.to_owned(),
+            message: format!("tensor `{name}` has no data"),
+        });
+    }
+    let views: Vec<(&str, View)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            let dtype = match t.dtype() {
+                DType::F32 => safetensors::Dtype::F32,
+                DType::F16 => safetensors::Dtype::F16,
+                DType::BF16 => safetensors::Dtype::BF16,
+                DType::F64 => safetensors::Dtype::F64,
+                DType::I64 => safetensors::Dtype::I64,
+            };
+            (n.as_str(), View(t, dtype))
+        })
+        .collect();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.effnet-{}.tmp", std::process::id()));
+    let info: std::collections::HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let result = safetensors::serialize_to_file(views, Some(info), &tmp)
+        .map_err(|e| WriteError::Serialize {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|reason| WriteError::Io {
+                path: path.to_owned(),
+                reason,
+            })
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Whether the first bytes look like a safetensors header: a plausible length followed by `{`.

@@ -69,6 +69,11 @@ pub struct Semantics {
     pub classifier_activation: Option<Activation>,
     /// What the caller must do to 0–255 pixels, when the model does not do it.
     pub input_normalization: Option<InputNormalization>,
+    /// Whether the first block of a stage keeps its shortcut when it has stride 1 and
+    /// in = out. EfficientNet-PyTorch stores that block's stride as a list (`[1]`), so its
+    /// `stride == 1` test fails and the shortcut is dropped; this only shows in custom widths
+    /// where a stage's first block keeps its channels (never in B0–B7).
+    pub stage_first_residual: bool,
 }
 
 impl Scheme {
@@ -128,6 +133,7 @@ impl Scheme {
             },
             classifier_activation: keras.then_some(Activation::Softmax),
             input_normalization: if keras { None } else { imagenet },
+            stage_first_residual: self != Scheme::Lukemelas,
         }
     }
 }

@@ -1,0 +1,267 @@
+//! Converting an imported model: the tensors named by a target scheme (epsilon moved, padding
+//! changes refused), cast to a target dtype with every loss counted, written atomically, and
+//! optionally re-read and checked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use effnet_import::Model;
+use effnet_ir::{ConversionStats, DType, Tensor};
+use effnet_naming::export::{ExportError, export};
+use effnet_naming::{Identity, ParsedKey};
+use effnet_spec::{PaddingStyle, Scheme};
+
+/// How to write a safetensors file.
+#[derive(Clone, Debug)]
+pub struct SafetensorsOptions {
+    /// Target naming scheme; `None` keeps the source's (timm-tf for TF/Keras sources).
+    pub naming: Option<Scheme>,
+    /// Target dtype of the floating-point tensors.
+    pub dtype: DType,
+    /// Keep BatchNorm running statistics in f32 when `dtype` is narrower.
+    pub keep_bn_f32: bool,
+    /// Clamp values beyond the f16 range instead of refusing.
+    pub clamp: bool,
+    /// Write even when the target pads differently (its outputs then differ).
+    pub allow_padding_change: bool,
+    /// Overwrite an existing output.
+    pub force: bool,
+    /// Re-read the output and check every tensor.
+    pub verify: bool,
+}
+
+/// What a conversion did.
+#[derive(Clone, Debug)]
+pub struct ConvertReport {
+    /// The file written.
+    pub output: PathBuf,
+    /// Its naming scheme.
+    pub naming: Scheme,
+    /// Tensors written.
+    pub tensors: usize,
+    /// Bytes of tensor data written.
+    pub bytes: usize,
+    /// Losses of the dtype conversion, over all tensors.
+    pub stats: ConversionStats,
+    /// Tensors with values that flushed to zero, with the count.
+    pub flushed: Vec<(String, usize)>,
+    /// BatchNorm epsilons moved, as `(from, to, layers)`.
+    pub eps_moved: Vec<(f64, f64, usize)>,
+    /// Things the user should know.
+    pub notes: Vec<String>,
+    /// With `verify`: the largest relative error of any tensor against the source (0 for an
+    /// exact copy), and its name.
+    pub verified: Option<(f64, String)>,
+}
+
+/// Why a conversion failed. Messages name the file or tensor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConvertError {
+    /// The model cannot be expressed in the target scheme.
+    #[error("{}: {reason}", path.display())]
+    Export {
+        /// The input.
+        path: PathBuf,
+        /// Why.
+        reason: ExportError,
+    },
+    /// Values beyond the target dtype's range.
+    #[error(
+        "{count} value(s) in {} tensor(s) exceed the f16 range (±65504), e.g. in `{first}`: pass --clamp to clamp them, or keep f32",
+        tensors.len()
+    )]
+    Overflow {
+        /// Tensors with overflowing values.
+        tensors: Vec<String>,
+        /// The first of them.
+        first: String,
+        /// Values overflowing.
+        count: usize,
+    },
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] effnet_safetensors::WriteError),
+    /// Re-reading what was written failed or disagreed.
+    #[error("{}: verification failed: {message}", path.display())]
+    Verify {
+        /// The output.
+        path: PathBuf,
+        /// What disagreed.
+        message: String,
+    },
+    /// The target dtype is not a float type.
+    #[error("--dtype must be f32, f16 or bf16")]
+    Dtype,
+}
+
+/// Writes `model` as a safetensors file at `out`.
+pub fn to_safetensors(
+    model: &Model,
+    out: &Path,
+    options: &SafetensorsOptions,
+) -> Result<ConvertReport, ConvertError> {
+    if !matches!(options.dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(ConvertError::Dtype);
+    }
+    let naming = options.naming.unwrap_or(match model.naming {
+        Scheme::Keras | Scheme::TfOfficial => Scheme::TimmTf,
+        other => other,
+    });
+    let imported = &model.imported;
+    let variant = match imported.identity {
+        Identity::Variant(v) => Some(v),
+        _ => None,
+    };
+    let exported = export(
+        &imported.graph,
+        &imported.architecture,
+        variant,
+        naming,
+        options.allow_padding_change,
+    )
+    .map_err(|reason| ConvertError::Export {
+        path: model.path.clone(),
+        reason,
+    })?;
+
+    // Which names are BatchNorm statistics (kept in f32 with --keep-bn-f32).
+    let names: Vec<&str> = exported.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    let keys: Vec<Option<ParsedKey>> = effnet_naming::parse_all(naming, &names);
+    let mut stats = ConversionStats::default();
+    let mut flushed = Vec::new();
+    let mut overflowing = Vec::new();
+    let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(exported.tensors.len());
+    for ((name, tensor), key) in exported.tensors.iter().zip(&keys) {
+        let bn_stat = key.is_some_and(|k| {
+            k.layer.is_bn()
+                && matches!(
+                    k.param,
+                    effnet_naming::Param::RunningMean | effnet_naming::Param::RunningVar
+                )
+        });
+        let target = if options.keep_bn_f32 && bn_stat && options.dtype != DType::F32 {
+            DType::F32
+        } else {
+            options.dtype
+        };
+        let (converted, s) =
+            tensor
+                .to_dtype(target, options.clamp)
+                .map_err(|e| ConvertError::Verify {
+                    path: model.path.clone(),
+                    message: format!("`{name}`: {e}"),
+                })?;
+        if s.overflow > 0 {
+            overflowing.push((name.clone(), s.overflow));
+        }
+        if s.flushed_to_zero > 0 {
+            flushed.push((name.clone(), s.flushed_to_zero));
+        }
+        stats.merge(&s);
+        tensors.push((name.clone(), converted));
+    }
+    if !overflowing.is_empty() && !options.clamp {
+        return Err(ConvertError::Overflow {
+            first: overflowing[0].0.clone(),
+            count: overflowing.iter().map(|(_, n)| n).sum(),
+            tensors: overflowing.into_iter().map(|(n, _)| n).collect(),
+        });
+    }
+
+    let mut metadata = BTreeMap::new();
+    metadata.insert("format".to_owned(), "pt".to_owned());
+    metadata.insert(
+        "effnet.version".to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    );
+    metadata.insert("effnet.source".to_owned(), model.path.display().to_string());
+    metadata.insert(
+        "effnet.source_container".to_owned(),
+        model.container.to_owned(),
+    );
+    metadata.insert(
+        "effnet.source_naming".to_owned(),
+        model.naming.name().to_owned(),
+    );
+    metadata.insert("effnet.naming".to_owned(), naming.name().to_owned());
+    metadata.insert("effnet.variant".to_owned(), imported.identity.label());
+    metadata.insert(
+        "effnet.padding".to_owned(),
+        match exported.padding {
+            PaddingStyle::TfSame => "same_upper",
+            PaddingStyle::Symmetric => "symmetric",
+        }
+        .to_owned(),
+    );
+    metadata.insert("effnet.bn_eps".to_owned(), format!("{:e}", exported.bn_eps));
+    metadata.insert("effnet.dtype".to_owned(), options.dtype.name().to_owned());
+    effnet_safetensors::write(out, &tensors, &metadata, options.force)?;
+
+    let verified = if options.verify {
+        Some(verify(out, &tensors, &exported.tensors)?)
+    } else {
+        None
+    };
+    Ok(ConvertReport {
+        output: out.to_owned(),
+        naming,
+        tensors: tensors.len(),
+        bytes: tensors.iter().map(|(_, t)| t.nbytes()).sum(),
+        stats,
+        flushed,
+        eps_moved: exported.eps_moved,
+        notes: exported.notes,
+        verified,
+    })
+}
+
+/// Re-reads `out`: every tensor must be byte-identical to what was written; returns the largest
+/// relative error against the source values (before the dtype conversion).
+fn verify(
+    out: &Path,
+    written: &[(String, Tensor)],
+    source: &[(String, Tensor)],
+) -> Result<(f64, String), ConvertError> {
+    let fail = |message: String| ConvertError::Verify {
+        path: out.to_owned(),
+        message,
+    };
+    let file = effnet_safetensors::read(out).map_err(|e| fail(e.to_string()))?;
+    if file.checkpoint.len() != written.len() {
+        return Err(fail(format!(
+            "{} tensors read back, {} written",
+            file.checkpoint.len(),
+            written.len()
+        )));
+    }
+    let mut worst = (0.0f64, String::new());
+    for ((name, want), (_, src)) in written.iter().zip(source) {
+        let got = file
+            .checkpoint
+            .get(name)
+            .ok_or_else(|| fail(format!("`{name}` is missing")))?;
+        let same = got.dtype() == want.dtype()
+            && got.shape() == want.shape()
+            && got.data().map(|b| b.as_slice()) == want.data().map(|b| b.as_slice());
+        if !same {
+            return Err(fail(format!("`{name}` differs from what was written")));
+        }
+        if !src.dtype().is_float() {
+            continue;
+        }
+        let (a, b) = (
+            src.to_f32_vec().map_err(|e| fail(e.to_string()))?,
+            got.to_f32_vec().map_err(|e| fail(e.to_string()))?,
+        );
+        let scale = a.iter().fold(0f64, |m, &x| m.max(f64::from(x).abs()));
+        let err = a.iter().zip(&b).fold(0f64, |m, (&x, &y)| {
+            m.max((f64::from(x) - f64::from(y)).abs())
+        });
+        let rel = if scale > 0.0 { err / scale } else { err };
+        if rel > worst.0 {
+            worst = (rel, name.clone());
+        }
+    }
+    Ok(worst)
+}

@@ -1,0 +1,110 @@
+//! `effnet convert`: write a model in another naming scheme and dtype.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use effnet_convert::{SafetensorsOptions, to_safetensors};
+use effnet_cost::render::{human_bytes, thousands};
+use effnet_ir::DType;
+
+use crate::cli::{ActivationDtype, ConvertArgs, OutputFormat};
+use crate::output;
+
+pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
+    let format = match args.to {
+        Some(f) => f,
+        None => match args.output.extension().and_then(|e| e.to_str()) {
+            Some("safetensors") => OutputFormat::Safetensors,
+            Some("onnx") => OutputFormat::Onnx,
+            _ => bail!(
+                "{}: cannot tell the output format from the extension; pass --to safetensors|onnx",
+                args.output.display()
+            ),
+        },
+    };
+    if format == OutputFormat::Onnx {
+        bail!(
+            "{}: ONNX export is not implemented yet; write --to safetensors",
+            args.output.display()
+        );
+    }
+    if args.output.exists() && !args.force {
+        bail!(
+            "{}: already exists (pass --force to overwrite)",
+            args.output.display()
+        );
+    }
+    let model = super::open_model(&args.input, args.source_naming, &args.read)?;
+    super::warn(&model);
+    let options = SafetensorsOptions {
+        naming: args.naming,
+        dtype: match args.dtype {
+            ActivationDtype::F32 => DType::F32,
+            ActivationDtype::F16 => DType::F16,
+            ActivationDtype::Bf16 => DType::BF16,
+        },
+        keep_bn_f32: args.keep_bn_f32,
+        clamp: args.clamp,
+        allow_padding_change: args.allow_padding_change,
+        force: args.force,
+        verify: args.verify,
+    };
+    let report = to_safetensors(&model, &args.output, &options)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "wrote {}: {} tensors, {} names, {}, {}",
+        report.output.display(),
+        thousands(report.tensors as u64),
+        report.naming,
+        options.dtype,
+        human_bytes(report.bytes as u64)
+    );
+    for (from, to, layers) in &report.eps_moved {
+        let _ = writeln!(
+            out,
+            "BatchNorm eps moved {from:e} → {to:e} in {layers} layers (running_var + {:e}): outputs unchanged",
+            from - to
+        );
+    }
+    let s = &report.stats;
+    if options.dtype != DType::F32 {
+        let _ = writeln!(
+            out,
+            "{}: {} overflow{}, {} flushed to zero, {} subnormal, {} NaN/Inf; largest |value| {:.4}",
+            options.dtype,
+            s.overflow,
+            if options.clamp && s.overflow > 0 {
+                " (clamped)"
+            } else {
+                ""
+            },
+            s.flushed_to_zero,
+            s.subnormal,
+            s.non_finite,
+            s.max_abs
+        );
+        for (name, n) in report.flushed.iter().take(5) {
+            let _ = writeln!(out, "  {n} value(s) flushed to zero in `{name}`");
+        }
+    }
+    if let Some((err, name)) = &report.verified {
+        if *err == 0.0 {
+            let _ = writeln!(
+                out,
+                "verified: every tensor re-read as written, equal to the source"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "verified: every tensor re-read as written; largest error against the source {err:.2e} of the tensor's range (`{name}`)"
+            );
+        }
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    output::print(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
