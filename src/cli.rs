@@ -140,9 +140,24 @@ pub struct ConvertArgs {
     /// Overwrite OUT if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Re-read what was written and check every tensor against the source.
+    /// Re-read what was written and check every tensor against the source (safetensors).
     #[arg(long)]
     pub verify: bool,
+    /// ONNX opset (13–21).
+    #[arg(long, value_name = "N", default_value_t = 17)]
+    pub opset: i64,
+    /// ONNX: the input size to resolve TF "same" padding for [default: the model's].
+    #[arg(long, value_name = "R")]
+    pub resolution: Option<usize>,
+    /// ONNX: keep height and width dynamic (TF "same" convs as auto_pad=SAME_UPPER).
+    #[arg(long)]
+    pub dynamic_size: bool,
+    /// ONNX: output logits even when the model ends in softmax.
+    #[arg(long)]
+    pub logits: bool,
+    /// ONNX: leave out the preprocessing a Keras model carries.
+    #[arg(long)]
+    pub no_preprocessing: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

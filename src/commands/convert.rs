@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use effnet_convert::{SafetensorsOptions, to_safetensors};
+use effnet_convert::{OnnxConvertOptions, SafetensorsOptions, to_onnx, to_safetensors};
 use effnet_cost::render::{human_bytes, thousands};
 use effnet_ir::DType;
 
@@ -23,12 +23,6 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             ),
         },
     };
-    if format == OutputFormat::Onnx {
-        bail!(
-            "{}: ONNX export is not implemented yet; write --to safetensors",
-            args.output.display()
-        );
-    }
     if args.output.exists() && !args.force {
         bail!(
             "{}: already exists (pass --force to overwrite)",
@@ -37,6 +31,37 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     }
     let model = super::open_model(&args.input, args.source_naming, &args.read)?;
     super::warn(&model);
+    if format == OutputFormat::Onnx {
+        if args.dtype != ActivationDtype::F32 {
+            bail!("ONNX export writes f32 only for now; drop --dtype");
+        }
+        let report = to_onnx(
+            &model,
+            &args.output,
+            &OnnxConvertOptions {
+                opset: args.opset,
+                resolution: args.resolution,
+                dynamic_size: args.dynamic_size,
+                logits: args.logits,
+                no_preprocessing: args.no_preprocessing,
+                force: args.force,
+            },
+        )?;
+        let size = match report.resolution {
+            Some(r) => format!("{r}×{r} input"),
+            None => "dynamic input size".to_owned(),
+        };
+        output::print(&format!(
+            "wrote {}: ONNX opset {}, {} nodes, {} initializers, {}, {size}, output `{}`\n",
+            report.output.display(),
+            args.opset,
+            report.nodes,
+            report.initializers,
+            human_bytes(report.bytes as u64),
+            report.output_name
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let options = SafetensorsOptions {
         naming: args.naming,
         dtype: match args.dtype {

@@ -79,9 +79,31 @@ pub enum ConvertError {
         /// Values overflowing.
         count: usize,
     },
-    /// Writing failed.
+    /// Serializing failed.
     #[error(transparent)]
     Write(#[from] effnet_safetensors::WriteError),
+    /// The output exists and overwriting was not asked for.
+    #[error("{}: already exists (pass --force to overwrite)", path.display())]
+    Exists {
+        /// The output.
+        path: PathBuf,
+    },
+    /// Writing or renaming the output failed.
+    #[error("{}: {reason}", path.display())]
+    Io {
+        /// The output.
+        path: PathBuf,
+        /// The OS error.
+        reason: std::io::Error,
+    },
+    /// The graph could not be exported to ONNX.
+    #[error("{}: {reason}", path.display())]
+    Onnx {
+        /// The input.
+        path: PathBuf,
+        /// Why.
+        reason: effnet_onnx::OnnxError,
+    },
     /// Re-reading what was written failed or disagreed.
     #[error("{}: verification failed: {message}", path.display())]
     Verify {
@@ -196,7 +218,9 @@ pub fn to_safetensors(
     );
     metadata.insert("effnet.bn_eps".to_owned(), format!("{:e}", exported.bn_eps));
     metadata.insert("effnet.dtype".to_owned(), options.dtype.name().to_owned());
-    effnet_safetensors::write(out, &tensors, &metadata, options.force)?;
+    write_atomic(out, options.force, |tmp| {
+        effnet_safetensors::write(tmp, &tensors, &metadata).map_err(ConvertError::from)
+    })?;
 
     let verified = if options.verify {
         Some(verify(out, &tensors, &exported.tensors)?)
@@ -213,6 +237,128 @@ pub fn to_safetensors(
         eps_moved: exported.eps_moved,
         notes: exported.notes,
         verified,
+    })
+}
+
+/// Writes `out` through a temporary file in the same folder, renamed into place only when
+/// complete; an existing `out` is kept unless `force`, and a failed write leaves nothing.
+pub fn write_atomic(
+    out: &Path,
+    force: bool,
+    write: impl FnOnce(&Path) -> Result<(), ConvertError>,
+) -> Result<(), ConvertError> {
+    if out.exists() && !force {
+        return Err(ConvertError::Exists {
+            path: out.to_owned(),
+        });
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = out
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.effnet-{}.tmp", std::process::id()));
+    let result = write(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, out).map_err(|reason| ConvertError::Io {
+            path: out.to_owned(),
+            reason,
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// How to write an ONNX model.
+#[derive(Clone, Debug)]
+pub struct OnnxConvertOptions {
+    /// Opset (13–21).
+    pub opset: i64,
+    /// Input size for explicit pads; `None` takes the model's, if it records one.
+    pub resolution: Option<usize>,
+    /// Keep the spatial size dynamic (TF "same" convs as `auto_pad = SAME_UPPER`).
+    pub dynamic_size: bool,
+    /// Output logits even when the model ends in softmax.
+    pub logits: bool,
+    /// Leave out Keras preprocessing nodes.
+    pub no_preprocessing: bool,
+    /// Overwrite an existing output.
+    pub force: bool,
+}
+
+/// What an ONNX export did.
+#[derive(Clone, Debug)]
+pub struct OnnxReport {
+    /// The file written.
+    pub output: PathBuf,
+    /// Nodes in the ONNX graph.
+    pub nodes: usize,
+    /// Initializers (weights).
+    pub initializers: usize,
+    /// Bytes written.
+    pub bytes: usize,
+    /// The input size the pads were resolved for (`None`: dynamic).
+    pub resolution: Option<usize>,
+    /// The output's name (`logits` or `probabilities`).
+    pub output_name: String,
+}
+
+/// Writes `model` as an ONNX file at `out`.
+pub fn to_onnx(
+    model: &Model,
+    out: &Path,
+    options: &OnnxConvertOptions,
+) -> Result<OnnxReport, ConvertError> {
+    let imported = &model.imported;
+    let resolution = if options.dynamic_size {
+        None
+    } else {
+        options.resolution.or(imported.architecture.resolution)
+    };
+    let onnx_options = effnet_onnx::OnnxOptions {
+        opset: options.opset,
+        resolution: resolution.map(|r| [r, r]),
+        logits: options.logits,
+        no_preprocessing: options.no_preprocessing,
+        doc: format!(
+            "{} ({}, {} names), written by effnet",
+            model.path.display(),
+            model.container,
+            model.naming
+        ),
+        metadata: vec![
+            ("effnet.source".into(), model.path.display().to_string()),
+            ("effnet.source_naming".into(), model.naming.name().into()),
+            ("effnet.variant".into(), imported.identity.label()),
+        ],
+    };
+    let proto = effnet_onnx::build(&imported.graph, &onnx_options).map_err(|reason| {
+        ConvertError::Onnx {
+            path: model.path.clone(),
+            reason,
+        }
+    })?;
+    let graph = proto.graph.as_ref().expect("built with a graph");
+    let (nodes, initializers) = (graph.node.len(), graph.initializer.len());
+    let output_name = graph.output[0].name.clone().unwrap_or_default();
+    let bytes = effnet_onnx::encode(&proto);
+    write_atomic(out, options.force, |tmp| {
+        std::fs::write(tmp, &bytes).map_err(|reason| ConvertError::Io {
+            path: out.to_owned(),
+            reason,
+        })
+    })?;
+    Ok(OnnxReport {
+        output: out.to_owned(),
+        nodes,
+        initializers,
+        bytes: bytes.len(),
+        resolution,
+        output_name,
     })
 }
 

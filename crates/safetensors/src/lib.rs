@@ -8,8 +8,7 @@
 //! crate validates the header (size cap, offsets in bounds, no overlaps, no gaps); tensors are
 //! then views into a memory map of the file, never copied.
 //!
-//! [`write`] goes the other way: to a temporary file beside the target, renamed over it only
-//! when complete, and never over an existing file unless asked.
+//! [`write`] goes the other way.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -51,20 +50,6 @@ pub enum SafetensorsError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
-    /// The output exists and overwriting was not asked for.
-    #[error("{}: already exists (pass --force to overwrite)", path.display())]
-    Exists {
-        /// The file.
-        path: PathBuf,
-    },
-    /// Writing or renaming failed.
-    #[error("{}: {reason}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        reason: std::io::Error,
-    },
     /// The tensors could not be serialized.
     #[error("{}: {message}", path.display())]
     Serialize {
@@ -95,19 +80,13 @@ impl safetensors::View for View<'_> {
     }
 }
 
-/// Writes `tensors` with `metadata` to `path` through a temporary file in the same folder,
-/// renamed into place once complete. An existing `path` is kept unless `force`.
+/// Writes `tensors` with `metadata` to `path` (created or truncated). Callers that must not
+/// leave a partial file write to a temporary path and rename it (effnet-convert does).
 pub fn write(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: &std::collections::BTreeMap<String, String>,
-    force: bool,
 ) -> Result<(), WriteError> {
-    if path.exists() && !force {
-        return Err(WriteError::Exists {
-            path: path.to_owned(),
-        });
-    }
     if let Some((name, _)) = tensors.iter().find(|(_, t)| t.data().is_none()) {
         return Err(WriteError::Serialize {
             path: path.to_owned(),
@@ -127,34 +106,14 @@ pub fn write(
             (n.as_str(), View(t, dtype))
         })
         .collect();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.effnet-{}.tmp", std::process::id()));
     let info: std::collections::HashMap<String, String> = metadata
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let result = safetensors::serialize_to_file(views, Some(info), &tmp)
-        .map_err(|e| WriteError::Serialize {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|reason| WriteError::Io {
-                path: path.to_owned(),
-                reason,
-            })
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    safetensors::serialize_to_file(views, Some(info), path).map_err(|e| WriteError::Serialize {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Whether the first bytes look like a safetensors header: a plausible length followed by `{`.

@@ -1,0 +1,466 @@
+//! ONNX export of an effnet graph.
+//!
+//! The model is a `ModelProto` encoded with prost through the hand-declared messages of
+//! [`proto`]. What changes numbers is kept: TF "same" convolutions get explicit asymmetric
+//! `pads` at a fixed resolution (or `auto_pad = SAME_UPPER` when the size is dynamic),
+//! symmetric ones their symmetric pads; BatchNormalization nodes carry the source's epsilon;
+//! Keras preprocessing stays as nodes at the input; swish is `Sigmoid` · `Mul`; SE is
+//! `GlobalAveragePool` → 1×1 `Conv`. The batch dimension is dynamic.
+
+pub mod proto;
+
+use std::collections::HashMap;
+
+use effnet_ir::{Activation, Graph, NodeId, Op, Padding, Tensor};
+use prost::Message;
+
+use crate::proto::{
+    AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TensorTypeProto,
+    TypeProto, ValueInfoProto, attribute_type, data_type,
+};
+
+/// How to export.
+#[derive(Clone, Debug)]
+pub struct OnnxOptions {
+    /// Opset version (13–21).
+    pub opset: i64,
+    /// Input height and width for explicit pads and a static input shape; `None` leaves the
+    /// spatial size dynamic (TF "same" convs then use `auto_pad = SAME_UPPER`).
+    pub resolution: Option<[usize; 2]>,
+    /// Drop a final softmax and output logits.
+    pub logits: bool,
+    /// Leave out the preprocessing nodes a Keras model carries.
+    pub no_preprocessing: bool,
+    /// Written into the model's `doc_string` (the source file).
+    pub doc: String,
+    /// `metadata_props`.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Why a graph could not be exported.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OnnxError {
+    /// An opset outside what effnet writes.
+    #[error("opset {0} is not supported (13 to 21)")]
+    Opset(i64),
+    /// A parameter without data.
+    #[error("node `{0}` has a parameter without data")]
+    NoData(String),
+    /// A graph problem.
+    #[error(transparent)]
+    Graph(#[from] effnet_ir::IrError),
+}
+
+/// The IR version that goes with an opset (onnx/docs/Versioning.md).
+fn ir_version(opset: i64) -> i64 {
+    match opset {
+        ..=14 => 7,
+        15..=18 => 8,
+        19..=20 => 9,
+        _ => 10,
+    }
+}
+
+struct Builder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    used: HashMap<String, usize>,
+}
+
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(attribute_type::INT),
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(attribute_type::INTS),
+        ..Default::default()
+    }
+}
+
+fn attr_float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        f: Some(v),
+        r#type: Some(attribute_type::FLOAT),
+        ..Default::default()
+    }
+}
+
+fn attr_string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        s: Some(v.as_bytes().to_vec()),
+        r#type: Some(attribute_type::STRING),
+        ..Default::default()
+    }
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+impl Builder {
+    /// A fresh value name based on `base`.
+    fn name(&mut self, base: &str) -> String {
+        let clean: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._/-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let n = self.used.entry(clean.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            clean
+        } else {
+            format!("{clean}__{n}")
+        }
+    }
+
+    fn initializer(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
+        let name = self.name(name);
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: Some(data_type::FLOAT),
+            name: Some(name.clone()),
+            raw_data: Some(f32_bytes(values)),
+        });
+        name
+    }
+
+    fn weight(&mut self, node: &str, param: &str, t: &Tensor) -> Result<String, OnnxError> {
+        let values = t
+            .to_f32_vec()
+            .map_err(|_| OnnxError::NoData(node.to_owned()))?;
+        Ok(self.initializer(&format!("{node}.{param}"), t.shape(), &values))
+    }
+
+    fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: Vec<String>,
+        attributes: Vec<AttributeProto>,
+        output: Option<String>,
+    ) -> String {
+        let output = output.unwrap_or_else(|| self.name(name));
+        let node_name = self.name(&format!("{name}/{op}"));
+        self.nodes.push(NodeProto {
+            input: inputs,
+            output: vec![output.clone()],
+            name: Some(node_name),
+            op_type: Some(op.into()),
+            attribute: attributes,
+            doc_string: None,
+        });
+        output
+    }
+}
+
+fn tensor_type(dims: Vec<DimensionValue>) -> Option<TypeProto> {
+    Some(TypeProto {
+        tensor_type: Some(TensorTypeProto {
+            elem_type: Some(data_type::FLOAT),
+            shape: Some(TensorShapeProto {
+                dim: dims
+                    .into_iter()
+                    .map(|d| Dimension { value: Some(d) })
+                    .collect(),
+            }),
+        }),
+    })
+}
+
+/// Builds the ONNX model of `graph`.
+pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxError> {
+    if !(13..=21).contains(&options.opset) {
+        return Err(OnnxError::Opset(options.opset));
+    }
+    let input_id = graph.input()?;
+    let Op::Input(input) = &graph.node(input_id).op else {
+        unreachable!("graph.input() returns an Input node");
+    };
+    let shapes = graph.infer_shapes(1, options.resolution)?;
+    let mut b = Builder {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        used: HashMap::new(),
+    };
+    b.used.insert("input".into(), 1);
+    let mut value: HashMap<NodeId, String> = HashMap::new();
+    value.insert(input_id, "input".into());
+    let outputs = graph.outputs().to_vec();
+    let last = *outputs.first().ok_or(effnet_ir::IrError::NoOutput)?;
+    let mut final_node = last;
+    if options.logits {
+        if let Op::Activation(Activation::Softmax) = graph.node(last).op {
+            final_node = graph.inputs(last)[0];
+        }
+    }
+    let output_name = if final_node != last
+        || !matches!(graph.node(last).op, Op::Activation(Activation::Softmax))
+    {
+        "logits"
+    } else {
+        "probabilities"
+    };
+
+    for (id, node) in graph.nodes() {
+        if id == input_id {
+            continue;
+        }
+        let ins: Vec<String> = graph.inputs(id).iter().map(|i| value[i].clone()).collect();
+        let out = (id == final_node).then(|| output_name.to_owned());
+        let name = node.name.as_str();
+        let v = match &node.op {
+            Op::Input(_) => unreachable!("one input"),
+            Op::Rescale(r) if !options.no_preprocessing => {
+                let shape = if r.scale.len() == 1 {
+                    vec![1]
+                } else {
+                    vec![1, r.scale.len(), 1, 1]
+                };
+                let scale: Vec<f32> = r.scale.iter().map(|&x| x as f32).collect();
+                let s = b.initializer(&format!("{name}.scale"), &shape, &scale);
+                let has_offset = r.offset.iter().any(|&o| o != 0.0);
+                let mul_out = if has_offset { None } else { out.clone() };
+                let y = b.node("Mul", name, vec![ins[0].clone(), s], vec![], mul_out);
+                if has_offset {
+                    let shape = if r.offset.len() == 1 {
+                        vec![1]
+                    } else {
+                        vec![1, r.offset.len(), 1, 1]
+                    };
+                    let offset: Vec<f32> = r.offset.iter().map(|&x| x as f32).collect();
+                    let o = b.initializer(&format!("{name}.offset"), &shape, &offset);
+                    b.node("Add", name, vec![y, o], vec![], out.clone())
+                } else {
+                    y
+                }
+            }
+            Op::Normalize(n) if !options.no_preprocessing => {
+                let mean = n
+                    .mean
+                    .to_f32_vec()
+                    .map_err(|_| OnnxError::NoData(name.into()))?;
+                let var = n
+                    .variance
+                    .to_f32_vec()
+                    .map_err(|_| OnnxError::NoData(name.into()))?;
+                let std: Vec<f32> = var
+                    .iter()
+                    .map(|v| v.sqrt().max(n.std_floor as f32))
+                    .collect();
+                let shape = [1, n.channels, 1, 1];
+                let m = b.initializer(&format!("{name}.mean"), &shape, &mean);
+                let s = b.initializer(&format!("{name}.std"), &shape, &std);
+                let centered = b.node("Sub", name, vec![ins[0].clone(), m], vec![], None);
+                b.node("Div", name, vec![centered, s], vec![], out.clone())
+            }
+            Op::Rescale(_) | Op::Normalize(_) | Op::Dropout { .. } | Op::StochasticDepth { .. } => {
+                // Identity at inference (or preprocessing left out): pass the input through.
+                if out.is_some() {
+                    b.node("Identity", name, ins.clone(), vec![], out.clone())
+                } else {
+                    ins[0].clone()
+                }
+            }
+            Op::Conv2d(c) => {
+                let mut inputs = vec![ins[0].clone(), b.weight(name, "weight", &c.weight)?];
+                if let Some(bias) = &c.bias {
+                    inputs.push(b.weight(name, "bias", bias)?);
+                }
+                let mut attrs = vec![
+                    attr_ints("kernel_shape", &[c.kernel[0] as i64, c.kernel[1] as i64]),
+                    attr_ints("strides", &[c.stride[0] as i64, c.stride[1] as i64]),
+                    attr_ints("dilations", &[c.dilation[0] as i64, c.dilation[1] as i64]),
+                    attr_int("group", c.groups as i64),
+                ];
+                let input_hw = graph.inputs(id).first().and_then(|&i| shapes[i].spatial());
+                match (c.padding, input_hw) {
+                    (Padding::SameUpper, None) => attrs.push(attr_string("auto_pad", "SAME_UPPER")),
+                    (Padding::SameLower, None) => attrs.push(attr_string("auto_pad", "SAME_LOWER")),
+                    (padding, hw) => {
+                        let pads = match hw {
+                            Some(hw) => {
+                                padding
+                                    .resolve(name, hw, c.kernel, c.stride, c.dilation)?
+                                    .pads
+                            }
+                            None => match padding {
+                                Padding::Explicit {
+                                    top,
+                                    left,
+                                    bottom,
+                                    right,
+                                } => [top, left, bottom, right],
+                                _ => [0; 4],
+                            },
+                        };
+                        attrs.push(attr_ints("pads", &pads.map(|p| p as i64)));
+                    }
+                }
+                b.node("Conv", name, inputs, attrs, out.clone())
+            }
+            Op::BatchNorm(bn) => {
+                let channels = bn.channels;
+                let gamma = match &bn.gamma {
+                    Some(g) => b.weight(name, "gamma", g)?,
+                    None => {
+                        b.initializer(&format!("{name}.gamma"), &[channels], &vec![1.0; channels])
+                    }
+                };
+                let beta = match &bn.beta {
+                    Some(t) => b.weight(name, "beta", t)?,
+                    None => {
+                        b.initializer(&format!("{name}.beta"), &[channels], &vec![0.0; channels])
+                    }
+                };
+                let mean = b.weight(name, "running_mean", &bn.mean)?;
+                let var = b.weight(name, "running_var", &bn.var)?;
+                b.node(
+                    "BatchNormalization",
+                    name,
+                    vec![ins[0].clone(), gamma, beta, mean, var],
+                    vec![attr_float("epsilon", bn.eps as f32)],
+                    out.clone(),
+                )
+            }
+            Op::Activation(Activation::Swish) => {
+                let gate = b.node("Sigmoid", name, vec![ins[0].clone()], vec![], None);
+                b.node("Mul", name, vec![ins[0].clone(), gate], vec![], out.clone())
+            }
+            Op::Activation(Activation::Sigmoid) => {
+                b.node("Sigmoid", name, ins.clone(), vec![], out.clone())
+            }
+            Op::Activation(Activation::Relu) => {
+                b.node("Relu", name, ins.clone(), vec![], out.clone())
+            }
+            Op::Activation(Activation::Relu6) => {
+                let lo = b.initializer(&format!("{name}.min"), &[], &[0.0]);
+                let hi = b.initializer(&format!("{name}.max"), &[], &[6.0]);
+                b.node(
+                    "Clip",
+                    name,
+                    vec![ins[0].clone(), lo, hi],
+                    vec![],
+                    out.clone(),
+                )
+            }
+            Op::Activation(Activation::Softmax) => b.node(
+                "Softmax",
+                name,
+                ins.clone(),
+                vec![attr_int("axis", 1)],
+                out.clone(),
+            ),
+            Op::GlobalAvgPool { keep_dims } => {
+                if *keep_dims {
+                    b.node("GlobalAveragePool", name, ins.clone(), vec![], out.clone())
+                } else {
+                    let pooled = b.node("GlobalAveragePool", name, ins.clone(), vec![], None);
+                    b.node(
+                        "Flatten",
+                        name,
+                        vec![pooled],
+                        vec![attr_int("axis", 1)],
+                        out.clone(),
+                    )
+                }
+            }
+            Op::Mul => b.node("Mul", name, ins.clone(), vec![], out.clone()),
+            Op::Add => b.node("Add", name, ins.clone(), vec![], out.clone()),
+            Op::Flatten => b.node(
+                "Flatten",
+                name,
+                ins.clone(),
+                vec![attr_int("axis", 1)],
+                out.clone(),
+            ),
+            Op::Dense(d) => {
+                let mut inputs = vec![ins[0].clone(), b.weight(name, "weight", &d.weight)?];
+                if let Some(bias) = &d.bias {
+                    inputs.push(b.weight(name, "bias", bias)?);
+                }
+                b.node(
+                    "Gemm",
+                    name,
+                    inputs,
+                    vec![attr_int("transB", 1)],
+                    out.clone(),
+                )
+            }
+        };
+        value.insert(id, v);
+        if id == final_node {
+            break;
+        }
+    }
+
+    let spatial = |i: usize, label: &str| match options.resolution {
+        Some(hw) => DimensionValue::DimValue(hw[i] as i64),
+        None => DimensionValue::DimParam(label.into()),
+    };
+    let input_info = ValueInfoProto {
+        name: Some("input".into()),
+        r#type: tensor_type(vec![
+            DimensionValue::DimParam("batch".into()),
+            DimensionValue::DimValue(input.channels as i64),
+            spatial(0, "height"),
+            spatial(1, "width"),
+        ]),
+    };
+    let out_shape = shapes[final_node];
+    let output_info = ValueInfoProto {
+        name: Some(output_name.into()),
+        r#type: tensor_type(vec![
+            DimensionValue::DimParam("batch".into()),
+            DimensionValue::DimValue(out_shape.channels() as i64),
+        ]),
+    };
+    Ok(ModelProto {
+        ir_version: Some(ir_version(options.opset)),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(options.opset),
+        }],
+        producer_name: Some("effnet".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        doc_string: Some(options.doc.clone()),
+        graph: Some(GraphProto {
+            node: b.nodes,
+            name: Some("efficientnet".into()),
+            initializer: b.initializers,
+            doc_string: None,
+            input: vec![input_info],
+            output: vec![output_info],
+        }),
+        metadata_props: options
+            .metadata
+            .iter()
+            .map(|(k, v)| StringStringEntryProto {
+                key: Some(k.clone()),
+                value: Some(v.clone()),
+            })
+            .collect(),
+    })
+}
+
+/// The model's protobuf bytes.
+pub fn encode(model: &ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}
