@@ -290,7 +290,10 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
                     attr_ints("dilations", &[c.dilation[0] as i64, c.dilation[1] as i64]),
                     attr_int("group", c.groups as i64),
                 ];
-                let input_hw = graph.inputs(id).first().and_then(|&i| shapes[i].spatial());
+                // Without a fixed resolution every spatial size is dynamic.
+                let input_hw = options
+                    .resolution
+                    .and_then(|_| graph.inputs(id).first().and_then(|&i| shapes[i].spatial()));
                 match (c.padding, input_hw) {
                     (Padding::SameUpper, None) => attrs.push(attr_string("auto_pad", "SAME_UPPER")),
                     (Padding::SameLower, None) => attrs.push(attr_string("auto_pad", "SAME_LOWER")),
