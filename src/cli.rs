@@ -158,6 +158,18 @@ pub struct ConvertArgs {
     /// ONNX: leave out the preprocessing a Keras model carries.
     #[arg(long)]
     pub no_preprocessing: bool,
+    /// ONNX: fold every BatchNorm into the convolution before it.
+    #[arg(long)]
+    pub fold_bn: bool,
+    /// ONNX: layout of the model input.
+    #[arg(long, value_enum, default_value_t = InputLayout::Nchw)]
+    pub input_layout: InputLayout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputLayout {
+    Nchw,
+    Nhwc,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -747,3 +747,62 @@ fn conversion_refusals_exit_2_and_write_nothing() {
         .success();
     assert_ne!(std::fs::read(&out).unwrap(), b"keep me");
 }
+
+#[test]
+fn onnx_export_writes_a_model_and_keeps_existing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.onnx");
+    let out_s = out.to_str().unwrap();
+    let output = effnet()
+        .args([
+            "convert",
+            "fixtures/torch/torchvision-tiny.pth",
+            "-o",
+            out_s,
+            "--verify",
+            "--fold-bn",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("ONNX opset 17"), "{stdout}");
+    assert!(stdout.contains("verified"), "{stdout}");
+    let model = effnet_onnx::decode(&std::fs::read(&out).unwrap()).unwrap();
+    let graph = model.graph.unwrap();
+    assert_eq!(graph.output[0].name.as_deref(), Some("logits"));
+    assert!(
+        !graph
+            .node
+            .iter()
+            .any(|n| n.op_type.as_deref() == Some("BatchNormalization"))
+    );
+    let stderr = error_of(&[
+        "convert",
+        "fixtures/torch/torchvision-tiny.pth",
+        "-o",
+        out_s,
+    ]);
+    assert!(stderr.contains("--force"), "{stderr}");
+    let stderr = error_of(&[
+        "convert",
+        "fixtures/torch/torchvision-tiny.pth",
+        "-o",
+        out_s,
+        "--force",
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(stderr.contains("bf16"), "{stderr}");
+    let stderr = error_of(&[
+        "convert",
+        "fixtures/torch/torchvision-tiny.pth",
+        "-o",
+        out_s,
+        "--force",
+        "--opset",
+        "9",
+    ]);
+    assert!(stderr.contains("opset 9"), "{stderr}");
+}

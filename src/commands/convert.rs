@@ -8,7 +8,7 @@ use effnet_convert::{OnnxConvertOptions, SafetensorsOptions, to_onnx, to_safeten
 use effnet_cost::render::{human_bytes, thousands};
 use effnet_ir::DType;
 
-use crate::cli::{ActivationDtype, ConvertArgs, OutputFormat};
+use crate::cli::{ActivationDtype, ConvertArgs, InputLayout, OutputFormat};
 use crate::output;
 
 pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
@@ -32,8 +32,8 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     let model = super::open_model(&args.input, args.source_naming, &args.read)?;
     super::warn(&model);
     if format == OutputFormat::Onnx {
-        if args.dtype != ActivationDtype::F32 {
-            bail!("ONNX export writes f32 only for now; drop --dtype");
+        if args.dtype == ActivationDtype::Bf16 {
+            bail!("ONNX export writes f32 or f16; bf16 is not supported");
         }
         let report = to_onnx(
             &model,
@@ -44,7 +44,11 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
                 dynamic_size: args.dynamic_size,
                 logits: args.logits,
                 no_preprocessing: args.no_preprocessing,
+                fold_bn: args.fold_bn,
+                nhwc: args.input_layout == InputLayout::Nhwc,
+                half: args.dtype == ActivationDtype::F16,
                 force: args.force,
+                verify: args.verify,
             },
         )?;
         let size = match report.resolution {
@@ -52,14 +56,24 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             None => "dynamic input size".to_owned(),
         };
         output::print(&format!(
-            "wrote {}: ONNX opset {}, {} nodes, {} initializers, {}, {size}, output `{}`\n",
+            "wrote {}: ONNX opset {}, {}, {} nodes, {} initializers, {}, {size}, output `{}`\n",
             report.output.display(),
             args.opset,
+            if args.dtype == ActivationDtype::F16 {
+                "f16 weights and compute, f32 interface"
+            } else {
+                "f32"
+            },
             report.nodes,
             report.initializers,
             human_bytes(report.bytes as u64),
             report.output_name
         ))?;
+        if report.verified {
+            output::print(
+                "verified: the file re-reads as the model that was built (its outputs are checked in onnxruntime by CI)\n",
+            )?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let options = SafetensorsOptions {

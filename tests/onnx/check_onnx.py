@@ -52,7 +52,14 @@ def main(effnet, fixtures):
             io = read_safetensors(os.path.join(fixtures, f"{case['naming']}-tiny-io.safetensors"))
             dtypes = {t["dtype"] for t in case["tensors"].values()}
             tol = 2e-2 if dtypes & {"f16", "bf16"} else 1e-4
-            for label, extra in (("64x64", ["--resolution", "64"]), ("dynamic", ["--dynamic-size"])):
+            variants = [("64x64", ["--resolution", "64"], tol), ("dynamic", ["--dynamic-size"], tol)]
+            if name.endswith("-tiny"):
+                variants += [
+                    ("fold-bn", ["--resolution", "64", "--fold-bn"], tol),
+                    ("nhwc", ["--resolution", "64", "--input-layout", "nhwc"], tol),
+                    ("f16", ["--resolution", "64", "--dtype", "f16"], 2e-2),
+                ]
+            for label, extra, tol in variants:
                 out = os.path.join(tmp, f"{name}-{label}.onnx")
                 cmd = [effnet, "convert", os.path.join(fixtures, case["file"]), "-o", out,
                        "--source-naming", case["naming"]] + extra
@@ -66,7 +73,10 @@ def main(effnet, fixtures):
                 try:
                     onnx.checker.check_model(onnx.load(out), full_check=True)
                     session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
-                    (y,) = session.run(None, {"input": io["input"].astype(np.float32)})
+                    x = io["input"].astype(np.float32)
+                    if label == "nhwc":
+                        x = x.transpose(0, 2, 3, 1).copy()
+                    (y,) = session.run(None, {"input": x})
                 except Exception as e:  # noqa: BLE001 - report any runtime failure
                     failed += 1
                     print(f"FAIL {name} {label}: {e}")

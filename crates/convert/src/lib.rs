@@ -286,8 +286,16 @@ pub struct OnnxConvertOptions {
     pub logits: bool,
     /// Leave out Keras preprocessing nodes.
     pub no_preprocessing: bool,
+    /// Fold BatchNorm into the convolutions.
+    pub fold_bn: bool,
+    /// NHWC input.
+    pub nhwc: bool,
+    /// f16 weights and compute (f32 interface).
+    pub half: bool,
     /// Overwrite an existing output.
     pub force: bool,
+    /// Re-read the file and check it decodes to the model that was built.
+    pub verify: bool,
 }
 
 /// What an ONNX export did.
@@ -305,6 +313,8 @@ pub struct OnnxReport {
     pub resolution: Option<usize>,
     /// The output's name (`logits` or `probabilities`).
     pub output_name: String,
+    /// With `verify`: the file re-read and decoded equal to the model built.
+    pub verified: bool,
 }
 
 /// Writes `model` as an ONNX file at `out`.
@@ -335,6 +345,9 @@ pub fn to_onnx(
             ("effnet.source_naming".into(), model.naming.name().into()),
             ("effnet.variant".into(), imported.identity.label()),
         ],
+        fold_bn: options.fold_bn,
+        nhwc: options.nhwc,
+        half: options.half,
     };
     let proto = effnet_onnx::build(&imported.graph, &onnx_options).map_err(|reason| {
         ConvertError::Onnx {
@@ -352,6 +365,19 @@ pub fn to_onnx(
             reason,
         })
     })?;
+    if options.verify {
+        let fail = |message: String| ConvertError::Verify {
+            path: out.to_owned(),
+            message,
+        };
+        let written = std::fs::read(out).map_err(|e| fail(e.to_string()))?;
+        let decoded = effnet_onnx::decode(&written).map_err(|e| fail(e.to_string()))?;
+        if decoded != proto {
+            return Err(fail(
+                "the file does not decode to the model that was built".into(),
+            ));
+        }
+    }
     Ok(OnnxReport {
         output: out.to_owned(),
         nodes,
@@ -359,6 +385,7 @@ pub fn to_onnx(
         bytes: bytes.len(),
         resolution,
         output_name,
+        verified: options.verify,
     })
 }
 

@@ -36,6 +36,13 @@ pub struct OnnxOptions {
     pub doc: String,
     /// `metadata_props`.
     pub metadata: Vec<(String, String)>,
+    /// Fold each BatchNorm into the convolution before it.
+    pub fold_bn: bool,
+    /// Take NHWC input (a Transpose to NCHW follows it).
+    pub nhwc: bool,
+    /// Store weights and compute in f16, with Casts at the input and output so the interface
+    /// stays f32.
+    pub half: bool,
 }
 
 /// Why a graph could not be exported.
@@ -67,6 +74,7 @@ struct Builder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     used: HashMap<String, usize>,
+    half: bool,
 }
 
 fn attr_int(name: &str, v: i64) -> AttributeProto {
@@ -133,11 +141,17 @@ impl Builder {
 
     fn initializer(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
         let name = self.name(name);
+        let (data_type, raw) = if self.half {
+            let (bytes, _) = effnet_ir::encode_f32(values, effnet_ir::DType::F16, true);
+            (data_type::FLOAT16, bytes)
+        } else {
+            (data_type::FLOAT, f32_bytes(values))
+        };
         self.initializers.push(TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: Some(data_type::FLOAT),
+            data_type: Some(data_type),
             name: Some(name.clone()),
-            raw_data: Some(f32_bytes(values)),
+            raw_data: Some(raw),
         });
         name
     }
@@ -199,10 +213,42 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
         nodes: Vec::new(),
         initializers: Vec::new(),
         used: HashMap::new(),
+        half: options.half,
     };
     b.used.insert("input".into(), 1);
     let mut value: HashMap<NodeId, String> = HashMap::new();
-    value.insert(input_id, "input".into());
+    let mut entry = "input".to_owned();
+    if options.nhwc {
+        entry = b.node(
+            "Transpose",
+            "input_nchw",
+            vec![entry],
+            vec![attr_ints("perm", &[0, 3, 1, 2])],
+            None,
+        );
+    }
+    if options.half {
+        entry = b.node(
+            "Cast",
+            "input_f16",
+            vec![entry],
+            vec![attr_int("to", i64::from(data_type::FLOAT16))],
+            None,
+        );
+    }
+    value.insert(input_id, entry);
+    // Convolutions whose only reader is a BatchNorm, folded with --fold-bn.
+    let mut folded: HashMap<NodeId, NodeId> = HashMap::new();
+    if options.fold_bn {
+        for (id, node) in graph.nodes() {
+            if let Op::BatchNorm(_) = node.op {
+                let conv = graph.inputs(id)[0];
+                if matches!(graph.node(conv).op, Op::Conv2d(_)) && graph.consumers(conv) == [id] {
+                    folded.insert(conv, id);
+                }
+            }
+        }
+    }
     let outputs = graph.outputs().to_vec();
     let last = *outputs.first().ok_or(effnet_ir::IrError::NoOutput)?;
     let mut final_node = last;
@@ -219,12 +265,21 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
         "probabilities"
     };
 
+    // The node writing the graph output; in f16 it writes an internal value that a Cast turns
+    // back into f32.
+    let output_value = if options.half {
+        format!("{output_name}_f16")
+    } else {
+        output_name.to_owned()
+    };
     for (id, node) in graph.nodes() {
-        if id == input_id {
+        if id == input_id || value.contains_key(&id) {
             continue;
         }
         let ins: Vec<String> = graph.inputs(id).iter().map(|i| value[i].clone()).collect();
-        let out = (id == final_node).then(|| output_name.to_owned());
+        // A folded conv writes its BatchNorm's output.
+        let writes = folded.get(&id).copied().unwrap_or(id);
+        let out = (writes == final_node).then(|| output_value.clone());
         let name = node.name.as_str();
         let v = match &node.op {
             Op::Input(_) => unreachable!("one input"),
@@ -280,9 +335,19 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
                 }
             }
             Op::Conv2d(c) => {
-                let mut inputs = vec![ins[0].clone(), b.weight(name, "weight", &c.weight)?];
-                if let Some(bias) = &c.bias {
-                    inputs.push(b.weight(name, "bias", bias)?);
+                let mut inputs = vec![ins[0].clone()];
+                if let Some(&bn_id) = folded.get(&id) {
+                    let Op::BatchNorm(bn) = &graph.node(bn_id).op else {
+                        unreachable!("folded into a BatchNorm")
+                    };
+                    let (w, bias) = fold(c, bn).map_err(|_| OnnxError::NoData(name.to_owned()))?;
+                    inputs.push(b.initializer(&format!("{name}.weight"), c.weight.shape(), &w));
+                    inputs.push(b.initializer(&format!("{name}.bias"), &[c.out_channels], &bias));
+                } else {
+                    inputs.push(b.weight(name, "weight", &c.weight)?);
+                    if let Some(bias) = &c.bias {
+                        inputs.push(b.weight(name, "bias", bias)?);
+                    }
                 }
                 let mut attrs = vec![
                     attr_ints("kernel_shape", &[c.kernel[0] as i64, c.kernel[1] as i64]),
@@ -408,24 +473,37 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
                 )
             }
         };
-        value.insert(id, v);
-        if id == final_node {
+        value.insert(id, v.clone());
+        if let Some(&bn_id) = folded.get(&id) {
+            value.insert(bn_id, v);
+        }
+        if writes == final_node {
             break;
         }
+    }
+    if options.half {
+        b.node(
+            "Cast",
+            "output_f32",
+            vec![output_value],
+            vec![attr_int("to", i64::from(data_type::FLOAT))],
+            Some(output_name.to_owned()),
+        );
     }
 
     let spatial = |i: usize, label: &str| match options.resolution {
         Some(hw) => DimensionValue::DimValue(hw[i] as i64),
         None => DimensionValue::DimParam(label.into()),
     };
+    let channels = DimensionValue::DimValue(input.channels as i64);
+    let batch = DimensionValue::DimParam("batch".into());
     let input_info = ValueInfoProto {
         name: Some("input".into()),
-        r#type: tensor_type(vec![
-            DimensionValue::DimParam("batch".into()),
-            DimensionValue::DimValue(input.channels as i64),
-            spatial(0, "height"),
-            spatial(1, "width"),
-        ]),
+        r#type: tensor_type(if options.nhwc {
+            vec![batch, spatial(0, "height"), spatial(1, "width"), channels]
+        } else {
+            vec![batch, channels, spatial(0, "height"), spatial(1, "width")]
+        }),
     };
     let out_shape = shapes[final_node];
     let output_info = ValueInfoProto {
@@ -461,6 +539,56 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
             })
             .collect(),
     })
+}
+
+/// A convolution with the BatchNorm after it folded in: `W·s`, `(b − mean)·s + beta` with
+/// `s = gamma / sqrt(var + eps)`, computed in f64.
+fn fold(
+    c: &effnet_ir::Conv2d,
+    bn: &effnet_ir::BatchNorm,
+) -> Result<(Vec<f32>, Vec<f32>), effnet_ir::IrError> {
+    let w = c.weight.to_f32_vec()?;
+    let n = c.out_channels;
+    let ones = vec![1.0f32; n];
+    let zeros = vec![0.0f32; n];
+    let gamma = bn
+        .gamma
+        .as_ref()
+        .map(Tensor::to_f32_vec)
+        .transpose()?
+        .unwrap_or(ones);
+    let beta = bn
+        .beta
+        .as_ref()
+        .map(Tensor::to_f32_vec)
+        .transpose()?
+        .unwrap_or(zeros.clone());
+    let mean = bn.mean.to_f32_vec()?;
+    let var = bn.var.to_f32_vec()?;
+    let bias = c
+        .bias
+        .as_ref()
+        .map(Tensor::to_f32_vec)
+        .transpose()?
+        .unwrap_or(zeros);
+    let per_out = w.len() / n.max(1);
+    let scale: Vec<f64> = (0..n)
+        .map(|o| f64::from(gamma[o]) / (f64::from(var[o]) + bn.eps).sqrt())
+        .collect();
+    let weight = w
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (f64::from(x) * scale[i / per_out]) as f32)
+        .collect();
+    let bias = (0..n)
+        .map(|o| ((f64::from(bias[o]) - f64::from(mean[o])) * scale[o] + f64::from(beta[o])) as f32)
+        .collect();
+    Ok((weight, bias))
+}
+
+/// Decodes a model written by [`encode`] (or anything using the same message subset).
+pub fn decode(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
+    ModelProto::decode(bytes)
 }
 
 /// The model's protobuf bytes.

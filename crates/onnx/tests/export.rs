@@ -14,6 +14,9 @@ fn options(resolution: Option<[usize; 2]>) -> OnnxOptions {
         no_preprocessing: false,
         doc: "test".into(),
         metadata: vec![],
+        fold_bn: false,
+        nhwc: false,
+        half: false,
     }
 }
 
@@ -135,6 +138,34 @@ fn keras_model_keeps_preprocessing_and_softmax_unless_asked() {
     assert_eq!(g.output[0].name.as_deref(), Some("logits"));
     assert_eq!(g.node[0].op_type.as_deref(), Some("Conv"));
     assert_eq!(g.node.last().unwrap().op_type.as_deref(), Some("Gemm"));
+}
+
+#[test]
+fn fold_bn_removes_batchnorm_nodes_and_nhwc_adds_a_transpose() {
+    let graph = keras_b0();
+    let mut opts = options(Some([224, 224]));
+    opts.fold_bn = true;
+    opts.nhwc = true;
+    let model = build(&graph, &opts).unwrap();
+    let g = model.graph.as_ref().unwrap();
+    assert!(
+        !g.node
+            .iter()
+            .any(|n| n.op_type.as_deref() == Some("BatchNormalization"))
+    );
+    assert_eq!(g.node[0].op_type.as_deref(), Some("Transpose"));
+    let dims = &g.input[0]
+        .r#type
+        .as_ref()
+        .unwrap()
+        .tensor_type
+        .as_ref()
+        .unwrap()
+        .shape
+        .as_ref()
+        .unwrap()
+        .dim;
+    assert_eq!(dims[3].value, Some(DimensionValue::DimValue(3)));
 }
 
 #[test]
