@@ -224,6 +224,13 @@ pub struct CostArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = CostFormat::Table)]
     pub format: CostFormat,
+    /// Compare with a saved `--format json` report; exit 1 when a total grows past
+    /// --max-increase.
+    #[arg(long, value_name = "FILE.json")]
+    pub baseline: Option<PathBuf>,
+    /// The growth a total may have over the baseline, in percent (`2%` or `2`).
+    #[arg(long, value_name = "PCT", default_value = "0", value_parser = parse_percent, requires = "baseline")]
+    pub max_increase: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -253,6 +260,21 @@ pub enum ActivationDtype {
     F32,
     F16,
     Bf16,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage (e.g. 2%)"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "`{s}`: the increase must be a non-negative percentage"
+        ))
+    }
 }
 
 fn parse_variant(s: &str) -> Result<Variant, String> {

@@ -806,3 +806,98 @@ fn onnx_export_writes_a_model_and_keeps_existing_files() {
     ]);
     assert!(stderr.contains("opset 9"), "{stderr}");
 }
+
+#[test]
+fn cost_gate_against_a_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.json");
+    std::fs::write(
+        &base,
+        stdout_of(&["cost", "--variant", "b0", "--format", "json"]),
+    )
+    .unwrap();
+    let base_s = base.to_str().unwrap();
+    // The same model: within budget, exit 0.
+    let same = stdout_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--baseline",
+        base_s,
+        "--format",
+        "md",
+    ]);
+    assert!(same.contains("within budget"), "{same}");
+    // A wider model: params +8.96 %, over a 2 % budget, exit 1, with the stages that grew.
+    let out = effnet()
+        .args([
+            "cost",
+            "--variant",
+            "b0",
+            "--width",
+            "1.05",
+            "--baseline",
+            base_s,
+            "--max-increase",
+            "2%",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("over budget (max +2%): params +8.96%"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("286,566 (+17.96%)"), "{stdout}");
+    // ... and within a 10 % budget.
+    effnet()
+        .args([
+            "cost",
+            "--variant",
+            "b0",
+            "--width",
+            "1.05",
+            "--baseline",
+            base_s,
+            "--max-increase",
+            "10",
+        ])
+        .assert()
+        .success();
+    // JSON carries the comparison; the verdict goes to stderr.
+    let out = effnet()
+        .args([
+            "cost",
+            "--variant",
+            "b0",
+            "--width",
+            "1.05",
+            "--baseline",
+            base_s,
+            "--format",
+            "json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["baseline"]["within_budget"], false);
+    assert_eq!(doc["baseline"]["total"]["params"]["baseline"], 5_288_548);
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("over budget")
+    );
+    // A file that is not a report is an input error.
+    let stderr = error_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--baseline",
+        "fixtures/torch/timm-tiny.json",
+    ]);
+    assert!(stderr.contains("not an effnet.cost/1 report"), "{stderr}");
+}

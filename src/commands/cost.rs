@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use effnet_cost::baseline::compare;
 use effnet_cost::render::{self, Granularity};
 use effnet_cost::{CostOptions, ModelInfo, analyze};
 use effnet_ir::{DType, Graph};
@@ -72,21 +73,49 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
         resolution: Some([info.resolution, info.resolution]),
     };
     let report = analyze(&graph, info, &options)?;
+    let comparison = match &args.baseline {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read the baseline", path.display()))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: the baseline is not JSON", path.display()))?;
+            Some(
+                compare(&report, &doc, args.max_increase)
+                    .with_context(|| format!("{}: unusable baseline", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let by = match args.by {
         By::Stage => Granularity::Stage,
         By::Block => Granularity::Block,
         By::Layer => Granularity::Layer,
     };
-    let text = match args.format {
+    let mut text = match args.format {
         CostFormat::Table => render::table(&report, by),
         CostFormat::Md => render::markdown(&report, by),
         CostFormat::Csv => render::csv(&report, by),
         CostFormat::Json => {
-            let mut doc = serde_json::to_string_pretty(&render::json(&report, by))?;
+            let mut doc = render::json(&report, by);
+            if let (Some(c), Some(path)) = (&comparison, &args.baseline) {
+                doc["baseline"] = c.json(&path.display().to_string());
+            }
+            let mut doc = serde_json::to_string_pretty(&doc)?;
             doc.push('\n');
             doc
         }
     };
+    if let Some(c) = &comparison {
+        match args.format {
+            CostFormat::Table => text.push_str(&format!("\n{}", c.render(false))),
+            CostFormat::Md => text.push_str(&format!("\n{}", c.render(true))),
+            // CSV and JSON stay machine-readable; the verdict goes to stderr.
+            CostFormat::Csv | CostFormat::Json => eprint!("{}", c.render(false)),
+        }
+    }
     output::print(&text)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match comparison {
+        Some(c) if !c.within_budget() => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod analyze;
+pub mod baseline;
 mod memory;
 pub mod render;
 mod report;
