@@ -36,6 +36,17 @@ pub enum Command {
         after_help = "Examples:\n  effnet convert efficientnet_b0.pth -o b0.safetensors --dtype f16 --verify\n  effnet convert tf_b3.pth --source-naming timm-tf -o b3.safetensors --naming lukemelas"
     )]
     Convert(ConvertArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  effnet completions bash > ~/.local/share/bash-completion/completions/effnet\n  effnet completions zsh > ~/.zfunc/_effnet"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    #[command(after_help = "Example:\n  effnet man > ~/.local/share/man/man1/effnet.1")]
+    Man,
     /// Report params, MACs, FLOPs and activation memory per stage, block or layer.
     #[command(
         after_help = "Examples:\n  effnet cost --variant b0\n  effnet cost --variant b7 --by layer --format json\n  effnet cost --variant b2 --resolution 288 --batch 8 --dtype f16 --format md"
@@ -82,6 +93,13 @@ pub struct InspectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = InspectFormat::Table)]
     pub format: InspectFormat,
+    /// Also write the graph for Graphviz (stages as clusters) to FILE (`-` for stdout instead
+    /// of the report).
+    #[arg(long, value_name = "FILE")]
+    pub dot: Option<PathBuf>,
+    /// Overwrite the --dot file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

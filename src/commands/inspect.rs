@@ -13,6 +13,24 @@ use crate::output;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let model = super::open_model(&args.path, args.naming, &args.read)?;
+    if let Some(dot) = &args.dot {
+        let text = model.imported.graph.to_dot();
+        if dot.as_os_str() == "-" {
+            output::print(&text)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        effnet_convert::write_atomic(dot, args.force, |tmp| {
+            std::fs::write(tmp, &text).map_err(|reason| effnet_convert::ConvertError::Io {
+                path: dot.clone(),
+                reason,
+            })
+        })?;
+        eprintln!(
+            "wrote {} (render with: dot -Tsvg {} -o graph.svg)",
+            dot.display(),
+            dot.display()
+        );
+    }
     let text = match args.format {
         InspectFormat::Json => {
             let mut doc = serde_json::to_string_pretty(&document(&model))?;

@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod convert;
+mod dot;
 mod dtype;
 mod error;
 mod graph;
