@@ -246,6 +246,12 @@ pub struct CostArgs {
     /// --max-increase.
     #[arg(long, value_name = "FILE.json")]
     pub baseline: Option<PathBuf>,
+    /// Also draw per-stage MACs, params and activation memory as bars into an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub svg: Option<PathBuf>,
+    /// Overwrite the --svg file if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// The growth a total may have over the baseline, in percent (`2%` or `2`).
     #[arg(long, value_name = "PCT", default_value = "0", value_parser = parse_percent, requires = "baseline")]
     pub max_increase: f64,

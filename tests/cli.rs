@@ -901,3 +901,56 @@ fn cost_gate_against_a_baseline() {
     ]);
     assert!(stderr.contains("not an effnet.cost/1 report"), "{stderr}");
 }
+
+#[test]
+fn cost_svg_parses_names_every_stage_and_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("stages.svg");
+    effnet()
+        .args(["cost", "--variant", "b7", "--svg", svg.to_str().unwrap()])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let labels: Vec<&str> = doc.descendants().filter_map(|n| n.text()).map(str::trim).collect();
+    for stage in 1..=9 {
+        assert!(
+            labels.contains(&format!("stage {stage}").as_str()),
+            "stage {stage}"
+        );
+    }
+    for needle in [
+        "MACs per stage (millions)",
+        "Activation memory per stage (MiB)",
+    ] {
+        assert!(labels.iter().any(|l| l.contains(needle)), "{needle}");
+    }
+    assert!(labels.iter().any(|l| l.contains("600×600")));
+    // Rendered, it is not blank: the bars cover a good share of the picture with colour.
+    let mut options = resvg::usvg::Options::default();
+    options.fontdb_mut().load_system_fonts();
+    options.fontdb_mut().set_sans_serif_family("DejaVu Sans");
+    let tree = resvg::usvg::Tree::from_str(&text, &options).unwrap();
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height()).unwrap();
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    let coloured = pixmap
+        .pixels()
+        .iter()
+        .filter(|p| p.alpha() > 0 && !(p.red() == p.green() && p.green() == p.blue()))
+        .count();
+    assert!(
+        coloured > pixmap.pixels().len() / 50,
+        "{coloured} coloured pixels"
+    );
+    if let Ok(out) = std::env::var("EFFNET_SAVE_PNG") {
+        pixmap.save_png(out).unwrap();
+    }
+    // An existing file is kept unless --force.
+    let stderr = error_of(&["cost", "--variant", "b0", "--svg", svg.to_str().unwrap()]);
+    assert!(stderr.contains("--force"), "{stderr}");
+}

@@ -86,6 +86,17 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    if let Some(svg) = &args.svg {
+        let text = effnet_cost::chart::svg(&report)
+            .map_err(|e| anyhow::anyhow!("{}: cannot draw the chart: {e}", svg.display()))?;
+        effnet_convert::write_atomic(svg, args.force, |tmp| {
+            std::fs::write(tmp, &text).map_err(|reason| effnet_convert::ConvertError::Io {
+                path: svg.clone(),
+                reason,
+            })
+        })?;
+        eprintln!("wrote {}", svg.display());
+    }
     let by = match args.by {
         By::Stage => Granularity::Stage,
         By::Block => Granularity::Block,

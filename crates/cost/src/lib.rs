@@ -2,6 +2,7 @@
 
 mod analyze;
 pub mod baseline;
+pub mod chart;
 mod memory;
 pub mod render;
 mod report;
