@@ -12,6 +12,12 @@ use effnet_spec::{Scheme, Variant};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print no warnings, notes or progress on stderr (errors still are).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more about what was read and assumed (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,10 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    output::set_ui(output::Ui {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    });
     let result = match cli.command {
         Command::Spec(args) => commands::spec::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),

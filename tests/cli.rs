@@ -912,7 +912,11 @@ fn cost_svg_parses_names_every_stage_and_renders() {
         .success();
     let text = std::fs::read_to_string(&svg).unwrap();
     let doc = roxmltree::Document::parse(&text).unwrap();
-    let labels: Vec<&str> = doc.descendants().filter_map(|n| n.text()).map(str::trim).collect();
+    let labels: Vec<&str> = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
     for stage in 1..=9 {
         assert!(
             labels.contains(&format!("stage {stage}").as_str()),
@@ -953,4 +957,100 @@ fn cost_svg_parses_names_every_stage_and_renders() {
     // An existing file is kept unless --force.
     let stderr = error_of(&["cost", "--variant", "b0", "--svg", svg.to_str().unwrap()]);
     assert!(stderr.contains("--force"), "{stderr}");
+}
+
+/// The progress bar shows on a terminal (a pty from util-linux `script`) and never in a pipe.
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("effnet");
+    let input = std::fs::canonicalize("fixtures/torch/torchvision-tiny.pth").unwrap();
+    // In a pipe: no bar, even for a "large" file.
+    let piped = effnet()
+        .env("EFFNET_PROGRESS_MIN_BYTES", "0")
+        .args([
+            "convert",
+            input.to_str().unwrap(),
+            "-o",
+            dir.path().join("a.safetensors").to_str().unwrap(),
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("converting ["));
+    let Ok(script) = which_script() else {
+        eprintln!(
+            "util-linux `script` is not installed: the terminal half of this test is skipped"
+        );
+        return;
+    };
+    let out = dir.path().join("b.safetensors");
+    let command = format!(
+        "{} convert {} -o {}",
+        bin.display(),
+        input.display(),
+        out.display()
+    );
+    let run = StdCommand::new(&script)
+        .args(["-qfec", &command, "/dev/null"])
+        .env("EFFNET_PROGRESS_MIN_BYTES", "0")
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let screen = String::from_utf8_lossy(&run.stdout);
+    assert!(screen.contains("converting ["), "{screen}");
+    assert!(out.exists());
+    // --quiet silences it.
+    let command = format!(
+        "{} -q convert {} -o {} --force",
+        bin.display(),
+        input.display(),
+        out.display()
+    );
+    let run = StdCommand::new(&script)
+        .args(["-qfec", &command, "/dev/null"])
+        .env("EFFNET_PROGRESS_MIN_BYTES", "0")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&run.stdout).contains("converting ["));
+}
+
+fn which_script() -> Result<std::path::PathBuf, ()> {
+    ["/usr/bin/script", "/bin/script"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or(())
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let Ok(script) = which_script() else {
+        return;
+    };
+    let bin = assert_cmd::cargo::cargo_bin("effnet");
+    let input = std::fs::canonicalize("fixtures/audit/kernel-3x3.pth").unwrap();
+    let command = format!("{} -q audit {}", bin.display(), input.display());
+    let screen = |no_color: bool| {
+        let mut cmd = StdCommand::new(&script);
+        cmd.args(["-qfec", &command, "/dev/null"]);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+    };
+    assert!(screen(false).contains("\x1b[31;1mdeviates"));
+    assert!(!screen(true).contains('\x1b'));
+    // In a pipe there is no colour either.
+    let piped = effnet()
+        .args(["-q", "audit", "fixtures/audit/kernel-3x3.pth"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains('\x1b'));
 }

@@ -141,6 +141,7 @@ fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String
         }
         return out;
     }
+    let verdict = output::paint(&verdict, if report.conforms { "32" } else { "31;1" });
     let _ = writeln!(out, "{path}: {verdict}");
     let _ = writeln!(out, "spec {} ({how})", report.spec);
     if !report.findings.is_empty() {

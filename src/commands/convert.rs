@@ -89,7 +89,19 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
         force: args.force,
         verify: args.verify,
     };
-    let report = to_safetensors(&model, &args.output, &options)?;
+    let input_bytes = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
+    let bar = output::progress("converting", input_bytes);
+    let mut tick = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let report = to_safetensors(&model, &args.output, &options, &mut tick);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -142,7 +154,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for note in &report.notes {
-        let _ = writeln!(out, "note: {note}");
+        if !output::ui().quiet {
+            let _ = writeln!(out, "note: {note}");
+        }
     }
     output::print(&out)?;
     Ok(ExitCode::SUCCESS)

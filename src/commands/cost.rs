@@ -95,7 +95,7 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
                 reason,
             })
         })?;
-        eprintln!("wrote {}", svg.display());
+        output::note(&format!("wrote {}", svg.display()));
     }
     let by = match args.by {
         By::Stage => Granularity::Stage,

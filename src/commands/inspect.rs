@@ -25,11 +25,11 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
                 reason,
             })
         })?;
-        eprintln!(
+        output::note(&format!(
             "wrote {} (render with: dot -Tsvg {} -o graph.svg)",
             dot.display(),
             dot.display()
-        );
+        ));
     }
     let text = match args.format {
         InspectFormat::Json => {

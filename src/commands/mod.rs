@@ -25,10 +25,27 @@ pub fn open_model(
     Ok(effnet_import::open(path, &options)?)
 }
 
-/// Prints the warnings of an import to stderr (for commands whose stdout is a report).
+/// Prints the warnings of an import to stderr (for commands whose stdout is a report), and
+/// with `-v` what was read and assumed.
 pub fn warn(model: &effnet_import::Model) {
     for warning in &model.warnings {
-        eprintln!("warning: {warning}");
+        crate::output::warn(warning);
+    }
+    let report = &model.imported.report;
+    crate::output::detail(&format!(
+        "{}: {} container, {} names ({}), {}; {} tensors bound, {} skipped, {} missing, {} unused",
+        model.path.display(),
+        model.container,
+        model.naming,
+        model.naming_source.name(),
+        model.imported.identity.label(),
+        report.applied.len(),
+        report.skipped.len(),
+        report.missing.len(),
+        report.unused.len()
+    ));
+    for assumption in &model.imported.assumptions {
+        crate::output::detail(&format!("assumed: {assumption}"));
     }
 }
 

@@ -117,11 +117,15 @@ pub enum ConvertError {
     Dtype,
 }
 
+/// Reports progress: bytes of tensor data processed so far, out of a total.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
 /// Writes `model` as a safetensors file at `out`.
 pub fn to_safetensors(
     model: &Model,
     out: &Path,
     options: &SafetensorsOptions,
+    progress: Progress<'_>,
 ) -> Result<ConvertReport, ConvertError> {
     if !matches!(options.dtype, DType::F32 | DType::F16 | DType::BF16) {
         return Err(ConvertError::Dtype);
@@ -154,7 +158,15 @@ pub fn to_safetensors(
     let mut flushed = Vec::new();
     let mut overflowing = Vec::new();
     let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(exported.tensors.len());
+    let total: u64 = exported
+        .tensors
+        .iter()
+        .map(|(_, t)| t.nbytes() as u64)
+        .sum();
+    let mut done = 0u64;
     for ((name, tensor), key) in exported.tensors.iter().zip(&keys) {
+        done += tensor.nbytes() as u64;
+        progress(done, total);
         let bn_stat = key.is_some_and(|k| {
             k.layer.is_bn()
                 && matches!(
