@@ -54,6 +54,12 @@ fn keras_b0() -> effnet_ir::Graph {
     graph
 }
 
+/// The dimensions of a graph input.
+fn input_dims(input: &effnet_onnx::proto::ValueInfoProto) -> Vec<effnet_onnx::proto::Dimension> {
+    let tensor = input.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap();
+    tensor.shape.as_ref().unwrap().dim.clone()
+}
+
 fn attr_ints<'a>(node: &'a NodeProto, name: &str) -> Option<&'a [i64]> {
     node.attribute
         .iter()
@@ -89,17 +95,7 @@ fn tf_same_padding_becomes_asymmetric_pads_or_same_upper() {
         .unwrap();
     assert_eq!(auto.s.as_deref(), Some(&b"SAME_UPPER"[..]));
     let input = &dynamic.graph.as_ref().unwrap().input[0];
-    let dims = &input
-        .r#type
-        .as_ref()
-        .unwrap()
-        .tensor_type
-        .as_ref()
-        .unwrap()
-        .shape
-        .as_ref()
-        .unwrap()
-        .dim;
+    let dims = input_dims(&input);
     assert_eq!(
         dims[0].value,
         Some(DimensionValue::DimParam("batch".into()))
@@ -154,17 +150,7 @@ fn fold_bn_removes_batchnorm_nodes_and_nhwc_adds_a_transpose() {
             .any(|n| n.op_type.as_deref() == Some("BatchNormalization"))
     );
     assert_eq!(g.node[0].op_type.as_deref(), Some("Transpose"));
-    let dims = &g.input[0]
-        .r#type
-        .as_ref()
-        .unwrap()
-        .tensor_type
-        .as_ref()
-        .unwrap()
-        .shape
-        .as_ref()
-        .unwrap()
-        .dim;
+    let dims = input_dims(&g.input[0]);
     assert_eq!(dims[3].value, Some(DimensionValue::DimValue(3)));
 }
 
