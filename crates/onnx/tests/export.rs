@@ -95,7 +95,7 @@ fn tf_same_padding_becomes_asymmetric_pads_or_same_upper() {
         .unwrap();
     assert_eq!(auto.s.as_deref(), Some(&b"SAME_UPPER"[..]));
     let input = &dynamic.graph.as_ref().unwrap().input[0];
-    let dims = input_dims(&input);
+    let dims = input_dims(input);
     assert_eq!(
         dims[0].value,
         Some(DimensionValue::DimParam("batch".into()))
