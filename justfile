@@ -29,8 +29,15 @@ fixtures-env:
     test -x {{venv}}/bin/python || python3 -m venv {{venv}}
     {{venv}}/bin/pip install -q -r fixtures/generate/requirements.txt
 
+venv-tf := ".venv-tf"
+
+fixtures-env-tf:
+    test -x {{venv-tf}}/bin/python || python3 -m venv {{venv-tf}}
+    {{venv-tf}}/bin/pip install -q -r fixtures/generate/requirements-tf.txt
+
 # Regenerate the committed fixtures with the real frameworks.
-fixtures: fixtures-env
+fixtures: fixtures-env fixtures-env-tf
+    {{venv-tf}}/bin/python fixtures/generate/keras_fixtures.py fixtures/keras
     {{venv}}/bin/python fixtures/generate/torch_fixtures.py fixtures/torch
     {{venv}}/bin/python fixtures/generate/hostile_fixtures.py fixtures/hostile
     {{venv}}/bin/python fixtures/generate/audit_fixtures.py fixtures/audit

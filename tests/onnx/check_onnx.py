@@ -6,7 +6,11 @@ dtype), effnet converts it to ONNX twice: explicit pads at 64×64, and a dynamic
 (`auto_pad=SAME_UPPER` for TF "same" models). Each must pass onnx.checker and reproduce the
 reference output: max|diff| / max|ref| ≤ 1e-4 (2e-2 when the fixture's weights are f16/bf16).
 
-Usage: python check_onnx.py EFFNET_BINARY FIXTURE_DIR
+Keras fixtures are checked the same way (their ONNX keeps Keras' preprocessing and softmax),
+and once more through a timm-tf safetensors file: Keras → timm-tf → ONNX, with the
+preprocessing applied outside and softmax on the logits, must still match Keras.
+
+Usage: python check_onnx.py EFFNET_BINARY FIXTURE_DIR [FIXTURE_DIR …]
 Prints one line per check and closes with "N passed, N failed".
 """
 
@@ -39,9 +43,15 @@ def read_safetensors(path):
     return out
 
 
-def main(effnet, fixtures):
+def softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def main(effnet, fixture_dirs):
     passed = failed = 0
     with tempfile.TemporaryDirectory() as tmp:
+      for fixtures in fixture_dirs:
         for case_file in sorted(os.listdir(fixtures)):
             if not case_file.endswith(".json"):
                 continue
@@ -87,9 +97,34 @@ def main(effnet, fixtures):
                 passed += ok
                 failed += not ok
                 print(f"{'ok  ' if ok else 'FAIL'} {name} {label}: max|diff|/max|ref| = {err:.2e} (≤ {tol:g})")
+            if case["naming"] == "keras" and case.get("kind") == "full":
+                # Keras → timm-tf safetensors → ONNX; preprocessing outside, softmax after.
+                st = os.path.join(tmp, f"{name}-timm-tf.safetensors")
+                out = os.path.join(tmp, f"{name}-timm-tf.onnx")
+                runs = [
+                    subprocess.run([effnet, "convert", os.path.join(fixtures, case["file"]), "-o", st],
+                                   capture_output=True, text=True),
+                    subprocess.run([effnet, "convert", st, "-o", out, "--resolution", "64"],
+                                   capture_output=True, text=True),
+                ]
+                bad = [r for r in runs if r.returncode != 0]
+                if bad:
+                    failed += 1
+                    print(f"FAIL {name} via timm-tf: {bad[0].stderr.strip()}")
+                    continue
+                weights = read_safetensors(st)
+                session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+                x = io["input"].astype(np.float32) / 255.0
+                (logits,) = session.run(None, {"input": x})
+                y, ref = softmax(logits), io["output"]
+                err = float(np.abs(y - ref).max() / np.abs(ref).max())
+                ok = err <= 1e-4 and len(weights) > 0
+                passed += ok
+                failed += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} {name} via timm-tf safetensors: max|diff|/max|ref| = {err:.2e} (≤ 1e-04)")
     print(f"onnx: {passed} passed, {failed} failed")
     return failed
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main(sys.argv[1], sys.argv[2]) else 0)
+    sys.exit(1 if main(sys.argv[1], sys.argv[2:]) else 0)

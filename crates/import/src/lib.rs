@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use effnet_ir::{Checkpoint, DType};
-use effnet_naming::{Imported, NamingError, detect, import};
+use effnet_naming::{Imported, NamingError, detect, import_with};
 use effnet_spec::{Evidence, Scheme};
 
 /// What the user asked for.
@@ -108,6 +108,9 @@ pub enum ImportError {
     /// A safetensors error.
     #[error(transparent)]
     Safetensors(#[from] effnet_safetensors::SafetensorsError),
+    /// A Keras HDF5 error.
+    #[error(transparent)]
+    Keras(#[from] effnet_keras::KerasError),
     /// The tensors do not form an EfficientNet effnet understands.
     #[error("{}: {reason}", path.display())]
     Naming {
@@ -156,9 +159,12 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         .map_err(io)?;
 
     let mut warnings = Vec::new();
-    let (container, checkpoint, globals, skipped) = if head.starts_with(b"PK\x03\x04")
-        || effnet_torch::is_legacy(&head)
-    {
+    let mut keras_config: Option<serde_json::Value> = None;
+    let (container, checkpoint, globals, skipped) = if head.starts_with(effnet_keras::HDF5_MAGIC) {
+        let file = effnet_keras::read(path)?;
+        keras_config = file.config;
+        ("keras-h5", file.checkpoint, Vec::new(), file.skipped)
+    } else if head.starts_with(b"PK\x03\x04") || effnet_torch::is_legacy(&head) {
         let file = effnet_torch::read(path)?;
         (
             file.container.name(),
@@ -169,12 +175,10 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     } else if effnet_safetensors::sniff(&head) {
         let file = effnet_safetensors::read(path)?;
         ("safetensors", file.checkpoint, Vec::new(), file.skipped)
-    } else if head.starts_with(b"\x89HDF\r\n\x1a\n") {
-        return Err(unsupported(path, "an HDF5 file (Keras .h5): not read yet"));
     } else {
         return Err(unsupported(
             path,
-            "not a model file effnet reads (expected a PyTorch checkpoint or a safetensors file)",
+            "not a model file effnet reads (expected a PyTorch checkpoint, a safetensors file or a Keras .h5)",
         ));
     };
     for (name, reason) in &skipped {
@@ -229,11 +233,21 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     for (_, t) in &unwrapped.checkpoint.tensors {
         *dtypes.entry(t.dtype()).or_insert(0) += 1;
     }
-    let mut imported =
-        import(&unwrapped.checkpoint, naming).map_err(|reason| ImportError::Naming {
-            path: path.to_owned(),
-            reason,
-        })?;
+    let keras = (naming == Scheme::Keras)
+        .then(|| keras_semantics(keras_config.as_ref(), &unwrapped.checkpoint, &mut warnings));
+    let mut imported = import_with(&unwrapped.checkpoint, naming, &|s| {
+        if let Some(keras) = &keras {
+            s.preprocessing = effnet_spec::Preprocessing::Keras {
+                variance_fix: keras.variance_fix,
+            };
+            s.classifier_activation = keras.classifier_activation;
+            s.input_normalization = None;
+        }
+    })
+    .map_err(|reason| ImportError::Naming {
+        path: path.to_owned(),
+        reason,
+    })?;
     imported.graph.meta.source = Some(path.display().to_string());
     if !imported.report.unused.is_empty() {
         warnings.push(format!(
@@ -265,6 +279,69 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         evidence: Evidence::WEIGHTS_ONLY,
         warnings,
     })
+}
+
+/// What a Keras file says about the semantics its weights do not carry.
+struct KerasSemantics {
+    variance_fix: bool,
+    classifier_activation: Option<effnet_ir::Activation>,
+}
+
+/// From a full model's config: a second `Rescaling` after `Normalization` (the Keras ≥ 2.9
+/// variance fix) and the classifier's activation. Without a config: the fix is taken to be
+/// there when the stored "variance" is the ImageNet standard deviation (the values the
+/// keras-applications files ship, which the fix exists for), and the head is softmax.
+fn keras_semantics(
+    config: Option<&serde_json::Value>,
+    checkpoint: &Checkpoint,
+    warnings: &mut Vec<String>,
+) -> KerasSemantics {
+    let layers = config
+        .and_then(|c| c.pointer("/config/layers"))
+        .and_then(|l| l.as_array());
+    if let Some(layers) = layers {
+        fn class(l: &serde_json::Value) -> &str {
+            l.get("class_name").and_then(|c| c.as_str()).unwrap_or("")
+        }
+        let norm = layers.iter().position(|l| class(l) == "Normalization");
+        let variance_fix =
+            norm.is_some_and(|i| layers.get(i + 1).is_some_and(|l| class(l) == "Rescaling"));
+        let activation = layers
+            .iter()
+            .rev()
+            .find(|l| class(l) == "Dense")
+            .and_then(|l| l.pointer("/config/activation"))
+            .and_then(|a| a.as_str());
+        return KerasSemantics {
+            variance_fix,
+            classifier_activation: match activation {
+                Some("softmax") => Some(effnet_ir::Activation::Softmax),
+                Some("sigmoid") => Some(effnet_ir::Activation::Sigmoid),
+                _ => None,
+            },
+        };
+    }
+    let variance = checkpoint
+        .get("normalization/variance")
+        .and_then(|t| t.to_f32_vec().ok());
+    let shipped_std = variance.as_ref().is_some_and(|v| {
+        v.len() == 3
+            && v.iter()
+                .zip([0.229f32, 0.224, 0.225])
+                .all(|(a, b)| (a - b).abs() < 1e-3)
+    });
+    warnings.push(format!(
+        "a weights-only Keras file does not record its preprocessing: assumed {} and a softmax head",
+        if shipped_std {
+            "the Keras ≥ 2.9 variance fix (its stored \"variance\" is ImageNet's std)"
+        } else {
+            "no variance fix"
+        }
+    ));
+    KerasSemantics {
+        variance_fix: shipped_std,
+        classifier_activation: Some(effnet_ir::Activation::Softmax),
+    }
 }
 
 fn unsupported(path: &Path, message: &str) -> ImportError {

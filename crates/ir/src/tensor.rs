@@ -195,6 +195,49 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// The tensor with its axes reordered: axis `i` of the result is axis `perm[i]` of this one
+    /// (NumPy's `transpose(perm)`), copied into a contiguous buffer.
+    pub fn permuted(&self, perm: &[usize]) -> Result<Tensor, IrError> {
+        let rank = self.shape.len();
+        let mut seen = vec![false; rank];
+        if perm.len() != rank
+            || perm
+                .iter()
+                .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(IrError::ShapeOverflow(self.shape.clone()));
+        }
+        let src = self
+            .data
+            .as_ref()
+            .ok_or_else(|| IrError::NoData(self.shape.clone()))?
+            .as_slice();
+        let size = self.dtype.size();
+        let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
+        // Row-major strides of the source, in elements, taken in the result's axis order.
+        let mut strides = vec![1usize; rank];
+        for axis in (0..rank.saturating_sub(1)).rev() {
+            strides[axis] = strides[axis + 1] * self.shape[axis + 1];
+        }
+        let strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
+        let mut out = Vec::with_capacity(src.len());
+        let mut index = vec![0usize; rank];
+        for _ in 0..self.numel {
+            let at: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+            out.extend_from_slice(&src[at * size..(at + 1) * size]);
+            for axis in (0..rank).rev() {
+                index[axis] += 1;
+                if index[axis] < shape[axis] {
+                    break;
+                }
+                index[axis] = 0;
+            }
+        }
+        Tensor::with_data(self.dtype, shape, Bytes::from_vec(out))
+    }
+}
+
 /// The product of `shape`, or an error when it overflows.
 pub(crate) fn checked_numel(shape: &[usize]) -> Result<usize, IrError> {
     shape
@@ -227,6 +270,21 @@ mod tests {
         assert!(matches!(err, Err(IrError::DataSize { expected: 24, .. })));
         let huge = Tensor::shape_only(DType::F32, vec![usize::MAX / 2, 3]);
         assert!(matches!(huge, Err(IrError::ShapeOverflow(_))));
+    }
+
+    #[test]
+    fn permuted_moves_axes_like_numpy_transpose() {
+        // [2, 3] → [3, 2]
+        let t = Tensor::from_f32(vec![2, 3], &[0., 1., 2., 3., 4., 5.]).unwrap();
+        let p = t.permuted(&[1, 0]).unwrap();
+        assert_eq!(p.shape(), &[3, 2]);
+        assert_eq!(p.to_f32_vec().unwrap(), vec![0., 3., 1., 4., 2., 5.]);
+        // HWIO [1, 2, 1, 3] → OIHW [3, 1, 1, 2]
+        let hwio = Tensor::from_f32(vec![1, 2, 1, 3], &[0., 1., 2., 3., 4., 5.]).unwrap();
+        let oihw = hwio.permuted(&[3, 2, 0, 1]).unwrap();
+        assert_eq!(oihw.shape(), &[3, 1, 1, 2]);
+        assert_eq!(oihw.to_f32_vec().unwrap(), vec![0., 3., 1., 4., 2., 5.]);
+        assert!(t.permuted(&[0, 0]).is_err());
     }
 
     #[test]

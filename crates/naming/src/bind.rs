@@ -48,6 +48,9 @@ pub(crate) fn bind(
         (Op::BatchNorm(b), Param::Beta) => b.beta.as_mut(),
         (Op::BatchNorm(b), Param::RunningMean) => Some(&mut b.mean),
         (Op::BatchNorm(b), Param::RunningVar) => Some(&mut b.var),
+        (Op::Normalize(n), Param::Mean) => Some(&mut n.mean),
+        (Op::Normalize(n), Param::Variance) => Some(&mut n.variance),
+        (Op::Normalize(n), Param::Count) => n.count.as_mut(),
         _ => None,
     };
     let slot = slot.ok_or_else(|| NamingError::Inconsistent {

@@ -54,6 +54,8 @@ pub enum Layer {
     HeadBn,
     /// Classifier.
     Classifier,
+    /// Keras' input `Normalization` (mean, variance, count).
+    Normalization,
 }
 
 impl Layer {
@@ -73,6 +75,7 @@ impl Layer {
             Layer::HeadConv => Role::HeadConv,
             Layer::HeadBn => Role::HeadBn,
             Layer::Classifier => Role::Classifier,
+            Layer::Normalization => Role::Preprocess,
         }
     }
 
@@ -102,6 +105,12 @@ pub enum Param {
     RunningVar,
     /// PyTorch's BatchNorm step counter (bookkeeping, not a parameter of the computation).
     NumBatchesTracked,
+    /// Normalization mean.
+    Mean,
+    /// Normalization variance.
+    Variance,
+    /// Normalization sample count.
+    Count,
 }
 
 impl Param {
@@ -115,7 +124,26 @@ impl Param {
             Param::RunningMean => "running_mean",
             Param::RunningVar => "running_var",
             Param::NumBatchesTracked => "num_batches_tracked",
+            Param::Mean => "mean",
+            Param::Variance => "variance",
+            Param::Count => "count",
         }
+    }
+
+    /// The parameter a Keras variable name denotes on `layer`.
+    pub fn from_keras(layer: Layer, name: &str) -> Option<Param> {
+        Some(match (layer, name) {
+            (Layer::Normalization, "mean") => Param::Mean,
+            (Layer::Normalization, "variance") => Param::Variance,
+            (Layer::Normalization, "count") => Param::Count,
+            (_, "gamma") => Param::Gamma,
+            (_, "beta") => Param::Beta,
+            (_, "moving_mean") => Param::RunningMean,
+            (_, "moving_variance") => Param::RunningVar,
+            (_, "kernel" | "depthwise_kernel") => Param::Weight,
+            (_, "bias") => Param::Bias,
+            _ => return None,
+        })
     }
 
     /// PyTorch's attribute name for this parameter of `layer`.
@@ -126,6 +154,9 @@ impl Param {
             Param::RunningMean => "running_mean",
             Param::RunningVar => "running_var",
             Param::NumBatchesTracked => "num_batches_tracked",
+            Param::Mean => "mean",
+            Param::Variance => "variance",
+            Param::Count => "count",
         }
     }
 

@@ -50,13 +50,18 @@ pub enum NamingError {
     Spec(#[from] effnet_spec::SpecError),
 }
 
-/// How well each PyTorch scheme explains a set of names: `(scheme, names parsed)`, best first.
+/// How well each scheme explains a set of names: `(scheme, names parsed)`, best first.
 /// timm and timm-tf share their names, so only `timm` is listed; see [`import`].
 pub fn detect(names: &[&str]) -> Vec<(Scheme, usize)> {
-    let mut scores: Vec<(Scheme, usize)> = [Scheme::Torchvision, Scheme::Timm, Scheme::Lukemelas]
-        .into_iter()
-        .map(|s| (s, parse_all(s, names).iter().flatten().count()))
-        .collect();
+    let mut scores: Vec<(Scheme, usize)> = [
+        Scheme::Torchvision,
+        Scheme::Timm,
+        Scheme::Lukemelas,
+        Scheme::Keras,
+    ]
+    .into_iter()
+    .map(|s| (s, parse_all(s, names).iter().flatten().count()))
+    .collect();
     scores.sort_by_key(|s| std::cmp::Reverse(s.1));
     scores
 }
@@ -78,19 +83,56 @@ pub struct Imported {
 
 /// Reads `checkpoint` (names already stripped of wrappers) as `scheme`.
 pub fn import(checkpoint: &Checkpoint, scheme: Scheme) -> Result<Imported, NamingError> {
-    if matches!(scheme, Scheme::Keras | Scheme::TfOfficial) {
+    import_with(checkpoint, scheme, &|_| {})
+}
+
+/// The canonical (PyTorch/ONNX) layout of a tensor a TensorFlow scheme stores in its own:
+/// conv `[kh, kw, in, out]` → `[out, in, kh, kw]`, depthwise `[kh, kw, C, 1]` → `[C, 1, kh, kw]`,
+/// dense `[in, out]` → `[out, in]`.
+fn canonical(
+    scheme: Scheme,
+    key: &ParsedKey,
+    tensor: &effnet_ir::Tensor,
+) -> Result<effnet_ir::Tensor, NamingError> {
+    if !matches!(scheme, Scheme::Keras | Scheme::TfOfficial) || key.param != Param::Weight {
+        return Ok(tensor.clone());
+    }
+    let perm: &[usize] = match (key.layer, tensor.shape().len()) {
+        (Layer::DwConv, 4) => &[2, 3, 0, 1],
+        (Layer::Classifier, 2) => &[1, 0],
+        (_, 4) => &[3, 2, 0, 1],
+        _ => return Ok(tensor.clone()),
+    };
+    tensor
+        .permuted(perm)
+        .map_err(|e| NamingError::Inconsistent {
+            tensor: format!("{key:?}"),
+            message: e.to_string(),
+        })
+}
+
+/// Like [`import`], letting `adjust` change the scheme's semantics with what the file
+/// records (a Keras config's preprocessing layers, its classifier activation).
+pub fn import_with(
+    checkpoint: &Checkpoint,
+    scheme: Scheme,
+    adjust: &dyn Fn(&mut effnet_spec::Semantics),
+) -> Result<Imported, NamingError> {
+    if scheme == Scheme::TfOfficial {
         return Err(NamingError::Unsupported(scheme.name()));
     }
     let names: Vec<&str> = checkpoint.tensors.iter().map(|(n, _)| n.as_str()).collect();
     let parsed = parse_all(scheme, &names);
     let mut report = ImportReport::default();
-    let mut keys = Vec::new();
+    let mut owned = Vec::new();
     for ((name, tensor), key) in checkpoint.tensors.iter().zip(&parsed) {
         match key {
-            Some(k) => keys.push((*k, name.as_str(), tensor)),
+            Some(k) => owned.push((*k, name.as_str(), canonical(scheme, k, tensor)?)),
             None => report.unused.push(name.clone()),
         }
     }
+    let keys: Vec<(ParsedKey, &str, &effnet_ir::Tensor)> =
+        owned.iter().map(|(k, n, t)| (*k, *n, t)).collect();
     if keys.is_empty() {
         return Err(NamingError::Unrecognized(
             names.first().copied().unwrap_or_default().to_owned(),
@@ -107,7 +149,8 @@ pub fn import(checkpoint: &Checkpoint, scheme: Scheme) -> Result<Imported, Namin
         Identity::Variant(v) => Some(v),
         _ => None,
     };
-    let semantics = scheme.semantics(variant);
+    let mut semantics = scheme.semantics(variant);
+    adjust(&mut semantics);
     if !semantics.stage_first_residual {
         for block in architecture.blocks.iter_mut().filter(|b| b.index == 0) {
             block.residual = false;

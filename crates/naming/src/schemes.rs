@@ -20,7 +20,8 @@ pub fn parse_all(scheme: Scheme, names: &[&str]) -> Vec<Option<ParsedKey>> {
         Scheme::Torchvision => torchvision_parse(names),
         Scheme::Timm | Scheme::TimmTf => timm_parse(names),
         Scheme::Lukemelas => names.iter().map(|n| lukemelas_parse(n)).collect(),
-        Scheme::Keras | Scheme::TfOfficial => vec![None; names.len()],
+        Scheme::Keras => names.iter().map(|n| keras_parse(n)).collect(),
+        Scheme::TfOfficial => vec![None; names.len()],
     }
 }
 
@@ -308,4 +309,55 @@ fn lukemelas_prefix(key: &ParsedKey, global_index: usize) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// keras (keras.applications layer/variable names)
+
+/// `stem_conv/kernel`, `block2a_dwconv/depthwise_kernel`, `top_bn/moving_variance`,
+/// `predictions/bias`, `normalization/mean`. `blockNx` is paper stage N + 1, repeat `x`
+/// (`a` = 0).
+fn keras_parse(name: &str) -> Option<ParsedKey> {
+    let (layer_name, variable) = name.split_once('/')?;
+    let keras = |scope, layer: Layer| {
+        Some(ParsedKey {
+            scope,
+            layer,
+            param: Param::from_keras(layer, variable)?,
+        })
+    };
+    match layer_name {
+        "stem_conv" => return keras(Scope::Stem, Layer::StemConv),
+        "stem_bn" => return keras(Scope::Stem, Layer::StemBn),
+        "top_conv" => return keras(Scope::Head, Layer::HeadConv),
+        "top_bn" => return keras(Scope::Head, Layer::HeadBn),
+        "predictions" => return keras(Scope::Classifier, Layer::Classifier),
+        "normalization" => return keras(Scope::Stem, Layer::Normalization),
+        _ => {}
+    }
+    let rest = layer_name.strip_prefix("block")?;
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let stage: u8 = rest[..digits].parse().ok()?;
+    let mut chars = rest[digits..].chars();
+    let letter = chars.next()?;
+    let suffix = chars.as_str().strip_prefix('_')?;
+    let index = (letter as u32).checked_sub('a' as u32)? as usize;
+    let layer = match suffix {
+        "expand_conv" => Layer::ExpandConv,
+        "expand_bn" => Layer::ExpandBn,
+        "dwconv" => Layer::DwConv,
+        "bn" => Layer::DwBn,
+        "se_reduce" => Layer::SeReduce,
+        "se_expand" => Layer::SeExpand,
+        "project_conv" => Layer::ProjectConv,
+        "project_bn" => Layer::ProjectBn,
+        _ => return None,
+    };
+    keras(
+        Scope::Block(BlockRef {
+            stage: Some(stage.checked_add(1)?),
+            index,
+        }),
+        layer,
+    )
 }

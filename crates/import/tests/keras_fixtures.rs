@@ -1,0 +1,93 @@
+//! The Keras fixtures written by `fixtures/generate/keras_fixtures.py` (tf-keras): every
+//! dataset reads byte-exactly as Keras held it, and the model imports as the tiny EfficientNet
+//! it is, with Keras' preprocessing and softmax head. (Its outputs are checked against Keras
+//! in onnxruntime by `tests/onnx/check_onnx.py`.)
+
+use std::path::{Path, PathBuf};
+
+use effnet_import::{ImportOptions, open};
+use effnet_ir::{Activation, Op};
+use effnet_naming::Identity;
+use effnet_spec::Scheme;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras")
+}
+
+#[test]
+fn keras_h5_files_import_exactly() {
+    for case in ["keras-tiny", "keras-tiny-weights"] {
+        let doc: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures().join(format!("{case}.json"))).unwrap(),
+        )
+        .unwrap();
+        let path = fixtures().join(doc["file"].as_str().unwrap());
+        // The container: Keras' own layout and bytes.
+        let file = effnet_keras::read(&path).unwrap();
+        let tensors = doc["tensors"].as_object().unwrap();
+        assert_eq!(file.checkpoint.len(), tensors.len(), "{case}");
+        for (name, want) in tensors {
+            let t = file
+                .checkpoint
+                .get(name)
+                .unwrap_or_else(|| panic!("{case}: {name}"));
+            let shape: Vec<usize> = want["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(t.shape(), shape.as_slice(), "{name}");
+            let sha: String = Sha256::digest(t.data().unwrap().as_slice())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(sha, want["sha256"].as_str().unwrap(), "{case}: {name}");
+        }
+        assert_eq!(file.config.is_some(), doc["kind"] == "full", "{case}");
+
+        // The model.
+        let model = open(&path, &ImportOptions::default()).unwrap();
+        assert_eq!(model.container, "keras-h5");
+        assert_eq!(model.naming, Scheme::Keras);
+        let imported = &model.imported;
+        assert_eq!(
+            imported.identity,
+            Identity::Custom {
+                width: 0.1,
+                depth: 0.5
+            }
+        );
+        let (trainable, non_trainable) = imported.graph.param_counts();
+        assert_eq!(trainable, doc["params"].as_u64().unwrap());
+        // Keras counts BatchNorm statistics and the Normalization's mean, variance and count.
+        let bn_channels: u64 = imported
+            .graph
+            .nodes()
+            .filter_map(|(_, n)| match &n.op {
+                Op::BatchNorm(b) => Some(b.channels as u64),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(non_trainable, 2 * bn_channels + 7);
+        assert!(imported.report.unused.is_empty() && imported.report.missing.is_empty());
+        // Preprocessing inside the model, a softmax head, TF padding and epsilon.
+        let kinds: Vec<&str> = imported
+            .graph
+            .nodes()
+            .take(3)
+            .map(|(_, n)| n.op.kind())
+            .collect();
+        assert_eq!(kinds, ["Input", "Rescale", "Normalize"]);
+        let last = imported.graph.node(imported.graph.outputs()[0]);
+        assert!(matches!(last.op, Op::Activation(Activation::Softmax)));
+        assert!(
+            imported
+                .graph
+                .nodes()
+                .any(|(_, n)| matches!(&n.op, Op::BatchNorm(b) if b.eps == 1e-3))
+        );
+    }
+}
