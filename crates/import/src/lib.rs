@@ -164,6 +164,10 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         let file = effnet_keras::read(path)?;
         keras_config = file.config;
         ("keras-h5", file.checkpoint, Vec::new(), file.skipped)
+    } else if head.starts_with(b"PK\x03\x04") && effnet_keras::is_keras_zip(path) {
+        let file = effnet_keras::read_keras3(path)?;
+        keras_config = file.config;
+        ("keras-v3", file.checkpoint, Vec::new(), file.skipped)
     } else if head.starts_with(b"PK\x03\x04") || effnet_torch::is_legacy(&head) {
         let file = effnet_torch::read(path)?;
         (

@@ -9,6 +9,13 @@
 //! `weight_names` lists its variables (`block2a_dwconv/depthwise_kernel:0`), stored as datasets
 //! under that path inside the layer group.
 //!
+//! A Keras 3 `.keras` file is a zip archive of `config.json` (the architecture), `metadata.json`
+//! and `model.weights.h5`, whose groups are named after layer *classes*, not layer names:
+//! `layers/conv2d/vars/0`, `layers/batch_normalization_12/vars/0..3`, one group per layer in
+//! the order of `config.json`, counted per snake-cased class. Variables are positional
+//! (BatchNormalization: gamma, beta, moving_mean, moving_variance). [`read_keras3`] walks the
+//! config to give each its `layer/variable` name.
+//!
 //! Tensors come out in TensorFlow's layout (conv `[kh, kw, in, out]`, depthwise
 //! `[kh, kw, C, 1]`, dense `[in, out]`) named `layer/variable` (`stem_conv/kernel`); the `keras`
 //! naming scheme moves them to the IR's layout.
@@ -142,4 +149,218 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
         keras_version,
         skipped,
     })
+}
+
+/// The most bytes read from a `.keras` archive member.
+const MAX_MEMBER_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Whether a zip archive's entry names are those of a Keras 3 `.keras` file.
+pub fn is_keras_zip(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(archive) = zip::ZipArchive::new(std::io::BufReader::new(file)) else {
+        return false;
+    };
+    let names: Vec<String> = archive
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .collect();
+    names.iter().any(|n| n == "config.json") && names.iter().any(|n| n == "model.weights.h5")
+}
+
+/// Keras' `to_snake_case` of a class name (`DepthwiseConv2D` → `depthwise_conv2d`).
+fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
+            if prev.is_ascii_lowercase() || (next_lower && prev != '_') {
+                out.push('_');
+            }
+        }
+        out.push(c);
+    }
+    out.to_lowercase()
+}
+
+/// The variable names of a layer class, by position.
+fn variables(class: &str, config: &serde_json::Value) -> Vec<&'static str> {
+    let flag = |key: &str| {
+        config
+            .get(key)
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true)
+    };
+    match class {
+        "Conv2D" | "Dense" => vec!["kernel", "bias"],
+        "DepthwiseConv2D" => vec!["depthwise_kernel", "bias"],
+        "BatchNormalization" => {
+            let mut v = Vec::new();
+            if flag("scale") {
+                v.push("gamma");
+            }
+            if flag("center") {
+                v.push("beta");
+            }
+            v.extend(["moving_mean", "moving_variance"]);
+            v
+        }
+        "Normalization" => vec!["mean", "variance", "count"],
+        _ => Vec::new(),
+    }
+}
+
+/// Reads a Keras 3 `.keras` archive.
+pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
+    let err = |message: String| KerasError::NotKeras {
+        path: path.to_owned(),
+        message,
+    };
+    let h5 = |e: hdf5_reader::error::Error| KerasError::Hdf5 {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| err(format!("not a readable zip archive: {e}")))?;
+    let mut member = |name: &str, limit: u64| -> Result<Vec<u8>, KerasError> {
+        use std::io::Read;
+        let entry = archive
+            .by_name(name)
+            .map_err(|e| err(format!("`{name}`: {e}")))?;
+        if entry.size() > limit {
+            return Err(err(format!(
+                "`{name}` declares {} bytes, beyond the limit",
+                entry.size()
+            )));
+        }
+        let mut out = Vec::new();
+        entry
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| err(format!("`{name}`: {e}")))?;
+        if out.len() as u64 > limit {
+            return Err(err(format!("`{name}` inflates beyond the limit")));
+        }
+        Ok(out)
+    };
+    let config_bytes = member("config.json", 256 * 1024 * 1024)?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&config_bytes).map_err(|e| err(format!("config.json: {e}")))?;
+    let weights = member(
+        "model.weights.h5",
+        MAX_MEMBER_BYTES.min(file_len.saturating_mul(200)),
+    )?;
+    let h5file = Hdf5File::from_vec(weights).map_err(h5)?;
+    let root = h5file.root_group().map_err(h5)?;
+    let layers_group = root.group("layers").map_err(h5)?;
+    let layers = config
+        .pointer("/config/layers")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| err("config.json lists no layers".into()))?;
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut checkpoint = Checkpoint::default();
+    let mut skipped = Vec::new();
+    for layer in layers {
+        let class = layer
+            .get("class_name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        let layer_config = layer.get("config").cloned().unwrap_or_default();
+        let name = layer_config
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let snake = snake_case(class);
+        let n = counts.entry(snake.clone()).or_insert(0);
+        let group_name = if *n == 0 {
+            snake.clone()
+        } else {
+            format!("{snake}_{n}")
+        };
+        *n += 1;
+        let Ok(group) = layers_group.group(&group_name) else {
+            continue;
+        };
+        let Ok(vars) = group.group("vars") else {
+            continue;
+        };
+        for (i, variable) in variables(class, &layer_config).into_iter().enumerate() {
+            let Ok(dataset) = vars.dataset(&i.to_string()) else {
+                continue;
+            };
+            let full = format!("{name}/{variable}");
+            match dataset_tensor(&dataset) {
+                Ok(Some(t)) => checkpoint.tensors.push((full, t)),
+                Ok(None) => skipped.push((full, "not a parameter type".into())),
+                Err(e) => return Err(h5(e)),
+            }
+        }
+    }
+    let keras_version = member("metadata.json", 1024 * 1024)
+        .ok()
+        .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
+        .and_then(|m| {
+            m.get("keras_version")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
+    if let Some(v) = &keras_version {
+        checkpoint
+            .metadata
+            .insert("keras_version".into(), v.clone());
+    }
+    Ok(KerasFile {
+        checkpoint,
+        config: Some(config),
+        keras_version,
+        skipped,
+    })
+}
+
+/// A dataset as a tensor (`None` for types that are not parameters).
+fn dataset_tensor(
+    dataset: &hdf5_reader::dataset::Dataset,
+) -> Result<Option<Tensor>, hdf5_reader::error::Error> {
+    let dtype = match dataset.dtype() {
+        hdf5_reader::Datatype::FloatingPoint { size: 4, .. } => DType::F32,
+        hdf5_reader::Datatype::FloatingPoint { size: 2, .. } => DType::F16,
+        hdf5_reader::Datatype::FloatingPoint { size: 8, .. } => DType::F64,
+        hdf5_reader::Datatype::FixedPoint {
+            size: 8,
+            signed: true,
+            ..
+        } => DType::I64,
+        _ => return Ok(None),
+    };
+    let shape: Vec<usize> = dataset.shape().iter().map(|&d| d as usize).collect();
+    let bytes = dataset.read_native_bytes()?;
+    Ok(Tensor::with_data(dtype, shape, Bytes::from_vec(bytes)).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_matches_keras() {
+        assert_eq!(snake_case("Conv2D"), "conv2d");
+        assert_eq!(snake_case("DepthwiseConv2D"), "depthwise_conv2d");
+        assert_eq!(snake_case("BatchNormalization"), "batch_normalization");
+        assert_eq!(
+            snake_case("GlobalAveragePooling2D"),
+            "global_average_pooling2d"
+        );
+        assert_eq!(snake_case("InputLayer"), "input_layer");
+        assert_eq!(snake_case("ZeroPadding2D"), "zero_padding2d");
+        assert_eq!(snake_case("Dense"), "dense");
+    }
 }
