@@ -10,6 +10,7 @@ use effnet_ir::{ConversionStats, DType, Tensor};
 use effnet_naming::export::{ExportError, export};
 use effnet_naming::{Identity, ParsedKey};
 use effnet_spec::{PaddingStyle, Scheme};
+use rayon::prelude::*;
 
 /// How to write a safetensors file.
 #[derive(Clone, Debug)]
@@ -163,10 +164,7 @@ pub fn to_safetensors(
         .iter()
         .map(|(_, t)| t.nbytes() as u64)
         .sum();
-    let mut done = 0u64;
-    for ((name, tensor), key) in exported.tensors.iter().zip(&keys) {
-        done += tensor.nbytes() as u64;
-        progress(done, total);
+    let target_of = |key: &Option<ParsedKey>| {
         let bn_stat = key.is_some_and(|k| {
             k.layer.is_bn()
                 && matches!(
@@ -174,26 +172,41 @@ pub fn to_safetensors(
                     effnet_naming::Param::RunningMean | effnet_naming::Param::RunningVar
                 )
         });
-        let target = if options.keep_bn_f32 && bn_stat && options.dtype != DType::F32 {
+        if options.keep_bn_f32 && bn_stat && options.dtype != DType::F32 {
             DType::F32
         } else {
             options.dtype
-        };
-        let (converted, s) =
-            tensor
-                .to_dtype(target, options.clamp)
-                .map_err(|e| ConvertError::Verify {
-                    path: model.path.clone(),
-                    message: format!("`{name}`: {e}"),
-                })?;
-        if s.overflow > 0 {
-            overflowing.push((name.clone(), s.overflow));
         }
-        if s.flushed_to_zero > 0 {
-            flushed.push((name.clone(), s.flushed_to_zero));
+    };
+    // Converted on every core, a batch at a time so that progress moves.
+    let jobs: Vec<(&String, &Tensor, DType)> = exported
+        .tensors
+        .iter()
+        .zip(&keys)
+        .map(|((name, tensor), key)| (name, tensor, target_of(key)))
+        .collect();
+    let mut done = 0u64;
+    for batch in jobs.chunks(32) {
+        done += batch.iter().map(|(_, t, _)| t.nbytes() as u64).sum::<u64>();
+        let converted: Vec<_> = batch
+            .par_iter()
+            .map(|(name, tensor, target)| (*name, tensor.to_dtype(*target, options.clamp)))
+            .collect();
+        for (name, result) in converted {
+            let (converted, s) = result.map_err(|e| ConvertError::Verify {
+                path: model.path.clone(),
+                message: format!("`{name}`: {e}"),
+            })?;
+            if s.overflow > 0 {
+                overflowing.push((name.clone(), s.overflow));
+            }
+            if s.flushed_to_zero > 0 {
+                flushed.push((name.clone(), s.flushed_to_zero));
+            }
+            stats.merge(&s);
+            tensors.push((name.clone(), converted));
         }
-        stats.merge(&s);
-        tensors.push((name.clone(), converted));
+        progress(done.min(total), total);
     }
     if !overflowing.is_empty() && !options.clamp {
         return Err(ConvertError::Overflow {
