@@ -114,40 +114,46 @@ const CHUNK: usize = 4096;
 fn f32_bytes_to_f16(src: &[u8], clamp: bool) -> (Vec<u8>, ConversionStats) {
     use half::slice::HalfFloatSliceExt;
     let n = src.len() / 4;
-    let mut out = Vec::with_capacity(n * 2);
+    let mut out = vec![0u8; n * 2];
     let mut stats = ConversionStats::default();
     let mut values = [0f32; CHUNK];
     let mut halves = [f16::ZERO; CHUNK];
-    for chunk in src.chunks(4 * CHUNK) {
+    for (chunk, dst) in src.chunks(4 * CHUNK).zip(out.chunks_mut(2 * CHUNK)) {
         let m = chunk.len() / 4;
         for (v, b) in values[..m].iter_mut().zip(chunk.chunks_exact(4)) {
             *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
-        for v in &mut values[..m] {
+        let mut max_abs = 0f32;
+        let mut beyond = 0usize;
+        for v in &values[..m] {
             let a = v.abs();
-            if !v.is_finite() {
-                stats.non_finite += 1;
-                continue;
+            // NaN compares false: neither counted as beyond nor as the maximum.
+            if a.is_finite() {
+                max_abs = max_abs.max(a);
+                beyond += usize::from(a > F16_MAX);
             }
-            stats.max_abs = stats.max_abs.max(a);
-            if a > F16_MAX {
-                stats.overflow += 1;
-                if clamp {
+        }
+        stats.max_abs = stats.max_abs.max(max_abs);
+        stats.overflow += beyond;
+        stats.non_finite += values[..m].iter().filter(|v| !v.is_finite()).count();
+        if clamp && beyond > 0 {
+            for v in &mut values[..m] {
+                if v.is_finite() && v.abs() > F16_MAX {
                     *v = F16_MAX.copysign(*v);
                 }
             }
         }
         halves[..m].convert_from_f32_slice(&values[..m]);
-        for (v, h) in values[..m].iter().zip(&halves[..m]) {
-            let bits = h.to_bits() & 0x7fff;
-            if bits == 0 {
-                if *v != 0.0 {
-                    stats.flushed_to_zero += 1;
-                }
-            } else if bits < 0x0400 {
-                stats.subnormal += 1;
-            }
-            out.extend_from_slice(&h.to_le_bytes());
+        for ((v, h), d) in values[..m]
+            .iter()
+            .zip(&halves[..m])
+            .zip(dst.chunks_exact_mut(2))
+        {
+            let bits = h.to_bits();
+            d.copy_from_slice(&bits.to_le_bytes());
+            let magnitude = bits & 0x7fff;
+            stats.flushed_to_zero += usize::from(magnitude == 0 && *v != 0.0);
+            stats.subnormal += usize::from(magnitude != 0 && magnitude < 0x0400);
         }
     }
     (out, stats)
