@@ -44,9 +44,9 @@ fixtures: fixtures-env fixtures-env-tf
 
 # Full-size B0–B7 files for the opt-in tier (not committed).
 fixtures-full: fixtures-env
-    {{venv}}/bin/python fixtures/generate/full_fixtures.py fixtures/full
+    {{venv}}/bin/python fixtures/generate/full_fixtures.py target/fixtures-full
 
-# The opt-in tier over fixtures/full.
+# The opt-in tier over target/fixtures-full.
 test-full:
     cargo test --release --locked -p effnet-import --test full_size -- --ignored
 

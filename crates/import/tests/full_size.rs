@@ -1,5 +1,5 @@
 //! The opt-in tier: full-size B0–B7 files written by `fixtures/generate/full_fixtures.py`
-//! (`just fixtures-full`) into the ignored `fixtures/full/`. Run with
+//! (`just fixtures-full`) into `target/fixtures-full/`. Run with
 //! `cargo test -p effnet-import --test full_size -- --ignored`.
 
 use std::path::{Path, PathBuf};
@@ -10,14 +10,14 @@ use effnet_spec::{Evidence, ModelSpec, Variant, audit, closest_spec};
 use serde_json::Value;
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/full")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures-full")
 }
 
 #[test]
-#[ignore = "needs fixtures/full (just fixtures-full)"]
+#[ignore = "needs target/fixtures-full (just fixtures-full)"]
 fn full_size_files_import_as_their_variant() {
     let mut docs: Vec<PathBuf> = std::fs::read_dir(dir())
-        .expect("fixtures/full is missing: run `just fixtures-full`")
+        .expect("target/fixtures-full is missing: run `just fixtures-full`")
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().ends_with(".json"))
         .collect();

@@ -113,29 +113,10 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
             let dataset = node.dataset(leaf).map_err(h5)?;
             let variable = leaf.split(':').next().unwrap_or(leaf);
             let name = format!("{layer}/{variable}");
-            let dtype = match dataset.dtype() {
-                hdf5_reader::Datatype::FloatingPoint { size: 4, .. } => DType::F32,
-                hdf5_reader::Datatype::FloatingPoint { size: 2, .. } => DType::F16,
-                hdf5_reader::Datatype::FloatingPoint { size: 8, .. } => DType::F64,
-                hdf5_reader::Datatype::FixedPoint {
-                    size: 8,
-                    signed: true,
-                    ..
-                } => DType::I64,
-                other => {
-                    skipped.push((name, format!("HDF5 type {other:?} is not a parameter type")));
-                    continue;
-                }
-            };
-            let shape: Vec<usize> = dataset.shape().iter().map(|&d| d as usize).collect();
-            let bytes = dataset.read_native_bytes().map_err(h5)?;
-            let tensor = Tensor::with_data(dtype, shape, Bytes::from_vec(bytes)).map_err(|e| {
-                KerasError::NotKeras {
-                    path: path.to_owned(),
-                    message: format!("dataset `{name}`: {e}"),
-                }
-            })?;
-            checkpoint.tensors.push((name, tensor));
+            match dataset_tensor(&dataset).map_err(h5)? {
+                Some(tensor) => checkpoint.tensors.push((name, tensor)),
+                None => skipped.push((name, "not a parameter type".into())),
+            }
         }
     }
     if let Some(v) = &keras_version {
