@@ -239,13 +239,26 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     }
     let keras = (naming == Scheme::Keras)
         .then(|| keras_semantics(keras_config.as_ref(), &unwrapped.checkpoint, &mut warnings));
-    let mut imported = import_with(&unwrapped.checkpoint, naming, &|s| {
+    let mut imported = import_with(&unwrapped.checkpoint, naming, &|s, arch| {
         if let Some(keras) = &keras {
             s.preprocessing = effnet_spec::Preprocessing::Keras {
                 variance_fix: keras.variance_fix,
             };
             s.classifier_activation = keras.classifier_activation;
             s.input_normalization = None;
+            if let Some(eps) = keras.bn_eps {
+                s.bn_eps = eps;
+            }
+            if let Some(blocks) = &keras.blocks {
+                for b in &mut arch.blocks {
+                    if let Some(&(stride, residual)) =
+                        blocks.get(&keras_block_name(b.stage, b.index))
+                    {
+                        b.stride = stride;
+                        b.residual = residual;
+                    }
+                }
+            }
         }
     })
     .map_err(|reason| ImportError::Naming {
@@ -253,6 +266,23 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         reason,
     })?;
     imported.graph.meta.source = Some(path.display().to_string());
+    // A Keras config records strides, shortcuts and epsilon: the audit can check them.
+    let evidence = match &keras {
+        Some(KerasSemantics {
+            blocks: Some(_), ..
+        }) => {
+            imported
+                .assumptions
+                .retain(|a| !a.starts_with("strides") && !a.starts_with("stages inferred"));
+            Evidence {
+                strides: true,
+                residuals: true,
+                bn_eps: true,
+                ..Evidence::WEIGHTS_ONLY
+            }
+        }
+        _ => Evidence::WEIGHTS_ONLY,
+    };
     if !imported.report.unused.is_empty() {
         warnings.push(format!(
             "{} tensor(s) not understood by the {} scheme, e.g. `{}`",
@@ -280,7 +310,7 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         tensors,
         dtypes,
         imported,
-        evidence: Evidence::WEIGHTS_ONLY,
+        evidence,
         warnings,
     })
 }
@@ -289,6 +319,16 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
 struct KerasSemantics {
     variance_fix: bool,
     classifier_activation: Option<effnet_ir::Activation>,
+    /// From a config: BatchNorm epsilon (the first layer's).
+    bn_eps: Option<f64>,
+    /// From a config: each block's (depthwise stride, has a residual add), by Keras block name.
+    blocks: Option<std::collections::HashMap<String, (usize, bool)>>,
+}
+
+/// Keras' name of a block: `block{stage − 1}{letter}` (`block2a` is paper stage 3, block 0).
+fn keras_block_name(stage: u8, index: u16) -> String {
+    let letter = char::from_u32(u32::from('a') + u32::from(index)).unwrap_or('?');
+    format!("block{}{letter}", stage.saturating_sub(1))
 }
 
 /// From a full model's config: a second `Rescaling` after `Normalization` (the Keras ≥ 2.9
@@ -316,6 +356,35 @@ fn keras_semantics(
             .find(|l| class(l) == "Dense")
             .and_then(|l| l.pointer("/config/activation"))
             .and_then(|a| a.as_str());
+        let name = |l: &serde_json::Value| {
+            l.pointer("/config/name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let bn_eps = layers
+            .iter()
+            .find(|l| class(l) == "BatchNormalization")
+            .and_then(|l| l.pointer("/config/epsilon"))
+            .and_then(serde_json::Value::as_f64);
+        let adds: std::collections::HashSet<String> = layers
+            .iter()
+            .filter(|l| class(l) == "Add")
+            .filter_map(|l| name(l).strip_suffix("_add").map(str::to_owned))
+            .collect();
+        let blocks = layers
+            .iter()
+            .filter(|l| class(l) == "DepthwiseConv2D")
+            .filter_map(|l| {
+                let block = name(l).strip_suffix("_dwconv")?.to_owned();
+                let stride = l
+                    .pointer("/config/strides/0")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(1) as usize;
+                let residual = adds.contains(&block);
+                Some((block, (stride, residual)))
+            })
+            .collect();
         return KerasSemantics {
             variance_fix,
             classifier_activation: match activation {
@@ -323,6 +392,8 @@ fn keras_semantics(
                 Some("sigmoid") => Some(effnet_ir::Activation::Sigmoid),
                 _ => None,
             },
+            bn_eps,
+            blocks: Some(blocks),
         };
     }
     let variance = checkpoint
@@ -345,6 +416,8 @@ fn keras_semantics(
     KerasSemantics {
         variance_fix: shipped_std,
         classifier_activation: Some(effnet_ir::Activation::Softmax),
+        bn_eps: None,
+        blocks: None,
     }
 }
 

@@ -83,7 +83,7 @@ pub struct Imported {
 
 /// Reads `checkpoint` (names already stripped of wrappers) as `scheme`.
 pub fn import(checkpoint: &Checkpoint, scheme: Scheme) -> Result<Imported, NamingError> {
-    import_with(checkpoint, scheme, &|_| {})
+    import_with(checkpoint, scheme, &|_, _| {})
 }
 
 /// The canonical (PyTorch/ONNX) layout of a tensor a TensorFlow scheme stores in its own:
@@ -111,12 +111,13 @@ fn canonical(
         })
 }
 
-/// Like [`import`], letting `adjust` change the scheme's semantics with what the file
-/// records (a Keras config's preprocessing layers, its classifier activation).
+/// Like [`import`], letting `adjust` correct the scheme's semantics and the inferred
+/// architecture with what the file records beyond its tensors (a Keras config's
+/// preprocessing, classifier activation, strides, shortcuts, BatchNorm epsilon).
 pub fn import_with(
     checkpoint: &Checkpoint,
     scheme: Scheme,
-    adjust: &dyn Fn(&mut effnet_spec::Semantics),
+    adjust: &dyn Fn(&mut effnet_spec::Semantics, &mut Architecture),
 ) -> Result<Imported, NamingError> {
     if scheme == Scheme::TfOfficial {
         return Err(NamingError::Unsupported(scheme.name()));
@@ -150,7 +151,7 @@ pub fn import_with(
         _ => None,
     };
     let mut semantics = scheme.semantics(variant);
-    adjust(&mut semantics);
+    adjust(&mut semantics, &mut architecture);
     if !semantics.stage_first_residual {
         for block in architecture.blocks.iter_mut().filter(|b| b.index == 0) {
             block.residual = false;
