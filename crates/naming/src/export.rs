@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use effnet_ir::{Bytes, DType, Graph, NodeId, Op, Padding, Role, Tensor};
 use effnet_spec::{Architecture, PaddingStyle, Scheme, Variant};
 
-use crate::key::{Layer, Param};
+use crate::key::Param;
 use crate::layout::names_for;
 
 /// Why a graph cannot be written in a scheme.
@@ -193,7 +193,6 @@ pub fn export(
             }
             _ => tensor,
         };
-        debug_assert!(slot.key.layer != Layer::Classifier || tensor.shape().len() <= 2);
         tensors.push((name, tensor));
     }
     let mut notes = Vec::new();
