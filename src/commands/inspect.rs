@@ -78,7 +78,7 @@ fn document(model: &Model) -> serde_json::Value {
         "params": trainable,
         "trainable_params": trainable,
         "non_trainable_params": non_trainable,
-        "has_architecture": false,
+        "has_architecture": model.has_architecture,
         "metadata": model.metadata,
         "import": {
             "applied": report.applied.len(),

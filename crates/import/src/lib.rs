@@ -86,6 +86,8 @@ pub struct Model {
     pub imported: Imported,
     /// What the file records beyond tensor shapes (what an audit can verify).
     pub evidence: Evidence,
+    /// Whether the file carries its architecture (a Keras config).
+    pub has_architecture: bool,
     /// What a user should know.
     pub warnings: Vec<String>,
 }
@@ -249,6 +251,9 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
             if let Some(eps) = keras.bn_eps {
                 s.bn_eps = eps;
             }
+            if keras.resolution.is_some() {
+                arch.resolution = keras.resolution;
+            }
             if let Some(blocks) = &keras.blocks {
                 for b in &mut arch.blocks {
                     if let Some(&(stride, residual)) =
@@ -310,6 +315,7 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         tensors,
         dtypes,
         imported,
+        has_architecture: keras_config.is_some(),
         evidence,
         warnings,
     })
@@ -323,6 +329,8 @@ struct KerasSemantics {
     bn_eps: Option<f64>,
     /// From a config: each block's (depthwise stride, has a residual add), by Keras block name.
     blocks: Option<std::collections::HashMap<String, (usize, bool)>>,
+    /// From a config: the input height (square inputs).
+    resolution: Option<usize>,
 }
 
 /// Keras' name of a block: `block{stage − 1}{letter}` (`block2a` is paper stage 3, block 0).
@@ -385,7 +393,18 @@ fn keras_semantics(
                 Some((block, (stride, residual)))
             })
             .collect();
+        // tf-keras writes `batch_input_shape`, Keras 3 `batch_shape`: [null, h, w, 3].
+        let resolution = layers
+            .iter()
+            .find(|l| class(l) == "InputLayer")
+            .and_then(|l| {
+                l.pointer("/config/batch_shape/1")
+                    .or_else(|| l.pointer("/config/batch_input_shape/1"))
+            })
+            .and_then(serde_json::Value::as_u64)
+            .map(|r| r as usize);
         return KerasSemantics {
+            resolution,
             variance_fix,
             classifier_activation: match activation {
                 Some("softmax") => Some(effnet_ir::Activation::Softmax),
@@ -418,6 +437,7 @@ fn keras_semantics(
         classifier_activation: Some(effnet_ir::Activation::Softmax),
         bn_eps: None,
         blocks: None,
+        resolution: None,
     }
 }
 
