@@ -97,5 +97,30 @@ fn keras_h5_files_import_exactly() {
                 .nodes()
                 .any(|(_, n)| matches!(&n.op, Op::BatchNorm(b) if b.eps == 1e-3))
         );
+        // A config records strides, shortcuts and the input size: the audit checks them
+        // instead of assuming.
+        let has_config = doc["kind"] != "weights";
+        assert_eq!(model.has_architecture, has_config, "{case}");
+        assert_eq!(
+            imported.architecture.resolution,
+            has_config.then_some(64),
+            "{case}"
+        );
+        assert_eq!(model.evidence.strides, has_config, "{case}");
+        assert_eq!(model.evidence.residuals, has_config, "{case}");
+        let (spec, exact) = effnet_spec::closest_spec(&imported.architecture);
+        assert!(exact, "{case}");
+        let report = effnet_spec::audit(
+            &imported.architecture,
+            &spec,
+            model.evidence,
+            Some(model.naming),
+        );
+        assert!(report.conforms, "{case}: {:?}", report.findings);
+        assert_eq!(
+            report.unverifiable.iter().any(|u| u.starts_with("strides")),
+            !has_config,
+            "{case}"
+        );
     }
 }
