@@ -55,3 +55,9 @@ test-full:
 check-torch: fixtures-env
     cargo build --release --locked
     {{venv}}/bin/python fixtures/generate/check_torch.py target/release/effnet fixtures/torch
+
+# Seed the fuzz corpora from the fixtures (fuzz/README.md).
+fuzz-seeds:
+    mkdir -p fuzz/corpus/pickle fuzz/corpus/open
+    cp fixtures/torch/*-tiny.pth fixtures/torch/*-tiny.safetensors fixtures/torch/*.pt fixtures/keras/*.h5 fixtures/keras/*.keras fuzz/corpus/open/
+    python3 -c "import zipfile,glob,os;[open('fuzz/corpus/pickle/'+os.path.basename(f)+'.pkl','wb').write(zipfile.ZipFile(f).read([n for n in zipfile.ZipFile(f).namelist() if n.endswith('data.pkl')][0])) for f in glob.glob('fixtures/torch/*.pth')+glob.glob('fixtures/torch/*.pt') if zipfile.is_zipfile(f)]"
