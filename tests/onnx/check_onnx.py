@@ -16,6 +16,7 @@ Prints one line per check and closes with "N passed, N failed".
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -114,7 +115,16 @@ def main(effnet, fixture_dirs):
                     continue
                 weights = read_safetensors(st)
                 session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
-                x = io["input"].astype(np.float32) / 255.0
+                # Apply the preprocessing effnet's note states (scale, mean, variance).
+                m = re.search(r"x · ([\d.e-]+), then \(x − \[(.*?)\]\) / sqrt\(\[(.*?)\]\)", runs[0].stdout)
+                if not m:
+                    failed += 1
+                    print(f"FAIL {name} via timm-tf: no preprocessing note in {runs[0].stdout!r}")
+                    continue
+                scale = float(m.group(1))
+                mean = np.array([float(v) for v in m.group(2).split(",")], np.float32).reshape(1, 3, 1, 1)
+                var = np.array([float(v) for v in m.group(3).split(",")], np.float32).reshape(1, 3, 1, 1)
+                x = (io["input"].astype(np.float32) * scale - mean) / np.sqrt(var)
                 (logits,) = session.run(None, {"input": x})
                 y, ref = softmax(logits), io["output"]
                 err = float(np.abs(y - ref).max() / np.abs(ref).max())

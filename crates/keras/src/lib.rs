@@ -119,17 +119,22 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
             }
         }
     }
-    if let Some(v) = &keras_version {
-        checkpoint
-            .metadata
-            .insert("keras_version".into(), v.clone());
-    }
+    record_version(&mut checkpoint, keras_version.as_deref());
     Ok(KerasFile {
         checkpoint,
         config,
         keras_version,
         skipped,
     })
+}
+
+/// Records the Keras version in the checkpoint's metadata, when known.
+fn record_version(checkpoint: &mut Checkpoint, version: Option<&str>) {
+    if let Some(v) = version {
+        checkpoint
+            .metadata
+            .insert("keras_version".into(), v.to_owned());
+    }
 }
 
 /// The most bytes read from a `.keras` archive member.
@@ -294,11 +299,7 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         });
-    if let Some(v) = &keras_version {
-        checkpoint
-            .metadata
-            .insert("keras_version".into(), v.clone());
-    }
+    record_version(&mut checkpoint, keras_version.as_deref());
     Ok(KerasFile {
         checkpoint,
         config: Some(config),

@@ -196,13 +196,12 @@ pub fn export(
         tensors.push((name, tensor));
     }
     let mut notes = Vec::new();
-    if graph
-        .nodes()
-        .any(|(_, n)| matches!(n.op, Op::Rescale(_) | Op::Normalize(_)))
-    {
-        notes.push(
-            "the model's input preprocessing (Keras Rescaling/Normalization) is not part of a PyTorch state_dict: normalize inputs with ImageNet mean/std before the model".into(),
-        );
+    let steps = preprocessing_steps(graph);
+    if !steps.is_empty() {
+        notes.push(format!(
+            "the model's input preprocessing is not part of a PyTorch state_dict; apply it before the model: {}",
+            steps.join(", then ")
+        ));
     }
     if graph
         .nodes()
@@ -220,6 +219,45 @@ pub fn export(
         bn_eps: target.bn_eps,
         notes,
     })
+}
+
+/// The model's own preprocessing, with the values it holds (`x · 0.00392156862745098`,
+/// `(x − [0.485, …]) / sqrt([0.229, …])`), in order.
+fn preprocessing_steps(graph: &Graph) -> Vec<String> {
+    let list = |v: &[f64]| {
+        let items: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
+        if items.len() == 1 {
+            items[0].clone()
+        } else {
+            format!("[{}]", items.join(", "))
+        }
+    };
+    graph
+        .nodes()
+        .filter_map(|(_, n)| match &n.op {
+            Op::Rescale(r) => {
+                let offset = if r.offset.iter().any(|&o| o != 0.0) {
+                    format!(" + {}", list(&r.offset))
+                } else {
+                    String::new()
+                };
+                Some(format!("x · {}{offset}", list(&r.scale)))
+            }
+            Op::Normalize(norm) => {
+                let values = |t: &Tensor| {
+                    t.to_f32_vec()
+                        .map(|v| v.into_iter().map(f64::from).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                };
+                Some(format!(
+                    "(x − {}) / sqrt({})",
+                    list(&values(&norm.mean)),
+                    list(&values(&norm.variance))
+                ))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `running_var + eps_from − eps_to`, in f64, written back in the tensor's dtype.

@@ -171,6 +171,12 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
             "stages inferred from where channels, kernel or expansion change between blocks".into(),
         );
     }
+    if let Some(&bad) = stage_of.iter().find(|&&s| s < 2) {
+        return Err(NamingError::Inconsistent {
+            tensor: format!("stage {bad} blocks"),
+            message: "MBConv blocks start at paper stage 2 (stage 1 is the stem)".into(),
+        });
+    }
     let first_stage = *stage_of.first().expect("non-empty");
     let last_stage = *stage_of.last().expect("non-empty");
     let standard_stages = first_stage == 2 && last_stage == 8;

@@ -101,6 +101,10 @@ fn torchvision_parse(names: &[&str]) -> Vec<Option<ParsedKey>> {
                 ["features", s, b, "block", i, sub, p] => {
                     let (s, b, i): (usize, usize, usize) =
                         (s.parse().ok()?, b.parse().ok()?, i.parse().ok()?);
+                    // features.0 is the stem: blocks start at features.1 (paper stage 2).
+                    if s == 0 {
+                        return None;
+                    }
                     let block = modules.get(&(s, b))?;
                     let convs: Vec<usize> = block
                         .iter()
@@ -337,7 +341,8 @@ fn keras_parse(name: &str) -> Option<ParsedKey> {
     }
     let rest = layer_name.strip_prefix("block")?;
     let digits = rest.chars().take_while(char::is_ascii_digit).count();
-    let stage: u8 = rest[..digits].parse().ok()?;
+    // `block1a` is the first MBConv stage (paper stage 2); there is no block0.
+    let stage: u8 = rest[..digits].parse().ok().filter(|&n| n >= 1)?;
     let mut chars = rest[digits..].chars();
     let letter = chars.next()?;
     let suffix = chars.as_str().strip_prefix('_')?;

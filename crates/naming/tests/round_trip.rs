@@ -118,3 +118,27 @@ fn torchvision_shifts_module_indices_in_blocks_without_expansion() {
     assert!(timm.contains(&"blocks.1.0.conv_pwl.weight".to_owned()));
     assert!(timm.contains(&"blocks.1.0.conv_pw.weight".to_owned()));
 }
+
+#[test]
+fn a_block_named_in_the_stem_stage_is_not_a_block() {
+    // `features.0.0.block.0.0.weight` would put a block in paper stage 1: not torchvision.
+    let keys = parse_all(
+        Scheme::Torchvision,
+        &[
+            "features.0.0.block.0.0.weight",
+            "features.1.0.block.0.0.weight",
+            "features.1.0.block.1.0.weight",
+        ],
+    );
+    assert_eq!(keys[0], None);
+    assert!(keys[1].is_some());
+    let keras = parse_all(
+        Scheme::Keras,
+        &[
+            "block0a_dwconv/depthwise_kernel",
+            "block1a_dwconv/depthwise_kernel",
+        ],
+    );
+    assert_eq!(keras[0], None);
+    assert!(keras[1].is_some());
+}

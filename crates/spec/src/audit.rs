@@ -244,10 +244,12 @@ pub fn audit(
             let block = Some(o.index + 1);
             let s = Some(stage);
             // The spec applied to the block's found input.
-            let expand =
-                spec.base_stages[usize::from(stage - 2).min(spec.base_stages.len() - 1)].expand;
-            let se_ratio =
-                spec.base_stages[usize::from(stage - 2).min(spec.base_stages.len() - 1)].se_ratio;
+            let expand = spec.base_stages
+                [usize::from(stage.saturating_sub(2)).min(spec.base_stages.len() - 1)]
+            .expand;
+            let se_ratio = spec.base_stages
+                [usize::from(stage.saturating_sub(2)).min(spec.base_stages.len() - 1)]
+            .se_ratio;
             let want_mid = o.in_channels * expand;
             if o.has_expand != t.has_expand || o.expanded_channels != want_mid {
                 let ratio = |mid: usize, input: usize| {

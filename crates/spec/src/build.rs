@@ -51,7 +51,11 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
 
     for block in &arch.blocks {
         let tag = |role| Tag::in_block(block.stage, block.index, role);
-        let name = format!("block{}{}", block.stage - 1, block_letter(block.index));
+        let name = format!(
+            "block{}{}",
+            block.stage.saturating_sub(1),
+            block_letter(block.index)
+        );
         let input = x;
         let mid = block.expanded_channels;
         if block.has_expand {
