@@ -38,6 +38,7 @@ fixtures-env-tf:
 # Regenerate the committed fixtures with the real frameworks.
 fixtures: fixtures-env fixtures-env-tf
     {{venv-tf}}/bin/python fixtures/generate/keras_fixtures.py fixtures/keras
+    {{venv-tf}}/bin/python fixtures/generate/tf_fixtures.py fixtures/tf fixtures/keras
     {{venv}}/bin/python fixtures/generate/torch_fixtures.py fixtures/torch
     {{venv}}/bin/python fixtures/generate/hostile_fixtures.py fixtures/hostile
     {{venv}}/bin/python fixtures/generate/audit_fixtures.py fixtures/audit

@@ -89,7 +89,8 @@ pub struct ReadArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A model file: PyTorch (.pth/.pt, zip or legacy) or safetensors.
+    /// A model file or checkpoint: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
+    /// Keras (.h5, .keras, .weights.h5) or a TensorFlow checkpoint (folder, prefix or .index).
     pub path: PathBuf,
     /// The naming scheme to read the tensor names with, instead of detecting it.
     #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
@@ -110,7 +111,8 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// A model file: PyTorch (.pth/.pt, zip or legacy, TorchScript) or safetensors.
+    /// A model file or checkpoint: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
+    /// Keras (.h5, .keras, .weights.h5) or a TensorFlow checkpoint (folder, prefix or .index).
     pub path: PathBuf,
     /// The spec to compare with: b0 … b7, b8, l2, or `auto` (the closest).
     #[arg(long, value_name = "V|auto", default_value = "auto")]
@@ -133,7 +135,7 @@ pub struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// The model file to convert.
+    /// The model file or checkpoint to convert (any format `inspect` reads).
     pub input: PathBuf,
     /// The file to write.
     #[arg(short, long, value_name = "OUT")]
@@ -222,7 +224,8 @@ pub struct SpecArgs {
 
 #[derive(Debug, Args)]
 pub struct CostArgs {
-    /// A model file or directory (reading files arrives with the importers).
+    /// A model file or checkpoint to measure: PyTorch (.pth/.pt, zip, legacy, TorchScript),
+    /// safetensors, Keras (.h5, .keras, .weights.h5) or a TensorFlow checkpoint (folder, prefix or .index).
     #[arg(
         value_name = "PATH",
         conflicts_with = "variant",

@@ -6,9 +6,10 @@ dtype), effnet converts it to ONNX twice: explicit pads at 64×64, and a dynamic
 (`auto_pad=SAME_UPPER` for TF "same" models). Each must pass onnx.checker and reproduce the
 reference output: max|diff| / max|ref| ≤ 1e-4 (2e-2 when the fixture's weights are f16/bf16).
 
-Keras fixtures are checked the same way (their ONNX keeps Keras' preprocessing and softmax),
-and once more through a timm-tf safetensors file: Keras → timm-tf → ONNX, with the
-preprocessing applied outside and softmax on the logits, must still match Keras.
+Keras and TensorFlow-checkpoint fixtures are checked the same way (their ONNX keeps Keras'
+preprocessing and softmax; the official release's graph takes normalized input and gives
+logits), and once more through a timm-tf safetensors file: TF → timm-tf → ONNX, with Keras'
+preprocessing applied outside and softmax on the logits, must still match the source.
 
 Usage: python check_onnx.py EFFNET_BINARY FIXTURE_DIR [FIXTURE_DIR …]
 Prints one line per check and closes with "N passed, N failed".
@@ -60,7 +61,7 @@ def main(effnet, fixture_dirs):
             name = case["case"]
             if name.endswith(("-train-ema", "-f16-overflow")):
                 continue  # other weights than the reference model
-            io = read_safetensors(os.path.join(fixtures, f"{case['naming']}-tiny-io.safetensors"))
+            io = read_safetensors(os.path.join(fixtures, case.get("io", f"{case['naming']}-tiny-io.safetensors")))
             dtypes = {t["dtype"] for t in case["tensors"].values()}
             tol = 2e-2 if dtypes & {"f16", "bf16"} else 1e-4
             variants = [("64x64", ["--resolution", "64"], tol), ("dynamic", ["--dynamic-size"], tol)]
@@ -98,8 +99,11 @@ def main(effnet, fixture_dirs):
                 passed += ok
                 failed += not ok
                 print(f"{'ok  ' if ok else 'FAIL'} {name} {label}: max|diff|/max|ref| = {err:.2e} (≤ {tol:g})")
-            if case["naming"] == "keras" and case.get("kind") == "full":
-                # Keras → timm-tf safetensors → ONNX; preprocessing outside, softmax after.
+            keras = case["naming"] == "keras" and case.get("kind") in ("full", "tf2-object")
+            if keras or case["naming"] == "tf-official":
+                # TF → timm-tf safetensors → ONNX: Keras' preprocessing applied outside as
+                # effnet's note states it and softmax after; the official graph takes the
+                # normalized input and gives logits either way.
                 st = os.path.join(tmp, f"{name}-timm-tf.safetensors")
                 out = os.path.join(tmp, f"{name}-timm-tf.onnx")
                 runs = [
@@ -115,18 +119,21 @@ def main(effnet, fixture_dirs):
                     continue
                 weights = read_safetensors(st)
                 session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
-                # Apply the preprocessing effnet's note states (scale, mean, variance).
-                m = re.search(r"x · ([\d.e-]+), then \(x − \[(.*?)\]\) / sqrt\(\[(.*?)\]\)", runs[0].stdout)
-                if not m:
-                    failed += 1
-                    print(f"FAIL {name} via timm-tf: no preprocessing note in {runs[0].stdout!r}")
-                    continue
-                scale = float(m.group(1))
-                mean = np.array([float(v) for v in m.group(2).split(",")], np.float32).reshape(1, 3, 1, 1)
-                var = np.array([float(v) for v in m.group(3).split(",")], np.float32).reshape(1, 3, 1, 1)
-                x = (io["input"].astype(np.float32) * scale - mean) / np.sqrt(var)
-                (logits,) = session.run(None, {"input": x})
-                y, ref = softmax(logits), io["output"]
+                x = io["input"].astype(np.float32)
+                if keras:
+                    m = re.search(r"x · ([\d.e-]+), then \(x − \[(.*?)\]\) / sqrt\(\[(.*?)\]\)", runs[0].stdout)
+                    if not m:
+                        failed += 1
+                        print(f"FAIL {name} via timm-tf: no preprocessing note in {runs[0].stdout!r}")
+                        continue
+                    scale = float(m.group(1))
+                    mean = np.array([float(v) for v in m.group(2).split(",")], np.float32).reshape(1, 3, 1, 1)
+                    var = np.array([float(v) for v in m.group(3).split(",")], np.float32).reshape(1, 3, 1, 1)
+                    x = (x * scale - mean) / np.sqrt(var)
+                (y,) = session.run(None, {"input": x})
+                if keras:
+                    y = softmax(y)
+                ref = io["output"]
                 err = float(np.abs(y - ref).max() / np.abs(ref).max())
                 ok = err <= 1e-4 and len(weights) > 0
                 passed += ok

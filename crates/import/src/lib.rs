@@ -113,6 +113,9 @@ pub enum ImportError {
     /// A Keras HDF5 error.
     #[error(transparent)]
     Keras(#[from] effnet_keras::KerasError),
+    /// A TensorFlow checkpoint error.
+    #[error(transparent)]
+    Tf(#[from] effnet_tf::TfError),
     /// The tensors do not form an EfficientNet effnet understands.
     #[error("{}: {reason}", path.display())]
     Naming {
@@ -143,53 +146,16 @@ pub enum ImportError {
 
 /// Opens `path` and reads it into the graph IR.
 pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> {
-    let io = |reason| ImportError::Io {
-        path: path.to_owned(),
-        reason,
-    };
-    if path.is_dir() {
-        return Err(unsupported(
-            path,
-            "a directory (TensorFlow SavedModels and checkpoint folders are not read yet)",
-        ));
-    }
-    let mut head = Vec::with_capacity(16);
-    File::open(path)
-        .map_err(io)?
-        .take(16)
-        .read_to_end(&mut head)
-        .map_err(io)?;
-
+    let Tensors {
+        container,
+        checkpoint,
+        globals,
+        skipped,
+        keras_config,
+        positional,
+    } = read_tensors(path)?;
     let mut warnings = Vec::new();
-    let mut keras_config: Option<serde_json::Value> = None;
-    let (container, checkpoint, globals, skipped) = if head.starts_with(effnet_keras::HDF5_MAGIC) {
-        let file = effnet_keras::read(path)?;
-        keras_config = file.config;
-        ("keras-h5", file.checkpoint, Vec::new(), file.skipped)
-    } else if head.starts_with(b"PK\x03\x04") && effnet_keras::is_keras_zip(path) {
-        let file = effnet_keras::read_keras3(path)?;
-        keras_config = file.config;
-        ("keras-v3", file.checkpoint, Vec::new(), file.skipped)
-    } else if head.starts_with(b"PK\x03\x04") || effnet_torch::is_legacy(&head) {
-        let file = effnet_torch::read(path)?;
-        (
-            file.container.name(),
-            file.checkpoint,
-            file.globals,
-            file.skipped,
-        )
-    } else if effnet_safetensors::sniff(&head) {
-        let file = effnet_safetensors::read(path)?;
-        ("safetensors", file.checkpoint, Vec::new(), file.skipped)
-    } else {
-        return Err(unsupported(
-            path,
-            "not a model file effnet reads (expected a PyTorch checkpoint, a safetensors file or a Keras .h5)",
-        ));
-    };
-    for (name, reason) in &skipped {
-        warnings.push(format!("skipped `{name}`: {reason}"));
-    }
+    warnings.extend(skipped_summary(&skipped));
     let tensors = checkpoint.len();
     let metadata = checkpoint.metadata.clone();
 
@@ -271,6 +237,11 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         reason,
     })?;
     imported.graph.meta.source = Some(path.display().to_string());
+    if positional {
+        imported.assumptions.push(
+            "layer names reconstructed from the order and shapes of the weights (the file records none); stages from where channels, kernel or expansion change".into(),
+        );
+    }
     // A Keras config records strides, shortcuts and epsilon: the audit can check them.
     let evidence = match &keras {
         Some(KerasSemantics {
@@ -319,6 +290,266 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         evidence,
         warnings,
     })
+}
+
+/// A file's tensors under the names its framework gave them (Keras layer names reconstructed
+/// where the file records none), before any naming scheme reads them.
+#[derive(Debug)]
+pub struct Tensors {
+    /// The container (`torch-zip`, `keras-h5`, `tf-bundle`, …).
+    pub container: &'static str,
+    /// The named tensors, in the file's layout, with the container's metadata.
+    pub checkpoint: Checkpoint,
+    /// Module classes a full-model pickle names.
+    pub globals: Vec<String>,
+    /// Entries left out, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// A Keras model config, when the file has one.
+    pub keras_config: Option<serde_json::Value>,
+    /// Whether the names were reconstructed from the order and shapes of the weights.
+    pub positional: bool,
+}
+
+/// Reads the tensors of the file, checkpoint or folder `path` denotes.
+pub fn read_tensors(path: &Path) -> Result<Tensors, ImportError> {
+    let io = |reason| ImportError::Io {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.is_dir() && path.join("saved_model.pb").is_file() {
+        return Err(unsupported(
+            path,
+            "a TensorFlow SavedModel directory (not read yet; a checkpoint folder or an `.index` file is)",
+        ));
+    }
+    let mut keras_config: Option<serde_json::Value> = None;
+    let mut positional = false;
+    if looks_like_tf_checkpoint(path) {
+        return read_tf(path);
+    }
+    let (container, checkpoint, globals, skipped) = {
+        let mut head = Vec::with_capacity(16);
+        File::open(path)
+            .map_err(io)?
+            .take(16)
+            .read_to_end(&mut head)
+            .map_err(io)?;
+        if head.starts_with(effnet_keras::HDF5_MAGIC) {
+            let file = effnet_keras::read(path)?;
+            keras_config = file.config;
+            let (container, checkpoint) = if !file.unnamed.is_empty() {
+                positional = true;
+                let layers = file
+                    .unnamed
+                    .into_iter()
+                    .filter_map(|l| {
+                        Some(effnet_naming::positional::UnnamedLayer {
+                            kind: effnet_naming::positional::LayerKind::from_class(&l.class)?,
+                            origin: l.group,
+                            variables: l.variables,
+                        })
+                    })
+                    .collect();
+                ("keras-v3-weights", name_by_position(path, layers)?)
+            } else if file.keras3 {
+                ("keras-v3-weights", file.checkpoint)
+            } else {
+                ("keras-h5", file.checkpoint)
+            };
+            (container, checkpoint, Vec::new(), file.skipped)
+        } else if head.starts_with(b"PK\x03\x04") && effnet_keras::is_keras_zip(path) {
+            let file = effnet_keras::read_keras3(path)?;
+            keras_config = file.config;
+            ("keras-v3", file.checkpoint, Vec::new(), file.skipped)
+        } else if head.starts_with(b"PK\x03\x04") || effnet_torch::is_legacy(&head) {
+            let file = effnet_torch::read(path)?;
+            (
+                file.container.name(),
+                file.checkpoint,
+                file.globals,
+                file.skipped,
+            )
+        } else if effnet_safetensors::sniff(&head) {
+            let file = effnet_safetensors::read(path)?;
+            ("safetensors", file.checkpoint, Vec::new(), file.skipped)
+        } else {
+            return Err(unsupported(
+                path,
+                "not a model file effnet reads (expected a PyTorch checkpoint, a safetensors file, a Keras .h5/.keras or a TensorFlow checkpoint)",
+            ));
+        }
+    };
+    Ok(Tensors {
+        container,
+        checkpoint,
+        globals,
+        skipped,
+        keras_config,
+        positional,
+    })
+}
+
+/// Whether `path` denotes a tensor-bundle checkpoint: a folder (not a SavedModel), an
+/// `.index` or `.data-*` file, a prefix with an `.index` beside it, or a file ending in the
+/// table magic.
+fn looks_like_tf_checkpoint(path: &Path) -> bool {
+    if path.is_dir() {
+        return true;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.ends_with(".index") || name.contains(".data-") {
+        return true;
+    }
+    if !path.exists() {
+        let mut index = path.as_os_str().to_owned();
+        index.push(".index");
+        return Path::new(&index).is_file();
+    }
+    let tail = (|| {
+        use std::io::{Seek, SeekFrom};
+        let mut file = File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        if len < 48 {
+            return None;
+        }
+        file.seek(SeekFrom::End(-8)).ok()?;
+        let mut tail = [0u8; 8];
+        file.read_exact(&mut tail).ok()?;
+        Some(tail)
+    })();
+    tail.is_some_and(|t| effnet_tf::is_index(&t))
+}
+
+/// What a TF checkpoint holds: the model's tensors (Keras names reconstructed for object-based
+/// checkpoints, variable names for name-based ones; facts about the bundle in the metadata).
+fn read_tf(path: &Path) -> Result<Tensors, ImportError> {
+    let bundle = effnet_tf::read(path)?;
+    let mut notes = BTreeMap::new();
+    notes.insert("tf.prefix".into(), bundle.prefix.display().to_string());
+    let mut skipped = bundle.skipped;
+    let Some(graph) = &bundle.object_graph else {
+        notes.insert("tf.checkpoint".into(), "name-based".into());
+        let kept = effnet_tf::name_based(bundle.tensors);
+        if kept.moving_averages {
+            notes.insert("tf.moving_averages".into(), "true".into());
+        }
+        skipped.extend(kept.dropped);
+        let checkpoint = Checkpoint {
+            tensors: kept.tensors,
+            metadata: notes.clone(),
+        };
+        return Ok(Tensors {
+            container: "tf-bundle",
+            checkpoint,
+            globals: Vec::new(),
+            skipped,
+            keras_config: None,
+            positional: false,
+        });
+    };
+    notes.insert("tf.checkpoint".into(), "object-based".into());
+    let Some((layers, others)) = effnet_tf::object_layers(graph) else {
+        return Err(unsupported(
+            path,
+            "an object-based checkpoint whose object graph holds no Keras model (no `layer_with_weights-N` children)",
+        ));
+    };
+    let by_key: std::collections::HashMap<&str, &effnet_ir::Tensor> = bundle
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.as_str(), t))
+        .collect();
+    let mut unnamed = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let mut seen = std::collections::HashSet::new();
+        let variables: Vec<(String, effnet_ir::Tensor)> = layer
+            .variables
+            .iter()
+            .filter(|(_, key)| seen.insert(key.clone()))
+            .filter_map(|(name, key)| Some((name.clone(), (*by_key.get(key.as_str())?).clone())))
+            .collect();
+        let Some(kind) = effnet_naming::positional::LayerKind::from_variables(&variables) else {
+            return Err(unsupported(
+                path,
+                &format!(
+                    "`{}` is not a layer of a keras.applications EfficientNet (variables {})",
+                    layer.path,
+                    layer
+                        .variables
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        unnamed.push(effnet_naming::positional::UnnamedLayer {
+            kind,
+            origin: layer.path,
+            variables,
+        });
+    }
+    for key in others {
+        if by_key.contains_key(key.as_str()) || key.ends_with("VARIABLE_VALUE") {
+            let reason = if key.contains(".OPTIMIZER_SLOT") || key.starts_with("optimizer/") {
+                "optimizer state"
+            } else {
+                "not part of the model"
+            };
+            skipped.push((key, reason.into()));
+        }
+    }
+    let mut checkpoint = name_by_position(path, unnamed)?;
+    checkpoint.metadata = notes;
+    Ok(Tensors {
+        container: "tf-bundle",
+        checkpoint,
+        globals: Vec::new(),
+        skipped,
+        keras_config: None,
+        positional: true,
+    })
+}
+
+/// Keras names for layers known by position (see [`effnet_naming::positional`]).
+fn name_by_position(
+    path: &Path,
+    layers: Vec<effnet_naming::positional::UnnamedLayer>,
+) -> Result<Checkpoint, ImportError> {
+    let named = effnet_naming::positional::keras_layer_names(layers).map_err(|reason| {
+        ImportError::Naming {
+            path: path.to_owned(),
+            reason,
+        }
+    })?;
+    let mut checkpoint = Checkpoint::default();
+    for (layer, unnamed) in named {
+        for (variable, tensor) in unnamed.variables {
+            checkpoint
+                .tensors
+                .push((format!("{layer}/{variable}"), tensor));
+        }
+    }
+    Ok(checkpoint)
+}
+
+/// One warning per reason: `skipped 3 entries (optimizer slot), e.g. `x``.
+fn skipped_summary(skipped: &[(String, String)]) -> Vec<String> {
+    let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, reason) in skipped {
+        by_reason.entry(reason).or_default().push(name);
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, names)| match names.as_slice() {
+            [one] => format!("skipped `{one}`: {reason}"),
+            many => format!(
+                "skipped {} entries ({reason}), e.g. `{}`",
+                many.len(),
+                many[0]
+            ),
+        })
+        .collect()
 }
 
 /// What a Keras file says about the semantics its weights do not carry.

@@ -39,6 +39,7 @@ fn flipped_bytes_never_panic() {
         "torch/timm-tiny.safetensors",
         "keras/keras-tiny.h5",
         "keras/keras3-tiny.keras",
+        "tf/keras3-tiny.weights.h5",
     ] {
         let original = std::fs::read(fixture(source)).unwrap();
         for round in 0..60 {
@@ -64,6 +65,39 @@ fn flipped_bytes_never_panic() {
             assert!(
                 result.is_ok(),
                 "{source}: round {round} panicked (seed state {:#x})",
+                rng.0
+            );
+        }
+    }
+}
+
+#[test]
+fn flipped_checkpoint_bytes_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut rng = Rng(0x5eed_7f00_0000_0002);
+    let source = fixture("tf/keras-tiny-ckpt");
+    for file in ["ckpt.index", "ckpt.data-00000-of-00001"] {
+        let original = std::fs::read(source.join(file)).unwrap();
+        for round in 0..40 {
+            for other in ["ckpt.index", "ckpt.data-00000-of-00001", "checkpoint"] {
+                std::fs::copy(source.join(other), dir.join(other)).unwrap();
+            }
+            let mut bytes = original.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(bytes.len());
+                bytes[at] ^= 1 << rng.below(8);
+            }
+            if round % 8 == 7 {
+                bytes.truncate(rng.below(bytes.len()));
+            }
+            std::fs::write(dir.join(file), &bytes).unwrap();
+            let result = std::panic::catch_unwind(|| {
+                let _ = open(dir, &ImportOptions::default());
+            });
+            assert!(
+                result.is_ok(),
+                "{file}: round {round} panicked (seed state {:#x})",
                 rng.0
             );
         }

@@ -39,6 +39,22 @@ pub struct KerasFile {
     pub keras_version: Option<String>,
     /// Datasets left out, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Layers of a Keras 3 `.weights.h5` that does not record layer names, in order within
+    /// each class; the `keras` naming scheme's positional reader names them.
+    pub unnamed: Vec<UnnamedLayer>,
+    /// Whether the file has the Keras 3 layout (`layers/<class>/vars/N`).
+    pub keras3: bool,
+}
+
+/// A layer of a Keras 3 weights file known only by its class and its place among that class.
+#[derive(Clone, Debug)]
+pub struct UnnamedLayer {
+    /// The group (`layers/batch_normalization_12`).
+    pub group: String,
+    /// The snake-cased class (`batch_normalization`).
+    pub class: String,
+    /// Its variables by their Keras names.
+    pub variables: Vec<(String, Tensor)>,
 }
 
 /// Why a Keras file could not be read. Messages name the file.
@@ -92,6 +108,11 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
     } else {
         root.clone()
     };
+    if config.is_none() && strings_attr(&weights, "layer_names").is_none() {
+        if let Ok(layers) = root.group("layers") {
+            return read_keras3_weights(&layers).map_err(h5);
+        }
+    }
     let layer_names =
         strings_attr(&weights, "layer_names").ok_or_else(|| KerasError::NotKeras {
             path: path.to_owned(),
@@ -125,6 +146,103 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
         config,
         keras_version,
         skipped,
+        unnamed: Vec::new(),
+        keras3: false,
+    })
+}
+
+/// The variable names of a snake-cased class in a file without a config, by count.
+fn variables_by_count(class: &str, count: usize) -> Option<&'static [&'static str]> {
+    Some(match (class, count) {
+        ("conv2d" | "dense", 1) => &["kernel"],
+        ("conv2d" | "dense", 2) => &["kernel", "bias"],
+        ("depthwise_conv2d", 1) => &["depthwise_kernel"],
+        ("depthwise_conv2d", 2) => &["depthwise_kernel", "bias"],
+        ("batch_normalization", 4) => &["gamma", "beta", "moving_mean", "moving_variance"],
+        ("batch_normalization", 2) => &["moving_mean", "moving_variance"],
+        ("normalization", 3) => &["mean", "variance", "count"],
+        _ => return None,
+    })
+}
+
+/// A Keras 3 `.weights.h5` (`layers/<class>[_N]/vars/0..n`, no config). Keras ≥ 3.10-ish
+/// writes each layer's name as the `name` attribute of its `vars` group; older files have
+/// only the class and the per-class counter.
+fn read_keras3_weights(layers: &Group) -> Result<KerasFile, hdf5_reader::error::Error> {
+    let (groups, _) = layers.member_names()?;
+    let mut entries: Vec<(String, usize, String)> = groups
+        .into_iter()
+        .map(|g| {
+            let (class, n) = match g.rsplit_once('_') {
+                Some((c, n)) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
+                    (c.to_owned(), n.parse().unwrap_or(usize::MAX))
+                }
+                _ => (g.clone(), 0),
+            };
+            (class, n, g)
+        })
+        .collect();
+    entries.sort();
+    let mut read = Vec::new();
+    let mut skipped = Vec::new();
+    for (class, _, group_name) in entries {
+        let group = layers.group(&group_name)?;
+        let Ok(vars) = group.group("vars") else {
+            continue;
+        };
+        let (_, datasets) = vars.member_names()?;
+        if datasets.is_empty() {
+            continue;
+        }
+        let mut tensors = Vec::with_capacity(datasets.len());
+        for i in 0..datasets.len() {
+            let Ok(dataset) = vars.dataset(&i.to_string()) else {
+                break;
+            };
+            tensors.push(dataset_tensor(&dataset)?);
+        }
+        let origin = format!("layers/{group_name}");
+        let Some(names) = variables_by_count(&class, tensors.len()) else {
+            skipped.push((
+                origin,
+                format!("a `{class}` layer with {} variables", tensors.len()),
+            ));
+            continue;
+        };
+        let variables: Vec<(String, Tensor)> = names
+            .iter()
+            .zip(tensors)
+            .filter_map(|(n, t)| Some(((*n).to_owned(), t?)))
+            .collect();
+        read.push((
+            string_attr(&vars, "name"),
+            UnnamedLayer {
+                group: origin,
+                class,
+                variables,
+            },
+        ));
+    }
+    // Names when every layer records one; otherwise positions for all.
+    let mut named = Checkpoint::default();
+    let mut unnamed = Vec::new();
+    if read.iter().all(|(name, _)| name.is_some()) {
+        for (name, layer) in read {
+            let name = name.unwrap_or_default();
+            for (v, t) in layer.variables {
+                named.tensors.push((format!("{name}/{v}"), t));
+            }
+        }
+    } else {
+        unnamed.extend(read.into_iter().map(|(_, l)| l));
+    }
+    Ok(KerasFile {
+        checkpoint: named,
+        config: None,
+        keras_version: None,
+        skipped,
+        unnamed,
+        keras3: true,
     })
 }
 
@@ -305,6 +423,8 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
         config: Some(config),
         keras_version,
         skipped,
+        unnamed: Vec::new(),
+        keras3: true,
     })
 }
 

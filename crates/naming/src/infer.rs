@@ -41,6 +41,27 @@ fn conv4(name: &str, t: &Tensor) -> Result<[usize; 4], NamingError> {
     <[usize; 4]>::try_from(t.shape()).map_err(|_| shape_err(name, "a 4-d conv weight", t))
 }
 
+/// The channel and kernel facts of a block that decide where stages begin.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockShape {
+    pub in_channels: usize,
+    pub mid: usize,
+    pub out: usize,
+    pub kernel: usize,
+    pub has_expand: bool,
+}
+
+/// Whether `next` repeats `prev`'s stage: same output channels taken from themselves, same
+/// kernel, same expansion ratio. (A stage's first block changes channels, kernel or expansion
+/// in every EfficientNet; the rule can only miss a boundary where none of them changes.)
+pub(crate) fn continues_stage(prev: &BlockShape, next: &BlockShape) -> bool {
+    next.in_channels == next.out
+        && next.out == prev.out
+        && next.kernel == prev.kernel
+        && next.has_expand == prev.has_expand
+        && next.mid * prev.in_channels.max(1) == prev.mid * next.in_channels.max(1)
+}
+
 /// Infers the architecture from parsed `(key, name, tensor)` triples.
 pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingError> {
     let weight = |scope: Scope, layer: Layer| {
@@ -83,6 +104,17 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
         kernel: usize,
         se: Option<usize>,
         has_expand: bool,
+    }
+    impl Raw {
+        fn shape(&self) -> BlockShape {
+            BlockShape {
+                in_channels: self.in_channels,
+                mid: self.mid,
+                out: self.out,
+                kernel: self.kernel,
+                has_expand: self.has_expand,
+            }
+        }
     }
     let mut raws = Vec::with_capacity(blocks.len());
     for (block, w) in &blocks {
@@ -154,14 +186,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
     } else {
         let mut stage = 1u8;
         for (i, r) in raws.iter().enumerate() {
-            let continues = i > 0 && {
-                let prev = &raws[i - 1];
-                r.in_channels == r.out
-                    && r.out == prev.out
-                    && r.kernel == prev.kernel
-                    && r.has_expand == prev.has_expand
-                    && r.mid * prev.in_channels.max(1) == prev.mid * r.in_channels.max(1)
-            };
+            let continues = i > 0 && continues_stage(&raws[i - 1].shape(), &r.shape());
             if !continues {
                 stage = stage.saturating_add(1);
             }

@@ -12,6 +12,7 @@ mod identify;
 mod infer;
 pub mod key;
 mod layout;
+pub mod positional;
 pub mod schemes;
 
 use effnet_ir::{Checkpoint, Graph};
@@ -58,6 +59,7 @@ pub fn detect(names: &[&str]) -> Vec<(Scheme, usize)> {
         Scheme::Timm,
         Scheme::Lukemelas,
         Scheme::Keras,
+        Scheme::TfOfficial,
     ]
     .into_iter()
     .map(|s| (s, parse_all(s, names).iter().flatten().count()))
@@ -119,9 +121,6 @@ pub fn import_with(
     scheme: Scheme,
     adjust: &dyn Fn(&mut effnet_spec::Semantics, &mut Architecture),
 ) -> Result<Imported, NamingError> {
-    if scheme == Scheme::TfOfficial {
-        return Err(NamingError::Unsupported(scheme.name()));
-    }
     let names: Vec<&str> = checkpoint.tensors.iter().map(|(n, _)| n.as_str()).collect();
     let parsed = parse_all(scheme, &names);
     let mut report = ImportReport::default();

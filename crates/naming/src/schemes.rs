@@ -7,6 +7,9 @@
 //! | lukemelas | `_conv_stem`, `_bn0` | `_blocks.G.{_expand_conv,_bn0,_depthwise_conv,_bn1,_se_reduce,_se_expand,_project_conv,_bn2}` (G counts all blocks) | `_conv_head`, `_bn1` | `_fc` |
 //!
 //! `S` is the paper stage − 1 in torchvision (features.1 is paper stage 2) and − 2 in timm.
+//!
+//! The TensorFlow schemes are read only: `keras` (`block2a_expand_conv/kernel`) and
+//! `tf-official` (`efficientnet-b0/blocks_1/conv2d/kernel`, the tensorflow/tpu release).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +24,7 @@ pub fn parse_all(scheme: Scheme, names: &[&str]) -> Vec<Option<ParsedKey>> {
         Scheme::Timm | Scheme::TimmTf => timm_parse(names),
         Scheme::Lukemelas => names.iter().map(|n| lukemelas_parse(n)).collect(),
         Scheme::Keras => names.iter().map(|n| keras_parse(n)).collect(),
-        Scheme::TfOfficial => vec![None; names.len()],
+        Scheme::TfOfficial => tf_official_parse(names),
     }
 }
 
@@ -365,4 +368,87 @@ fn keras_parse(name: &str) -> Option<ParsedKey> {
         }),
         layer,
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// tf-official (the tensorflow/tpu release checkpoints)
+
+/// The BatchNorm layer names of the release: `tpu_batch_normalization` from TPU training,
+/// `batch_normalization` from GPU/CPU training of the same code.
+fn tf_official_bn(name: &str) -> Option<usize> {
+    let rest = name
+        .strip_prefix("tpu_batch_normalization")
+        .or_else(|| name.strip_prefix("batch_normalization"))?;
+    match rest {
+        "" => Some(0),
+        _ => rest.strip_prefix('_')?.parse().ok(),
+    }
+}
+
+/// `<model>/stem/conv2d/kernel`, `<model>/blocks_G/{conv2d,conv2d_1,depthwise_conv2d,
+/// tpu_batch_normalization[_1|_2],se/conv2d[_1]}/…`, `<model>/head/{conv2d,
+/// tpu_batch_normalization,dense}/…`. Block indices are global. In a block with an expansion
+/// `conv2d` is the expansion and `conv2d_1` the projection, and the BatchNorms count expand,
+/// depthwise, project; without one, `conv2d` is the projection and they count depthwise,
+/// project.
+fn tf_official_parse(names: &[&str]) -> Vec<Option<ParsedKey>> {
+    fn scoped(name: &str) -> Option<Vec<&str>> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let at = parts
+            .iter()
+            .position(|p| matches!(*p, "stem" | "head") || p.starts_with("blocks_"))?;
+        (at <= 1).then(|| parts[at..].to_vec())
+    }
+    let expanded: BTreeSet<&str> = names
+        .iter()
+        .filter_map(|n| match scoped(n)?.as_slice() {
+            [block, "conv2d_1", _] => Some(*block),
+            _ => None,
+        })
+        .collect();
+    names
+        .iter()
+        .map(|name| {
+            let parts = scoped(name)?;
+            let keras = |scope, layer: Layer, variable: &str| {
+                Some(ParsedKey {
+                    scope,
+                    layer,
+                    param: Param::from_keras(layer, variable)?,
+                })
+            };
+            match parts.as_slice() {
+                ["stem", "conv2d", v] => keras(Scope::Stem, Layer::StemConv, v),
+                ["stem", bn, v] if tf_official_bn(bn) == Some(0) => {
+                    keras(Scope::Stem, Layer::StemBn, v)
+                }
+                ["head", "conv2d", v] => keras(Scope::Head, Layer::HeadConv, v),
+                ["head", "dense", v] => keras(Scope::Classifier, Layer::Classifier, v),
+                ["head", bn, v] if tf_official_bn(bn) == Some(0) => {
+                    keras(Scope::Head, Layer::HeadBn, v)
+                }
+                [block, rest @ ..] => {
+                    let index = block.strip_prefix("blocks_")?.parse().ok()?;
+                    let e = expanded.contains(block);
+                    let (layer, v) = match rest {
+                        ["conv2d", v] if e => (Layer::ExpandConv, v),
+                        ["conv2d", v] => (Layer::ProjectConv, v),
+                        ["conv2d_1", v] => (Layer::ProjectConv, v),
+                        ["depthwise_conv2d", v] => (Layer::DwConv, v),
+                        ["se", "conv2d", v] => (Layer::SeReduce, v),
+                        ["se", "conv2d_1", v] => (Layer::SeExpand, v),
+                        [bn, v] => match (tf_official_bn(bn)?, e) {
+                            (0, true) => (Layer::ExpandBn, v),
+                            (0, false) | (1, true) => (Layer::DwBn, v),
+                            (1, false) | (2, true) => (Layer::ProjectBn, v),
+                            _ => return None,
+                        },
+                        _ => return None,
+                    };
+                    keras(Scope::Block(BlockRef { stage: None, index }), layer, v)
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }

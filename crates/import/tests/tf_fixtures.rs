@@ -1,0 +1,292 @@
+//! The TensorFlow checkpoint fixtures written by `fixtures/generate/tf_fixtures.py`: tf-keras
+//! object-based checkpoints (`save_weights`, `tf.train.Checkpoint` with optimizer state, four
+//! shards with tensors stored in slices), a Keras 3 `.weights.h5` and a TF1 checkpoint with the
+//! official release's names, moving averages and RMSProp slots. Every tensor reads byte-exactly as the framework held it, under
+//! the Keras (or official) name, and every file imports as the same tiny EfficientNet. (Outputs
+//! are checked against Keras in onnxruntime by `tests/onnx/check_onnx.py`.)
+
+use std::path::{Path, PathBuf};
+
+use effnet_import::{ImportError, ImportOptions, open, read_tensors};
+use effnet_naming::Identity;
+use effnet_naming::positional::{LayerKind, UnnamedLayer, keras_layer_names};
+use effnet_spec::Scheme;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tf")
+}
+
+fn case(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("{name}.json"))).unwrap())
+        .unwrap()
+}
+
+const CASES: [(&str, &str, Scheme); 5] = [
+    ("keras-tiny-ckpt", "tf-bundle", Scheme::Keras),
+    ("keras-tiny-sharded", "tf-bundle", Scheme::Keras),
+    ("keras-tiny-trackable", "tf-bundle", Scheme::Keras),
+    ("keras3-tiny-weights", "keras-v3-weights", Scheme::Keras),
+    ("tf-official-tiny", "tf-bundle", Scheme::TfOfficial),
+];
+
+#[test]
+fn every_tensor_reads_exactly_under_its_framework_name() {
+    for (name, container, _) in CASES {
+        let doc = case(name);
+        let path = fixtures().join(doc["file"].as_str().unwrap());
+        let read = read_tensors(&path).unwrap();
+        assert_eq!(read.container, container, "{name}");
+        let want = doc["tensors"].as_object().unwrap();
+        assert_eq!(read.checkpoint.len(), want.len(), "{name}");
+        for (tensor_name, expected) in want {
+            let t = read
+                .checkpoint
+                .get(tensor_name)
+                .unwrap_or_else(|| panic!("{name}: no `{tensor_name}`"));
+            let shape: Vec<usize> = expected["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(t.shape(), shape.as_slice(), "{name}: {tensor_name}");
+            let sha: String = Sha256::digest(t.data().unwrap().as_slice())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(
+                sha,
+                expected["sha256"].as_str().unwrap(),
+                "{name}: {tensor_name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_checkpoint_imports_as_the_tiny_model() {
+    for (name, container, scheme) in CASES {
+        let doc = case(name);
+        let path = fixtures().join(doc["file"].as_str().unwrap());
+        let model = open(&path, &ImportOptions::default()).unwrap();
+        assert_eq!(model.container, container, "{name}");
+        assert_eq!(model.naming, scheme, "{name}");
+        let imported = &model.imported;
+        assert_eq!(
+            imported.identity,
+            Identity::Custom {
+                width: 0.1,
+                depth: 0.5
+            },
+            "{name}"
+        );
+        assert!(
+            imported.report.unused.is_empty() && imported.report.missing.is_empty(),
+            "{name}: {:?}",
+            imported.report
+        );
+        let (trainable, _) = imported.graph.param_counts();
+        assert_eq!(trainable, doc["params"].as_u64().unwrap(), "{name}");
+        let (spec, exact) = effnet_spec::closest_spec(&imported.architecture);
+        assert!(exact, "{name}");
+        let report =
+            effnet_spec::audit(&imported.architecture, &spec, model.evidence, Some(scheme));
+        assert!(report.conforms, "{name}: {:?}", report.findings);
+    }
+}
+
+#[test]
+fn the_official_checkpoint_uses_its_moving_averages_and_drops_optimizer_state() {
+    let model = open(
+        &fixtures().join("tf-official-tiny"),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(model.metadata["tf.checkpoint"], "name-based");
+    assert_eq!(model.metadata["tf.moving_averages"], "true");
+    let joined = model.warnings.join("\n");
+    assert!(
+        joined.contains("270 entries (an optimizer slot)"),
+        "{joined}"
+    );
+    assert!(joined.contains("`global_step`: a step counter"), "{joined}");
+    // The release's preprocessing is outside the graph and its head gives logits.
+    let first = model.imported.graph.nodes().nth(1).unwrap().1;
+    assert_eq!(first.op.kind(), "Conv2d");
+    let last = model.imported.graph.node(model.imported.graph.outputs()[0]);
+    assert_eq!(last.op.kind(), "Dense");
+}
+
+#[test]
+fn a_checkpoint_is_found_from_its_folder_prefix_index_or_shard() {
+    let folder = fixtures().join("tf-official-tiny");
+    let prefix = folder.join("model.ckpt-1000");
+    let forms = [
+        folder.clone(),
+        prefix.clone(),
+        folder.join("model.ckpt-1000.index"),
+        folder.join("model.ckpt-1000.data-00000-of-00001"),
+    ];
+    for form in forms {
+        assert_eq!(
+            effnet_tf::resolve_prefix(&form).unwrap(),
+            prefix,
+            "{}",
+            form.display()
+        );
+        assert_eq!(read_tensors(&form).unwrap().checkpoint.len(), 197);
+    }
+}
+
+#[test]
+fn object_based_layers_are_named_from_any_interleaving_of_their_classes() {
+    // What a Keras 3 `.weights.h5` without layer names gives: the order within each class.
+    let bundle = effnet_tf::read(&fixtures().join("keras-tiny-ckpt")).unwrap();
+    let (layers, _) = effnet_tf::object_layers(bundle.object_graph.as_ref().unwrap()).unwrap();
+    let layers: Vec<UnnamedLayer> = layers
+        .into_iter()
+        .map(|l| {
+            let mut seen = std::collections::HashSet::new();
+            let variables: Vec<_> = l
+                .variables
+                .iter()
+                .filter(|(_, k)| seen.insert(k.clone()))
+                .map(|(n, k)| {
+                    let t = bundle.tensors.iter().find(|(key, _)| key == k).unwrap();
+                    (n.clone(), t.1.clone())
+                })
+                .collect();
+            UnnamedLayer {
+                kind: LayerKind::from_variables(&variables).unwrap(),
+                origin: l.path,
+                variables,
+            }
+        })
+        .collect();
+    let in_order: Vec<String> = keras_layer_names(layers.clone())
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let mut by_class = layers;
+    by_class.sort_by_key(|l| l.kind);
+    let from_classes: Vec<String> = keras_layer_names(by_class)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(in_order, from_classes);
+    let doc = case("keras-tiny-ckpt");
+    let mut want: Vec<&str> = doc["tensors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.split('/').next().unwrap())
+        .collect();
+    want.dedup();
+    let mut got = in_order.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// Copies the official fixture to a temporary folder, letting `damage` change it.
+fn damaged(damage: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures().join("tf-official-tiny")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    damage(dir.path());
+    let path = dir.path().to_owned();
+    (dir, path)
+}
+
+fn error_of(path: &Path) -> String {
+    match open(path, &ImportOptions::default()) {
+        Ok(_) => panic!("{} opened", path.display()),
+        Err(e) => {
+            let message = e.to_string();
+            assert!(!matches!(e, ImportError::Naming { .. }), "{message}");
+            message
+        }
+    }
+}
+
+#[test]
+fn damaged_checkpoints_are_refused_naming_the_file() {
+    let index = "model.ckpt-1000.index";
+    let data = "model.ckpt-1000.data-00000-of-00001";
+    let flip = |file: &'static str, at: usize| {
+        move |dir: &Path| {
+            let path = dir.join(file);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = at.min(bytes.len() - 1);
+            bytes[at] ^= 0x20;
+            std::fs::write(path, bytes).unwrap();
+        }
+    };
+    let (_d, path) = damaged(flip(index, 1000));
+    let e = error_of(&path);
+    assert!(e.contains(index) && e.contains("crc32c"), "{e}");
+
+    let (_d, path) = damaged(flip(data, 5000));
+    let e = error_of(&path);
+    assert!(e.contains(data) && e.contains("crc32c"), "{e}");
+
+    let (_d, path) = damaged(|dir| {
+        let path = dir.join(data);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+    });
+    let e = error_of(&path);
+    assert!(e.contains(data) && e.contains("cut short"), "{e}");
+
+    let (_d, path) = damaged(|dir| std::fs::remove_file(dir.join(data)).unwrap());
+    let e = error_of(&path);
+    assert!(e.contains(data), "{e}");
+
+    let (_d, path) = damaged(|dir| {
+        let path = dir.join(index);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(path, &bytes[..bytes.len() - 10]).unwrap();
+    });
+    let e = error_of(&path.join("model.ckpt-1000"));
+    assert!(e.contains(index), "{e}");
+
+    let (_d, path) = damaged(|dir| {
+        std::fs::write(dir.join("checkpoint"), "model_checkpoint_path: \"gone\"\n").unwrap()
+    });
+    let e = error_of(&path);
+    assert!(e.contains("gone.index"), "{e}");
+}
+
+#[test]
+fn an_index_with_a_bad_block_handle_is_refused() {
+    // The footer's index handle pointing past the end, checksums aside.
+    let (_d, path) = damaged(|dir| {
+        let path = dir.join("model.ckpt-1000.index");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let footer = bytes.len() - 48;
+        // Metaindex handle: two one-byte varints at most for this small file; make the index
+        // handle's offset a huge varint.
+        let mut pos = footer;
+        for _ in 0..2 {
+            while bytes[pos] & 0x80 != 0 {
+                pos += 1;
+            }
+            pos += 1;
+        }
+        bytes[pos..pos + 5].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        std::fs::write(path, bytes).unwrap();
+    });
+    let e = error_of(&path);
+    assert!(e.contains("block handle") || e.contains("footer"), "{e}");
+}
