@@ -90,7 +90,8 @@ pub struct ReadArgs {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// A model file or checkpoint: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
-    /// Keras (.h5, .keras, .weights.h5) or a TensorFlow checkpoint (folder, prefix or .index).
+    /// Keras (.h5, .keras, .weights.h5), a TensorFlow checkpoint (folder, prefix or .index)
+    /// or a SavedModel directory.
     pub path: PathBuf,
     /// The naming scheme to read the tensor names with, instead of detecting it.
     #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
@@ -112,7 +113,8 @@ pub struct InspectArgs {
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// A model file or checkpoint: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
-    /// Keras (.h5, .keras, .weights.h5) or a TensorFlow checkpoint (folder, prefix or .index).
+    /// Keras (.h5, .keras, .weights.h5), a TensorFlow checkpoint (folder, prefix or .index)
+    /// or a SavedModel directory.
     pub path: PathBuf,
     /// The spec to compare with: b0 … b7, b8, l2, or `auto` (the closest).
     #[arg(long, value_name = "V|auto", default_value = "auto")]
@@ -225,7 +227,8 @@ pub struct SpecArgs {
 #[derive(Debug, Args)]
 pub struct CostArgs {
     /// A model file or checkpoint to measure: PyTorch (.pth/.pt, zip, legacy, TorchScript),
-    /// safetensors, Keras (.h5, .keras, .weights.h5) or a TensorFlow checkpoint (folder, prefix or .index).
+    /// safetensors, Keras (.h5, .keras, .weights.h5), a TensorFlow checkpoint (folder, prefix or .index)
+    /// or a SavedModel directory.
     #[arg(
         value_name = "PATH",
         conflicts_with = "variant",

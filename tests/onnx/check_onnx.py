@@ -71,10 +71,12 @@ def main(effnet, fixture_dirs):
                     ("nhwc", ["--resolution", "64", "--input-layout", "nhwc"], tol),
                     ("f16", ["--resolution", "64", "--dtype", "f16"], 2e-2),
                 ]
+            # Where the probabilities saturate, the reference holds logits: compare those.
+            logits = "logits" in io
             for label, extra, tol in variants:
                 out = os.path.join(tmp, f"{name}-{label}.onnx")
                 cmd = [effnet, "convert", os.path.join(fixtures, case["file"]), "-o", out,
-                       "--source-naming", case["naming"]] + extra
+                       "--source-naming", case["naming"]] + extra + (["--logits"] if logits else [])
                 if case.get("key") and case["key"].endswith("_ema"):
                     cmd += ["--key", case["key"]]
                 run = subprocess.run(cmd, capture_output=True, text=True)
@@ -93,14 +95,23 @@ def main(effnet, fixture_dirs):
                     failed += 1
                     print(f"FAIL {name} {label}: {e}")
                     continue
-                ref = io["output"].astype(np.float32)
+                ref = io["logits" if logits else "output"].astype(np.float32)
                 err = float(np.abs(y - ref).max() / np.abs(ref).max())
                 ok = y.shape == ref.shape and err <= tol
                 passed += ok
                 failed += not ok
                 print(f"{'ok  ' if ok else 'FAIL'} {name} {label}: max|diff|/max|ref| = {err:.2e} (≤ {tol:g})")
-            keras = case["naming"] == "keras" and case.get("kind") in ("full", "tf2-object")
-            if keras or case["naming"] == "tf-official":
+            keras = case["naming"] == "keras" and case.get("kind") in ("full", "tf2-object", "saved-model",
+                                                                     "keras3-export")
+            if case.get("activation", "swish") != "swish":
+                # PyTorch schemes compute swish: effnet must refuse, not convert.
+                run = subprocess.run([effnet, "convert", os.path.join(fixtures, case["file"]), "-o",
+                                      os.path.join(tmp, f"{name}.safetensors")], capture_output=True, text=True)
+                ok = run.returncode == 2 and "activation" in run.stderr
+                passed += ok
+                failed += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} {name} to timm-tf refused: exit {run.returncode}: {run.stderr.strip()}")
+            elif keras or case["naming"] == "tf-official":
                 # TF → timm-tf safetensors → ONNX: Keras' preprocessing applied outside as
                 # effnet's note states it and softmax after; the official graph takes the
                 # normalized input and gives logits either way.

@@ -153,6 +153,7 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         skipped,
         keras_config,
         positional,
+        function_facts,
     } = read_tensors(path)?;
     let mut warnings = Vec::new();
     warnings.extend(skipped_summary(&skipped));
@@ -205,8 +206,17 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     for (_, t) in &unwrapped.checkpoint.tensors {
         *dtypes.entry(t.dtype()).or_insert(0) += 1;
     }
-    let keras = (naming == Scheme::Keras)
-        .then(|| keras_semantics(keras_config.as_ref(), &unwrapped.checkpoint, &mut warnings));
+    let keras = match (&function_facts, &keras_config) {
+        (Some(facts), None) if naming == Scheme::Keras => Some(function_semantics(
+            facts,
+            &unwrapped.checkpoint,
+            &mut warnings,
+        )),
+        _ => (naming == Scheme::Keras)
+            .then(|| keras_semantics(keras_config.as_ref(), &unwrapped.checkpoint, &mut warnings))
+            .transpose()
+            .map_err(|message| unsupported(path, &message))?,
+    };
     let mut imported = import_with(&unwrapped.checkpoint, naming, &|s, arch| {
         if let Some(keras) = &keras {
             s.preprocessing = effnet_spec::Preprocessing::Keras {
@@ -220,13 +230,20 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
             if keras.resolution.is_some() {
                 arch.resolution = keras.resolution;
             }
+            if let Some(a) = keras.activation {
+                s.activation = a;
+            }
+            if let Some(rate) = keras.dropout {
+                arch.dropout = rate;
+            }
             if let Some(blocks) = &keras.blocks {
                 for b in &mut arch.blocks {
                     if let Some(&(stride, residual)) =
                         blocks.get(&keras_block_name(b.stage, b.index))
                     {
                         b.stride = stride;
-                        b.residual = residual;
+                        b.residual =
+                            residual.unwrap_or(stride == 1 && b.in_channels == b.out_channels);
                     }
                 }
             }
@@ -245,15 +262,17 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     // A Keras config records strides, shortcuts and epsilon: the audit can check them.
     let evidence = match &keras {
         Some(KerasSemantics {
-            blocks: Some(_), ..
+            blocks: Some(blocks),
+            bn_eps,
+            ..
         }) => {
             imported
                 .assumptions
                 .retain(|a| !a.starts_with("strides") && !a.starts_with("stages inferred"));
             Evidence {
                 strides: true,
-                residuals: true,
-                bn_eps: true,
+                residuals: blocks.values().all(|(_, r)| r.is_some()),
+                bn_eps: bn_eps.is_some(),
                 ..Evidence::WEIGHTS_ONLY
             }
         }
@@ -308,6 +327,8 @@ pub struct Tensors {
     pub keras_config: Option<serde_json::Value>,
     /// Whether the names were reconstructed from the order and shapes of the weights.
     pub positional: bool,
+    /// What a SavedModel's serving function computes (without Keras metadata).
+    pub function_facts: Option<effnet_tf::saved_model::FunctionFacts>,
 }
 
 /// Reads the tensors of the file, checkpoint or folder `path` denotes.
@@ -316,11 +337,8 @@ pub fn read_tensors(path: &Path) -> Result<Tensors, ImportError> {
         path: path.to_owned(),
         reason,
     };
-    if path.is_dir() && path.join("saved_model.pb").is_file() {
-        return Err(unsupported(
-            path,
-            "a TensorFlow SavedModel directory (not read yet; a checkpoint folder or an `.index` file is)",
-        ));
+    if path.is_dir() && effnet_tf::saved_model::is_saved_model(path) {
+        return read_saved_model(path);
     }
     let mut keras_config: Option<serde_json::Value> = None;
     let mut positional = false;
@@ -386,7 +404,61 @@ pub fn read_tensors(path: &Path) -> Result<Tensors, ImportError> {
         skipped,
         keras_config,
         positional,
+        function_facts: None,
     })
+}
+
+/// A SavedModel's variables (named by the object graph) and, from tf-keras, its Keras config.
+fn read_saved_model(path: &Path) -> Result<Tensors, ImportError> {
+    let saved = effnet_tf::saved_model::read_saved_model(path)?;
+    let keras_config = match &saved.keras_metadata {
+        Some(json) => Some(untuple(
+            serde_json::from_str::<serde_json::Value>(json).map_err(|e| {
+                unsupported(
+                    &path.join("keras_metadata.pb"),
+                    &format!("the root's metadata is not JSON: {e}"),
+                )
+            })?,
+        )),
+        None => None,
+    };
+    let mut metadata = BTreeMap::new();
+    if saved.signature_variables > 0 {
+        metadata.insert(
+            "tf.signature_variables".into(),
+            saved.signature_variables.to_string(),
+        );
+    }
+    Ok(Tensors {
+        container: "saved-model",
+        checkpoint: Checkpoint {
+            tensors: saved.tensors,
+            metadata,
+        },
+        globals: Vec::new(),
+        skipped: saved.skipped,
+        keras_config: keras_config.filter(|c| c.pointer("/config/layers").is_some()),
+        positional: false,
+        function_facts: saved.facts,
+    })
+}
+
+/// tf-keras metadata writes tuples as `{"class_name": "__tuple__", "items": [...]}`; the
+/// model config elsewhere has plain arrays.
+fn untuple(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(mut map) => {
+            if map.get("class_name").and_then(Value::as_str) == Some("__tuple__") {
+                if let Some(Value::Array(items)) = map.remove("items") {
+                    return Value::Array(items.into_iter().map(untuple).collect());
+                }
+            }
+            Value::Object(map.into_iter().map(|(k, v)| (k, untuple(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(untuple).collect()),
+        other => other,
+    }
 }
 
 /// Whether `path` denotes a tensor-bundle checkpoint: a folder (not a SavedModel), an
@@ -445,6 +517,7 @@ fn read_tf(path: &Path) -> Result<Tensors, ImportError> {
             skipped,
             keras_config: None,
             positional: false,
+            function_facts: None,
         });
     };
     notes.insert("tf.checkpoint".into(), "object-based".into());
@@ -508,6 +581,7 @@ fn read_tf(path: &Path) -> Result<Tensors, ImportError> {
         skipped,
         keras_config: None,
         positional: true,
+        function_facts: None,
     })
 }
 
@@ -558,10 +632,34 @@ struct KerasSemantics {
     classifier_activation: Option<effnet_ir::Activation>,
     /// From a config: BatchNorm epsilon (the first layer's).
     bn_eps: Option<f64>,
-    /// From a config: each block's (depthwise stride, has a residual add), by Keras block name.
-    blocks: Option<std::collections::HashMap<String, (usize, bool)>>,
+    /// From a config or a function graph: each block's (depthwise stride, has a residual add
+    /// when recorded), by Keras block name.
+    blocks: Option<std::collections::HashMap<String, (usize, Option<bool>)>>,
     /// From a config: the input height (square inputs).
     resolution: Option<usize>,
+    /// From a config: the activation of the stem, blocks and head.
+    activation: Option<effnet_ir::Activation>,
+    /// From a config: the rate of `top_dropout`.
+    dropout: Option<f64>,
+}
+
+/// A Keras activation setting (`"swish"`, or Keras 3's `{"class_name": "function",
+/// "config": "swish"}`) as the IR's; `Ok(None)` for `linear`.
+fn keras_activation(value: &serde_json::Value) -> Result<Option<effnet_ir::Activation>, String> {
+    use effnet_ir::Activation;
+    let name = value
+        .as_str()
+        .or_else(|| value.get("config").and_then(serde_json::Value::as_str))
+        .unwrap_or("");
+    Ok(Some(match name {
+        "swish" | "silu" => Activation::Swish,
+        "relu" => Activation::Relu,
+        "relu6" => Activation::Relu6,
+        "sigmoid" => Activation::Sigmoid,
+        "softmax" => Activation::Softmax,
+        "linear" | "" => return Ok(None),
+        other => return Err(format!("activation `{other}`, which effnet does not model")),
+    }))
 }
 
 /// Keras' name of a block: `block{stage − 1}{letter}` (`block2a` is paper stage 3, block 0).
@@ -578,7 +676,7 @@ fn keras_semantics(
     config: Option<&serde_json::Value>,
     checkpoint: &Checkpoint,
     warnings: &mut Vec<String>,
-) -> KerasSemantics {
+) -> Result<KerasSemantics, String> {
     let layers = config
         .and_then(|c| c.pointer("/config/layers"))
         .and_then(|l| l.as_array());
@@ -589,12 +687,15 @@ fn keras_semantics(
         let norm = layers.iter().position(|l| class(l) == "Normalization");
         let variance_fix =
             norm.is_some_and(|i| layers.get(i + 1).is_some_and(|l| class(l) == "Rescaling"));
-        let activation = layers
+        let head_activation = match layers
             .iter()
             .rev()
             .find(|l| class(l) == "Dense")
             .and_then(|l| l.pointer("/config/activation"))
-            .and_then(|a| a.as_str());
+        {
+            Some(a) => keras_activation(a).map_err(|e| format!("the classifier uses {e}"))?,
+            None => None,
+        };
         let name = |l: &serde_json::Value| {
             l.pointer("/config/name")
                 .and_then(|n| n.as_str())
@@ -621,7 +722,7 @@ fn keras_semantics(
                     .and_then(serde_json::Value::as_u64)
                     .unwrap_or(1) as usize;
                 let residual = adds.contains(&block);
-                Some((block, (stride, residual)))
+                Some((block, (stride, Some(residual))))
             })
             .collect();
         // tf-keras writes `batch_input_shape`, Keras 3 `batch_shape`: [null, h, w, 3].
@@ -634,27 +735,56 @@ fn keras_semantics(
             })
             .and_then(serde_json::Value::as_u64)
             .map(|r| r as usize);
-        return KerasSemantics {
+        // Every Activation layer but the SE gate uses the model's `activation` argument.
+        let mut activation = None;
+        for l in layers.iter().filter(|l| class(l) == "Activation") {
+            let layer = name(l);
+            if layer.ends_with("_se_expand") {
+                continue;
+            }
+            let found = keras_activation(l.pointer("/config/activation").unwrap_or_default())
+                .map_err(|e| format!("layer `{layer}` uses {e}"))?;
+            match (activation, found) {
+                (_, None) => {}
+                (None, Some(a)) => activation = Some(a),
+                (Some(a), Some(b)) if a != b => {
+                    return Err(format!(
+                        "layer `{layer}` uses {}, other layers {}: effnet models one activation",
+                        b.name(),
+                        a.name()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let dropout = layers
+            .iter()
+            .find(|l| name(l) == "top_dropout")
+            .and_then(|l| l.pointer("/config/rate"))
+            .and_then(serde_json::Value::as_f64);
+        // keras.applications pads stride-2 convs with ZeroPadding2D(correct_pad(...)), computed
+        // from the input size the model was built with; without one it pads (k/2 − 1, k/2).
+        let asymmetric = layers
+            .iter()
+            .filter(|l| class(l) == "ZeroPadding2D")
+            .filter_map(|l| l.pointer("/config/padding/0"))
+            .any(|p| p.get(0) != p.get(1));
+        if resolution.is_none() && asymmetric {
+            warnings.push(
+                "the Keras model was built without a fixed input size, so it pads stride-2 convolutions by (k/2 − 1, k/2) at any size; effnet's TF \"same\" padding equals that at even input sizes only".into(),
+            );
+        }
+        return Ok(KerasSemantics {
             resolution,
             variance_fix,
-            classifier_activation: match activation {
-                Some("softmax") => Some(effnet_ir::Activation::Softmax),
-                Some("sigmoid") => Some(effnet_ir::Activation::Sigmoid),
-                _ => None,
-            },
+            classifier_activation: head_activation,
             bn_eps,
             blocks: Some(blocks),
-        };
+            activation,
+            dropout,
+        });
     }
-    let variance = checkpoint
-        .get("normalization/variance")
-        .and_then(|t| t.to_f32_vec().ok());
-    let shipped_std = variance.as_ref().is_some_and(|v| {
-        v.len() == 3
-            && v.iter()
-                .zip([0.229f32, 0.224, 0.225])
-                .all(|(a, b)| (a - b).abs() < 1e-3)
-    });
+    let shipped_std = holds_imagenet_std(checkpoint);
     warnings.push(format!(
         "a weights-only Keras file does not record its preprocessing: assumed {} and a softmax head",
         if shipped_std {
@@ -663,12 +793,74 @@ fn keras_semantics(
             "no variance fix"
         }
     ));
-    KerasSemantics {
+    Ok(KerasSemantics {
         variance_fix: shipped_std,
         classifier_activation: Some(effnet_ir::Activation::Softmax),
         bn_eps: None,
         blocks: None,
         resolution: None,
+        activation: None,
+        dropout: None,
+    })
+}
+
+/// Whether the Normalization "variance" is ImageNet's standard deviation (the values the
+/// keras-applications weights ship, which the Keras ≥ 2.9 variance fix exists for).
+fn holds_imagenet_std(checkpoint: &Checkpoint) -> bool {
+    let variance = checkpoint
+        .get("normalization/variance")
+        .and_then(|t| t.to_f32_vec().ok());
+    variance.as_ref().is_some_and(|v| {
+        v.len() == 3
+            && v.iter()
+                .zip([0.229f32, 0.224, 0.225])
+                .all(|(a, b)| (a - b).abs() < 1e-3)
+    })
+}
+
+/// What a SavedModel's serving function says: strides of the depthwise convolutions (bound to
+/// their kernels), the activation, a softmax head, the input size. The variance fix is
+/// inferred from the stored variance, as for weights-only files.
+fn function_semantics(
+    facts: &effnet_tf::saved_model::FunctionFacts,
+    checkpoint: &Checkpoint,
+    warnings: &mut Vec<String>,
+) -> KerasSemantics {
+    use effnet_ir::Activation;
+    let has = |op: &str| facts.ops.contains_key(op);
+    let activation = if has("Relu6") {
+        Activation::Relu6
+    } else if has("Relu") {
+        Activation::Relu
+    } else {
+        Activation::Swish
+    };
+    let blocks = facts
+        .conv_strides
+        .iter()
+        .filter_map(|(kernel, &stride)| {
+            let layer = kernel.split('/').next()?;
+            Some((layer.strip_suffix("_dwconv")?.to_owned(), (stride, None)))
+        })
+        .collect();
+    let variance_fix = holds_imagenet_std(checkpoint);
+    warnings.push(format!(
+        "the SavedModel's serving function `{}` gives strides, activation and head; the preprocessing is assumed {}",
+        facts.function,
+        if variance_fix {
+            "to include the Keras ≥ 2.9 variance fix (its stored \"variance\" is ImageNet's std)"
+        } else {
+            "to be Rescaling + Normalization without the variance fix"
+        }
+    ));
+    KerasSemantics {
+        variance_fix,
+        classifier_activation: has("Softmax").then_some(Activation::Softmax),
+        bn_eps: None,
+        blocks: Some(blocks),
+        resolution: facts.resolution,
+        activation: Some(activation),
+        dropout: None,
     }
 }
 

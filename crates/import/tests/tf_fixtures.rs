@@ -23,7 +23,10 @@ fn case(name: &str) -> Value {
         .unwrap()
 }
 
-const CASES: [(&str, &str, Scheme); 5] = [
+const CASES: [(&str, &str, Scheme); 8] = [
+    ("keras-tiny-savedmodel", "saved-model", Scheme::Keras),
+    ("keras3-tiny-export", "saved-model", Scheme::Keras),
+    ("keras-tiny-relu", "keras-h5", Scheme::Keras),
     ("keras-tiny-ckpt", "tf-bundle", Scheme::Keras),
     ("keras-tiny-sharded", "tf-bundle", Scheme::Keras),
     ("keras-tiny-trackable", "tf-bundle", Scheme::Keras),
@@ -289,4 +292,118 @@ fn an_index_with_a_bad_block_handle_is_refused() {
     });
     let e = error_of(&path);
     assert!(e.contains("block handle") || e.contains("footer"), "{e}");
+}
+
+#[test]
+fn the_keras_config_gives_the_activation_and_dropout() {
+    let model = open(
+        &fixtures().join("keras-tiny-relu.h5"),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    let acts: std::collections::BTreeSet<&str> = model
+        .imported
+        .graph
+        .nodes()
+        .filter_map(|(_, n)| match &n.op {
+            effnet_ir::Op::Activation(a) => Some(a.name()),
+            _ => None,
+        })
+        .collect();
+    // ReLU where swish was; the SE gate stays sigmoid and the head softmax.
+    assert_eq!(
+        acts.into_iter().collect::<Vec<_>>(),
+        ["relu", "sigmoid", "softmax"]
+    );
+    assert_eq!(model.imported.architecture.dropout, 0.2);
+}
+
+#[test]
+fn savedmodels_give_their_semantics() {
+    // tf-keras: the config in keras_metadata.pb, as in a full-model .h5.
+    let model = open(
+        &fixtures().join("keras-tiny-savedmodel"),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    assert!(model.has_architecture);
+    assert_eq!(model.imported.architecture.resolution, Some(64));
+    assert!(model.evidence.strides && model.evidence.residuals && model.evidence.bn_eps);
+    // Keras 3 export: strides bound to the depthwise kernels the serving function reads, the
+    // input size from the signature, the softmax from its ops; the second copy of every weight
+    // is left out.
+    let model = open(
+        &fixtures().join("keras3-tiny-export"),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    assert!(!model.has_architecture);
+    assert_eq!(model.imported.architecture.resolution, Some(64));
+    assert!(model.evidence.strides && !model.evidence.residuals);
+    let strides: Vec<usize> = model
+        .imported
+        .architecture
+        .blocks
+        .iter()
+        .map(|b| b.stride)
+        .collect();
+    assert_eq!(strides, [1, 2, 2, 2, 1, 1, 1, 2, 1, 1]);
+    let joined = model.warnings.join("\n");
+    assert!(joined.contains("197 entries (a second copy"), "{joined}");
+    let last = model.imported.graph.node(model.imported.graph.outputs()[0]);
+    assert_eq!(last.op.kind(), "Softmax");
+}
+
+#[test]
+fn damaged_savedmodels_are_refused_naming_the_file() {
+    let copy = |damage: &dyn Fn(&Path)| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = fixtures().join("keras3-tiny-export");
+        std::fs::create_dir(dir.path().join("variables")).unwrap();
+        for rel in [
+            "saved_model.pb",
+            "variables/variables.index",
+            "variables/variables.data-00000-of-00001",
+        ] {
+            std::fs::copy(src.join(rel), dir.path().join(rel)).unwrap();
+        }
+        damage(dir.path());
+        dir
+    };
+    let dir = copy(&|d| std::fs::write(d.join("saved_model.pb"), b"garbage\x00\xff").unwrap());
+    let e = error_of(dir.path());
+    assert!(e.contains("saved_model.pb"), "{e}");
+    let dir = copy(&|d| std::fs::remove_dir_all(d.join("variables")).unwrap());
+    let e = error_of(dir.path());
+    assert!(e.contains("variables"), "{e}");
+    let dir = copy(&|d| {
+        let shard = d.join("variables/variables.data-00000-of-00001");
+        let len = std::fs::metadata(&shard).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&shard)
+            .unwrap()
+            .set_len(len / 3)
+            .unwrap();
+    });
+    let e = error_of(dir.path());
+    assert!(e.contains("cut short"), "{e}");
+    // An op effnet does not know (the depthwise op renamed in place).
+    let dir = copy(&|d| {
+        let pb = d.join("saved_model.pb");
+        let bytes = std::fs::read(&pb).unwrap();
+        let (from, to) = (b"DepthwiseConv2dNative", b"DepthwiseConv2dNativX");
+        let mut out = bytes.clone();
+        for i in 0..bytes.len().saturating_sub(from.len()) {
+            if &bytes[i..i + from.len()] == from {
+                out[i..i + to.len()].copy_from_slice(to);
+            }
+        }
+        std::fs::write(pb, out).unwrap();
+    });
+    let e = error_of(dir.path());
+    assert!(
+        e.contains("op `DepthwiseConv2dNativX`") && e.contains("in function `__inference"),
+        "{e}"
+    );
 }

@@ -42,6 +42,16 @@ pub enum ExportError {
         /// What the target builds.
         target_has: &'static str,
     },
+    /// The model's activation is not the swish every PyTorch scheme computes.
+    #[error(
+        "the model uses {activation} activations; {target} computes swish, so its weights would give other numbers (ONNX export keeps the activation)"
+    )]
+    ActivationChange {
+        /// The model's activation.
+        activation: &'static str,
+        /// The target scheme.
+        target: Scheme,
+    },
     /// The scheme cannot be written (Keras, TF names).
     #[error("writing `{0}` names is not supported yet")]
     Unsupported(&'static str),
@@ -112,6 +122,16 @@ pub fn export(
         return Err(ExportError::Unsupported(scheme.name()));
     }
     let target = scheme.semantics(variant);
+    let activation = graph.nodes().find_map(|(_, n)| match (&n.op, n.tag.role) {
+        (Op::Activation(a), effnet_ir::Role::StemAct) => Some(*a),
+        _ => None,
+    });
+    if let Some(a) = activation.filter(|&a| a != target.activation) {
+        return Err(ExportError::ActivationChange {
+            activation: a.name(),
+            target: scheme,
+        });
+    }
     if let Some(source) = source_padding(graph) {
         if source != target.padding && !allow_padding_change {
             return Err(ExportError::PaddingChange {

@@ -340,6 +340,13 @@ fn keras_parse(name: &str) -> Option<ParsedKey> {
         "top_bn" => return keras(Scope::Head, Layer::HeadBn),
         "predictions" => return keras(Scope::Classifier, Layer::Classifier),
         "normalization" => return keras(Scope::Stem, Layer::Normalization),
+        // Keras makes auto-generated names unique per session: `normalization_1`.
+        n if n
+            .strip_prefix("normalization_")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            return keras(Scope::Stem, Layer::Normalization);
+        }
         _ => {}
     }
     let rest = layer_name.strip_prefix("block")?;

@@ -312,7 +312,7 @@ impl Builder<'_> {
             format!("{name}_se_reduce_activation"),
             tag(Role::SeReduceAct),
             reduce,
-            Activation::Swish,
+            self.semantics.activation,
         )?;
         let expand = self.conv(
             format!("{name}_se_expand"),
@@ -393,6 +393,6 @@ impl Builder<'_> {
             false,
         )?;
         let x = self.bn(bn_name, bn_tag, x, out_channels)?;
-        self.act(act_name, act_tag, x, Activation::Swish)
+        self.act(act_name, act_tag, x, self.semantics.activation)
     }
 }

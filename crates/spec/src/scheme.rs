@@ -74,6 +74,9 @@ pub struct Semantics {
     /// `stride == 1` test fails and the shortcut is dropped; this only shows in custom widths
     /// where a stage's first block keeps its channels (never in B0–B7).
     pub stage_first_residual: bool,
+    /// The activation of the stem, the blocks, the SE reduction and the head (swish in every
+    /// published EfficientNet; keras.applications lets users choose another).
+    pub activation: Activation,
 }
 
 impl Scheme {
@@ -134,6 +137,7 @@ impl Scheme {
             classifier_activation: keras.then_some(Activation::Softmax),
             input_normalization: if keras { None } else { imagenet },
             stage_first_residual: self != Scheme::Lukemelas,
+            activation: Activation::Swish,
         }
     }
 }

@@ -14,10 +14,11 @@
 //! them ([`name_based`]).
 //!
 //! Data shards are memory-mapped; tensors are views into them, each checked against its
-//! crc32c. Tensors stored in slices (TF1 partitioned variables, TF ≥ 2.16 sharding policies) are
+//! crc32c. SavedModel directories are read by [`saved_model`]. Tensors stored in slices (TF1 partitioned variables, TF ≥ 2.16 sharding policies) are
 //! assembled from their slices; big-endian bundles are refused with a clear error.
 
 pub mod proto;
+pub mod saved_model;
 pub mod table;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,759 @@
+//! TensorFlow SavedModel directories: `saved_model.pb` (a `SavedModel` whose `MetaGraphDef`
+//! holds the `SavedObjectGraph`), `variables/variables.{index,data-*}` (an object-based tensor
+//! bundle) and, from tf-keras `model.save(dir)`, `keras_metadata.pb` (each layer's Keras
+//! metadata, the root's holding the model config).
+//!
+//! Variables are bound through the object graphs, never by order: the `SavedObjectGraph` names
+//! each variable (`SavedVariable.name`, `stem_conv/kernel`), and walking it side by side with
+//! the checkpoint's `TrackableObjectGraph` (children with the same local name) finds the bundle
+//! key holding its value. When several variables share a name (Keras 3 `model.export` tracks
+//! the weights twice), the one the serving signature captures (`bound_inputs` of its concrete
+//! function) is taken.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use effnet_ir::Tensor;
+use prost::Message;
+
+use crate::proto::{ObjectReference, TrackableObjectGraph};
+use crate::{TfError, read};
+
+/// The largest `saved_model.pb` or `keras_metadata.pb` effnet reads.
+pub const MAX_PROTO_BYTES: u64 = 2 << 30;
+
+/// `SavedModel` (`tensorflow/core/protobuf/saved_model.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedModelProto {
+    /// The meta graphs, one per tag set.
+    #[prost(message, repeated, tag = "2")]
+    pub meta_graphs: Vec<MetaGraphDef>,
+}
+
+/// `MetaGraphDef`: the graph's function library, the signatures and the object graph.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetaGraphDef {
+    /// The graph (its function library holds the model's functions).
+    #[prost(message, optional, tag = "2")]
+    pub graph_def: Option<GraphDef>,
+    /// Signatures by key (`serving_default`).
+    #[prost(map = "string, message", tag = "5")]
+    pub signature_def: HashMap<String, SignatureDef>,
+    /// The object graph of a TF2 SavedModel.
+    #[prost(message, optional, tag = "7")]
+    pub object_graph_def: Option<SavedObjectGraph>,
+}
+
+/// `GraphDef`: only the function library is read.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GraphDef {
+    /// The functions.
+    #[prost(message, optional, tag = "2")]
+    pub library: Option<FunctionDefLibrary>,
+}
+
+/// `FunctionDefLibrary`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FunctionDefLibrary {
+    /// The functions.
+    #[prost(message, repeated, tag = "1")]
+    pub function: Vec<FunctionDef>,
+}
+
+/// `FunctionDef`: a signature and its nodes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FunctionDef {
+    /// Name and arguments.
+    #[prost(message, optional, tag = "1")]
+    pub signature: Option<OpDef>,
+    /// The nodes, in the order they were traced.
+    #[prost(message, repeated, tag = "3")]
+    pub node_def: Vec<NodeDef>,
+}
+
+/// `OpDef`: a function's name and arguments.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OpDef {
+    /// The function name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Its inputs.
+    #[prost(message, repeated, tag = "2")]
+    pub input_arg: Vec<ArgDef>,
+}
+
+/// An argument.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ArgDef {
+    /// Its name inside the function.
+    #[prost(string, tag = "1")]
+    pub name: String,
+}
+
+/// `NodeDef`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NodeDef {
+    /// Its name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The op type.
+    #[prost(string, tag = "2")]
+    pub op: String,
+    /// Inputs: `node:output:index`, an argument name, or `^control`.
+    #[prost(string, repeated, tag = "3")]
+    pub input: Vec<String>,
+    /// Attributes.
+    #[prost(map = "string, message", tag = "5")]
+    pub attr: HashMap<String, AttrValue>,
+}
+
+/// `AttrValue` (its oneof read as optional fields).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AttrValue {
+    /// A list.
+    #[prost(message, optional, tag = "1")]
+    pub list: Option<AttrList>,
+    /// Bytes (`padding`: `SAME`).
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub s: Option<Vec<u8>>,
+    /// A tensor (of a `Const`).
+    #[prost(message, optional, tag = "8")]
+    pub tensor: Option<TensorProto>,
+    /// A function (`f` of a call).
+    #[prost(message, optional, tag = "10")]
+    pub func: Option<NameAttrList>,
+}
+
+/// `AttrValue.ListValue`: the integers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AttrList {
+    /// Integers (`strides`).
+    #[prost(int64, repeated, tag = "3")]
+    pub i: Vec<i64>,
+}
+
+/// `NameAttrList`: a function reference.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NameAttrList {
+    /// The function name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+}
+
+/// `TensorProto`: the integer forms `Pad` amounts take.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorProto {
+    /// A `tensorflow.DataType`.
+    #[prost(int32, tag = "1")]
+    pub dtype: i32,
+    /// Packed little-endian values.
+    #[prost(bytes = "vec", tag = "4")]
+    pub tensor_content: Vec<u8>,
+    /// int32 values.
+    #[prost(int32, repeated, tag = "7")]
+    pub int_val: Vec<i32>,
+    /// int64 values.
+    #[prost(int64, repeated, tag = "10")]
+    pub int64_val: Vec<i64>,
+}
+
+/// `SignatureDef`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SignatureDef {
+    /// Inputs by key.
+    #[prost(map = "string, message", tag = "1")]
+    pub inputs: HashMap<String, TensorInfo>,
+}
+
+/// `TensorInfo`: an input's shape.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorInfo {
+    /// Its shape (−1 for unknown dimensions).
+    #[prost(message, optional, tag = "3")]
+    pub tensor_shape: Option<crate::proto::TensorShapeProto>,
+}
+
+/// `SavedObjectGraph` (`saved_object_graph.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedObjectGraph {
+    /// Node 0 is the root.
+    #[prost(message, repeated, tag = "1")]
+    pub nodes: Vec<SavedObject>,
+    /// Concrete functions by name.
+    #[prost(map = "string, message", tag = "2")]
+    pub concrete_functions: HashMap<String, SavedConcreteFunction>,
+}
+
+/// One object of the SavedModel.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedObject {
+    /// Tracked children.
+    #[prost(message, repeated, tag = "1")]
+    pub children: Vec<ObjectReference>,
+    /// Set when the object is a variable.
+    #[prost(message, optional, tag = "7")]
+    pub variable: Option<SavedVariable>,
+    /// Set when the object is a concrete function bound to captures (signatures are).
+    #[prost(message, optional, tag = "8")]
+    pub bare_concrete_function: Option<SavedBareConcreteFunction>,
+    /// Set when the object is a `tf.function`.
+    #[prost(message, optional, tag = "6")]
+    pub function: Option<SavedFunction>,
+}
+
+/// A variable's saved facts.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedVariable {
+    /// Its name when saved (`block2a_dwconv/depthwise_kernel`).
+    #[prost(string, tag = "6")]
+    pub name: String,
+}
+
+/// A concrete function's captures.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedConcreteFunction {
+    /// Node ids of the objects it captures (variables, captured tensors).
+    #[prost(int32, repeated, tag = "2")]
+    pub bound_inputs: Vec<i32>,
+}
+
+/// A signature's function.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedBareConcreteFunction {
+    /// The concrete function's name.
+    #[prost(string, tag = "1")]
+    pub concrete_function_name: String,
+}
+
+/// A `tf.function` with its concrete functions.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedFunction {
+    /// Their names.
+    #[prost(string, repeated, tag = "1")]
+    pub concrete_functions: Vec<String>,
+}
+
+/// `keras_metadata.pb` (tf-keras `protobuf/saved_metadata.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedMetadata {
+    /// One per Keras object.
+    #[prost(message, repeated, tag = "1")]
+    pub nodes: Vec<KerasObject>,
+}
+
+/// A Keras object's metadata.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KerasObject {
+    /// Its node in the object graph.
+    #[prost(int32, tag = "2")]
+    pub node_id: i32,
+    /// `root`, `root.layer_with_weights-3`.
+    #[prost(string, tag = "3")]
+    pub node_path: String,
+    /// `_tf_keras_network`, `_tf_keras_layer`, …
+    #[prost(string, tag = "4")]
+    pub identifier: String,
+    /// JSON: the layer's name, class and config.
+    #[prost(string, tag = "5")]
+    pub metadata: String,
+}
+
+/// A SavedModel read: the variables its model uses, named.
+#[derive(Debug)]
+pub struct SavedModel {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The root's Keras metadata (JSON with `class_name` and `config`), from `keras_metadata.pb`.
+    pub keras_metadata: Option<String>,
+    /// The variables by name.
+    pub tensors: Vec<(String, Tensor)>,
+    /// What was left out, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// How many variables the serving signature captures.
+    pub signature_variables: usize,
+    /// What the serving function computes (SavedModels without Keras metadata).
+    pub facts: Option<FunctionFacts>,
+}
+
+/// What a serving function computes, read from its function graph with every op bound to the
+/// variable it reads.
+#[derive(Clone, Debug, Default)]
+pub struct FunctionFacts {
+    /// The signature's concrete function.
+    pub function: String,
+    /// The stride of each convolution, by the name of the kernel variable it reads.
+    pub conv_strides: BTreeMap<String, usize>,
+    /// How often each op type occurs in the functions the signature runs.
+    pub ops: BTreeMap<String, usize>,
+    /// The input height, when the signature fixes it (NHWC).
+    pub resolution: Option<usize>,
+}
+
+/// The ops an EfficientNet's serving function is made of (Keras 3 and tf-keras traces,
+/// decomposed or fused BatchNorm, the preprocessing arithmetic).
+const KNOWN_OPS: [&str; 36] = [
+    "Add",
+    "AddV2",
+    "BiasAdd",
+    "Cast",
+    "Const",
+    "Conv2D",
+    "DepthwiseConv2dNative",
+    "ExpandDims",
+    "FusedBatchNormV3",
+    "Identity",
+    "IdentityN",
+    "MatMul",
+    "Max",
+    "Maximum",
+    "Mean",
+    "Mul",
+    "NoOp",
+    "Pack",
+    "Pad",
+    "PartitionedCall",
+    "Placeholder",
+    "ReadVariableOp",
+    "RealDiv",
+    "Relu",
+    "Relu6",
+    "Reshape",
+    "Rsqrt",
+    "Shape",
+    "Sigmoid",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "StatefulPartitionedCall",
+    "StridedSlice",
+    "Sub",
+    "Transpose",
+];
+
+/// Whether `dir` is a SavedModel directory.
+pub fn is_saved_model(dir: &Path) -> bool {
+    dir.join("saved_model.pb").is_file()
+}
+
+fn read_capped(path: &Path) -> Result<Vec<u8>, TfError> {
+    let io = |reason| TfError::Io {
+        path: path.to_owned(),
+        reason,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_PROTO_BYTES {
+        return Err(TfError::Format {
+            path: path.to_owned(),
+            message: format!("{len} bytes, beyond the {MAX_PROTO_BYTES}-byte limit"),
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Reads the SavedModel in `dir`.
+pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
+    let pb = dir.join("saved_model.pb");
+    let format = |path: &Path, message: String| TfError::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let proto = SavedModelProto::decode(read_capped(&pb)?.as_slice())
+        .map_err(|e| format(&pb, format!("not a SavedModel protobuf: {e}")))?;
+    let variables_prefix = dir.join("variables").join("variables");
+    let mut index = variables_prefix.as_os_str().to_owned();
+    index.push(".index");
+    if !Path::new(&index).is_file() {
+        return Err(TfError::NotFound {
+            path: dir.to_owned(),
+            message: "a SavedModel without `variables/variables.index` (no weights)".into(),
+        });
+    }
+    let bundle = read(&variables_prefix)?;
+    let keras_metadata = match dir.join("keras_metadata.pb") {
+        path if path.is_file() => {
+            let metadata = SavedMetadata::decode(read_capped(&path)?.as_slice())
+                .map_err(|e| format(&path, format!("not Keras metadata: {e}")))?;
+            metadata
+                .nodes
+                .into_iter()
+                .find(|n| n.node_path == "root")
+                .map(|n| n.metadata)
+        }
+        _ => None,
+    };
+    let object_graph = proto
+        .meta_graphs
+        .iter()
+        .find_map(|m| m.object_graph_def.clone());
+    let (Some(saved), Some(checkpoint)) = (object_graph, bundle.object_graph.as_ref()) else {
+        // A TF1 SavedModel: the variables carry their own names.
+        return Ok(SavedModel {
+            dir: dir.to_owned(),
+            keras_metadata,
+            tensors: bundle.tensors,
+            skipped: bundle.skipped,
+            signature_variables: 0,
+            facts: None,
+        });
+    };
+
+    let facts = if keras_metadata.is_none() {
+        let meta = proto
+            .meta_graphs
+            .iter()
+            .find(|m| m.object_graph_def.is_some())
+            .expect("found above");
+        Some(function_facts(meta, &saved).map_err(|m| format(&pb, m))?)
+    } else {
+        None
+    };
+    let keys = variable_keys(&saved, checkpoint);
+    let by_key: HashMap<&str, &Tensor> = bundle
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.as_str(), t))
+        .collect();
+    let captured = signature_captures(&saved);
+    // Variables by name, in node order.
+    let mut by_name: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for (id, node) in saved.nodes.iter().enumerate() {
+        if let Some(v) = &node.variable {
+            let entry = by_name.entry(v.name.as_str()).or_default();
+            if entry.is_empty() {
+                order.push(v.name.as_str());
+            }
+            entry.push(id);
+        }
+    }
+    let mut tensors = Vec::with_capacity(order.len());
+    let mut skipped = Vec::new();
+    for name in order {
+        let ids = &by_name[name];
+        let chosen = match ids.as_slice() {
+            [one] => *one,
+            many => {
+                let bound: Vec<usize> = many
+                    .iter()
+                    .copied()
+                    .filter(|id| captured.contains(id))
+                    .collect();
+                match bound.as_slice() {
+                    [one] => *one,
+                    _ => {
+                        // Unbound (or bound twice): the copies must agree.
+                        let values: Vec<&Tensor> = many
+                            .iter()
+                            .filter_map(|id| keys.get(id).and_then(|k| by_key.get(k.as_str())))
+                            .copied()
+                            .collect();
+                        let same = values.windows(2).all(|w| {
+                            w[0].shape() == w[1].shape()
+                                && w[0].data().map(|b| b.as_slice())
+                                    == w[1].data().map(|b| b.as_slice())
+                        });
+                        if !same {
+                            return Err(format(
+                                &pb,
+                                format!(
+                                    "{} variables are named `{name}` with different values, and the serving signature does not tell which one the model reads",
+                                    many.len()
+                                ),
+                            ));
+                        }
+                        many[0]
+                    }
+                }
+            }
+        };
+        for id in ids.iter().filter(|&&id| id != chosen) {
+            if let Some(k) = keys.get(id) {
+                skipped.push((
+                    k.clone(),
+                    "a second copy of a variable, not the one the serving signature reads".into(),
+                ));
+            }
+        }
+        if name.ends_with("seed_generator_state") {
+            if let Some(k) = keys.get(&chosen) {
+                skipped.push((k.clone(), "a random-number generator's state".into()));
+            }
+            continue;
+        }
+        let Some(key) = keys.get(&chosen) else {
+            return Err(format(
+                &pb,
+                format!(
+                    "variable `{name}` has no value in `variables/` (the object graphs disagree)"
+                ),
+            ));
+        };
+        let Some(tensor) = by_key.get(key.as_str()) else {
+            // Not a numeric tensor (skipped by the bundle reader).
+            continue;
+        };
+        tensors.push((name.to_owned(), (*tensor).clone()));
+    }
+    let named: HashSet<&String> = keys.values().collect();
+    for (key, _) in &bundle.tensors {
+        if !named.contains(key) {
+            skipped.push((key.clone(), "not a variable of the saved objects".into()));
+        }
+    }
+    skipped.extend(bundle.skipped);
+    Ok(SavedModel {
+        dir: dir.to_owned(),
+        keras_metadata,
+        tensors,
+        skipped,
+        signature_variables: captured
+            .iter()
+            .filter(|&&id| saved.nodes.get(id).is_some_and(|n| n.variable.is_some()))
+            .count(),
+        facts,
+    })
+}
+
+/// The serving signature's concrete function and the node ids it captures, in argument order.
+fn serving_function(saved: &SavedObjectGraph) -> Option<(String, Vec<i32>)> {
+    let node = |id: i32| usize::try_from(id).ok().and_then(|i| saved.nodes.get(i));
+    let signatures = saved
+        .nodes
+        .first()?
+        .children
+        .iter()
+        .find(|c| c.local_name == "signatures")
+        .and_then(|c| node(c.node_id))?;
+    let chosen = signatures
+        .children
+        .iter()
+        .find(|c| c.local_name == "serving_default")
+        .or_else(|| signatures.children.first())?;
+    let name = node(chosen.node_id)?
+        .bare_concrete_function
+        .as_ref()?
+        .concrete_function_name
+        .clone();
+    let bound = saved.concrete_functions.get(&name)?.bound_inputs.clone();
+    Some((name, bound))
+}
+
+/// Reads the serving function: every op must be one an EfficientNet is made of; convolution
+/// strides are bound to the kernel variables they read, through `ReadVariableOp`s, calls and
+/// the signature's captures.
+fn function_facts(meta: &MetaGraphDef, saved: &SavedObjectGraph) -> Result<FunctionFacts, String> {
+    let Some((name, bound)) = serving_function(saved) else {
+        return Err("no serving signature to read the model from".into());
+    };
+    let library: HashMap<&str, &FunctionDef> = meta
+        .graph_def
+        .as_ref()
+        .and_then(|g| g.library.as_ref())
+        .map(|l| {
+            l.function
+                .iter()
+                .filter_map(|f| Some((f.signature.as_ref()?.name.as_str(), f)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let function = library
+        .get(name.as_str())
+        .ok_or_else(|| format!("the serving function `{name}` is not in the function library"))?;
+    let args = &function
+        .signature
+        .as_ref()
+        .map(|s| s.input_arg.clone())
+        .unwrap_or_default();
+    let first_capture = args.len().checked_sub(bound.len()).ok_or_else(|| {
+        format!("the serving function `{name}` has fewer arguments than captures")
+    })?;
+    let names: HashMap<usize, &str> = saved
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| Some((i, n.variable.as_ref()?.name.as_str())))
+        .collect();
+    let arg_vars: HashMap<String, String> = args[first_capture..]
+        .iter()
+        .zip(&bound)
+        .filter_map(|(arg, &id)| {
+            let var = names.get(&usize::try_from(id).ok()?)?;
+            Some((arg.name.clone(), (*var).to_owned()))
+        })
+        .collect();
+    let mut facts = FunctionFacts {
+        function: name.clone(),
+        ..FunctionFacts::default()
+    };
+    walk(&library, function, &arg_vars, &mut facts, 0)?;
+    facts.resolution = meta
+        .signature_def
+        .get("serving_default")
+        .or_else(|| meta.signature_def.values().next())
+        .and_then(|s| s.inputs.values().next())
+        .and_then(|i| i.tensor_shape.as_ref())
+        .and_then(|s| match s.dim.as_slice() {
+            [_, h, w, c] if h.size > 0 && h.size == w.size && c.size == 3 => {
+                usize::try_from(h.size).ok()
+            }
+            _ => None,
+        });
+    Ok(facts)
+}
+
+/// The node an input names (`conv/ReadVariableOp:value:0` → `conv/ReadVariableOp`).
+fn input_node(input: &str) -> &str {
+    input.split(':').next().unwrap_or(input)
+}
+
+fn walk(
+    library: &HashMap<&str, &FunctionDef>,
+    function: &FunctionDef,
+    arg_vars: &HashMap<String, String>,
+    facts: &mut FunctionFacts,
+    depth: usize,
+) -> Result<(), String> {
+    let fname = function
+        .signature
+        .as_ref()
+        .map(|s| s.name.as_str())
+        .unwrap_or("?");
+    if depth > 32 {
+        return Err(format!("calls nested deeper than 32 levels at `{fname}`"));
+    }
+    // Node outputs that are a variable's value or handle, by node name.
+    let mut reads: HashMap<&str, String> = HashMap::new();
+    let variable = |reads: &HashMap<&str, String>, input: &str| -> Option<String> {
+        let node = input_node(input);
+        reads.get(node).or_else(|| arg_vars.get(node)).cloned()
+    };
+    for node in &function.node_def {
+        if !KNOWN_OPS.contains(&node.op.as_str()) {
+            return Err(format!(
+                "op `{}` (node `{}`) in function `{fname}` is not part of an EfficientNet effnet understands",
+                node.op, node.name
+            ));
+        }
+        *facts.ops.entry(node.op.clone()).or_insert(0) += 1;
+        match node.op.as_str() {
+            "ReadVariableOp" | "Identity" => {
+                if let Some(v) = node.input.first().and_then(|i| variable(&reads, i)) {
+                    reads.insert(node.name.as_str(), v);
+                }
+            }
+            "StatefulPartitionedCall" | "PartitionedCall" => {
+                let Some(callee_name) = node.attr.get("f").and_then(|a| a.func.as_ref()) else {
+                    continue;
+                };
+                let callee = library.get(callee_name.name.as_str()).ok_or_else(|| {
+                    format!(
+                        "function `{fname}` calls `{}`, which is not in the library",
+                        callee_name.name
+                    )
+                })?;
+                let params = callee
+                    .signature
+                    .as_ref()
+                    .map(|s| s.input_arg.as_slice())
+                    .unwrap_or_default();
+                let data_inputs = node.input.iter().filter(|i| !i.starts_with('^'));
+                let callee_vars: HashMap<String, String> = params
+                    .iter()
+                    .zip(data_inputs)
+                    .filter_map(|(p, i)| Some((p.name.clone(), variable(&reads, i)?)))
+                    .collect();
+                walk(library, callee, &callee_vars, facts, depth + 1)?;
+            }
+            "Conv2D" | "DepthwiseConv2dNative" => {
+                let stride = node
+                    .attr
+                    .get("strides")
+                    .and_then(|a| a.list.as_ref())
+                    .and_then(|l| l.i.get(1).copied())
+                    .and_then(|s| usize::try_from(s).ok())
+                    .unwrap_or(1);
+                if let Some(kernel) = node.input.get(1).and_then(|i| variable(&reads, i)) {
+                    facts.conv_strides.insert(kernel, stride);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The bundle key of every variable node of `saved`: both graphs walked from their roots
+/// together, following children with the same local name.
+fn variable_keys(
+    saved: &SavedObjectGraph,
+    checkpoint: &TrackableObjectGraph,
+) -> HashMap<usize, String> {
+    let mut keys = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut queue = VecDeque::from([(0usize, 0usize)]);
+    while let Some((s, c)) = queue.pop_front() {
+        if !seen.insert(s) {
+            continue;
+        }
+        let (Some(snode), Some(cnode)) = (saved.nodes.get(s), checkpoint.nodes.get(c)) else {
+            continue;
+        };
+        if snode.variable.is_some() {
+            if let Some(a) = cnode.attributes.iter().find(|a| a.name == "VARIABLE_VALUE") {
+                keys.insert(s, a.checkpoint_key.clone());
+            }
+        }
+        let children: HashMap<&str, i32> = cnode
+            .children
+            .iter()
+            .map(|r| (r.local_name.as_str(), r.node_id))
+            .collect();
+        for child in &snode.children {
+            if let (Some(&cid), Ok(sid)) = (
+                children.get(child.local_name.as_str()),
+                usize::try_from(child.node_id),
+            ) {
+                if let Ok(cid) = usize::try_from(cid) {
+                    queue.push_back((sid, cid));
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The node ids the serving signatures (the root's `signatures` child) capture.
+fn signature_captures(saved: &SavedObjectGraph) -> HashSet<usize> {
+    let node = |id: i32| usize::try_from(id).ok().and_then(|i| saved.nodes.get(i));
+    let mut out = HashSet::new();
+    let Some(root) = saved.nodes.first() else {
+        return out;
+    };
+    let Some(signatures) = root
+        .children
+        .iter()
+        .find(|c| c.local_name == "signatures")
+        .and_then(|c| node(c.node_id))
+    else {
+        return out;
+    };
+    for signature in signatures.children.iter().filter_map(|c| node(c.node_id)) {
+        let mut names: Vec<&str> = Vec::new();
+        if let Some(f) = &signature.bare_concrete_function {
+            names.push(&f.concrete_function_name);
+        }
+        if let Some(f) = &signature.function {
+            names.extend(f.concrete_functions.iter().map(String::as_str));
+        }
+        for name in names {
+            if let Some(f) = saved.concrete_functions.get(name) {
+                out.extend(
+                    f.bound_inputs
+                        .iter()
+                        .filter_map(|&i| usize::try_from(i).ok()),
+                );
+            }
+        }
+    }
+    out
+}
