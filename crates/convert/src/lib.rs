@@ -155,15 +155,6 @@ pub fn to_safetensors(
     // Which names are BatchNorm statistics (kept in f32 with --keep-bn-f32).
     let names: Vec<&str> = exported.tensors.iter().map(|(n, _)| n.as_str()).collect();
     let keys: Vec<Option<ParsedKey>> = effnet_naming::parse_all(naming, &names);
-    let mut stats = ConversionStats::default();
-    let mut flushed = Vec::new();
-    let mut overflowing = Vec::new();
-    let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(exported.tensors.len());
-    let total: u64 = exported
-        .tensors
-        .iter()
-        .map(|(_, t)| t.nbytes() as u64)
-        .sum();
     let target_of = |key: &Option<ParsedKey>| {
         let bn_stat = key.is_some_and(|k| {
             k.layer.is_bn()
@@ -178,43 +169,28 @@ pub fn to_safetensors(
             options.dtype
         }
     };
-    // Converted on every core, a batch at a time so that progress moves.
     let jobs: Vec<(&String, &Tensor, DType)> = exported
         .tensors
         .iter()
         .zip(&keys)
-        .map(|((name, tensor), key)| (name, tensor, target_of(key)))
+        .map(|((name, tensor), key)| {
+            let target = if tensor.dtype().is_float() {
+                target_of(key)
+            } else {
+                tensor.dtype()
+            };
+            (name, tensor, target)
+        })
         .collect();
-    let mut done = 0u64;
-    for batch in jobs.chunks(32) {
-        done += batch.iter().map(|(_, t, _)| t.nbytes() as u64).sum::<u64>();
-        let converted: Vec<_> = batch
-            .par_iter()
-            .map(|(name, tensor, target)| (*name, tensor.to_dtype(*target, options.clamp)))
-            .collect();
-        for (name, result) in converted {
-            let (converted, s) = result.map_err(|e| ConvertError::Verify {
-                path: model.path.clone(),
-                message: format!("`{name}`: {e}"),
-            })?;
-            if s.overflow > 0 {
-                overflowing.push((name.clone(), s.overflow));
-            }
-            if s.flushed_to_zero > 0 {
-                flushed.push((name.clone(), s.flushed_to_zero));
-            }
-            stats.merge(&s);
-            tensors.push((name.clone(), converted));
-        }
-        progress(done.min(total), total);
-    }
-    if !overflowing.is_empty() && !options.clamp {
-        return Err(ConvertError::Overflow {
-            first: overflowing[0].0.clone(),
-            count: overflowing.iter().map(|(_, n)| n).sum(),
-            tensors: overflowing.into_iter().map(|(n, _)| n).collect(),
-        });
-    }
+    let layout: Vec<(String, DType, Vec<usize>)> = jobs
+        .iter()
+        .map(|(name, tensor, target)| ((*name).clone(), *target, tensor.shape().to_vec()))
+        .collect();
+    let total: u64 = exported
+        .tensors
+        .iter()
+        .map(|(_, t)| t.nbytes() as u64)
+        .sum();
 
     let mut metadata = BTreeMap::new();
     metadata.insert("format".to_owned(), "pt".to_owned());
@@ -243,20 +219,81 @@ pub fn to_safetensors(
     );
     metadata.insert("effnet.bn_eps".to_owned(), format!("{:e}", exported.bn_eps));
     metadata.insert("effnet.dtype".to_owned(), options.dtype.name().to_owned());
+    let mut stats = ConversionStats::default();
+    let mut flushed = Vec::new();
+    let mut overflowing: Vec<(String, usize)> = Vec::new();
+    // Converted on every core a batch at a time and written as they come: the output is never
+    // held whole.
     write_atomic(out, options.force, |tmp| {
-        effnet_safetensors::write(tmp, &tensors, &metadata).map_err(ConvertError::from)
+        let mut writer = effnet_safetensors::StreamWriter::create(tmp, &layout, &metadata)?;
+        let mut done = 0u64;
+        let batches: Vec<&[(&String, &Tensor, DType)]> = jobs.chunks(32).collect();
+        let prefetch = |batch: Option<&&[(&String, &Tensor, DType)]>| {
+            for (_, tensor, _) in batch.into_iter().flat_map(|b| b.iter()) {
+                if let Some(b) = tensor.data() {
+                    b.prefetch();
+                }
+            }
+        };
+        prefetch(batches.first());
+        for (i, batch) in batches.iter().enumerate() {
+            // The next batch's pages are read in while this one converts.
+            prefetch(batches.get(i + 1));
+            done += batch.iter().map(|(_, t, _)| t.nbytes() as u64).sum::<u64>();
+            let converted: Vec<_> = batch
+                .par_iter()
+                .map(|(name, tensor, target)| (*name, tensor.to_dtype(*target, options.clamp)))
+                .collect();
+            for (name, result) in converted {
+                let (converted, s) = result.map_err(|e| ConvertError::Verify {
+                    path: model.path.clone(),
+                    message: format!("`{name}`: {e}"),
+                })?;
+                if s.overflow > 0 {
+                    overflowing.push((name.clone(), s.overflow));
+                }
+                if s.flushed_to_zero > 0 {
+                    flushed.push((name.clone(), s.flushed_to_zero));
+                }
+                stats.merge(&s);
+                // After an overflow nothing more is written; the rest is still converted to
+                // report every tensor that overflows.
+                if overflowing.is_empty() || options.clamp {
+                    let bytes = converted.data().map_or(&[][..], |b| b.as_slice());
+                    writer.write_tensor(name, bytes)?;
+                }
+            }
+            // The source bytes are done with: a mapped input gives its pages back.
+            for (_, tensor, _) in batch.iter() {
+                if let Some(b) = tensor.data() {
+                    b.release();
+                }
+            }
+            progress(done.min(total), total);
+        }
+        if !overflowing.is_empty() && !options.clamp {
+            return Err(ConvertError::Overflow {
+                first: overflowing[0].0.clone(),
+                count: overflowing.iter().map(|(_, n)| n).sum(),
+                tensors: overflowing.iter().map(|(n, _)| n.clone()).collect(),
+            });
+        }
+        writer.finish().map_err(ConvertError::from)
     })?;
 
     let verified = if options.verify {
-        Some(verify(out, &tensors, &exported.tensors)?)
+        Some(verify(out, &jobs, options.clamp)?)
     } else {
         None
     };
     Ok(ConvertReport {
         output: out.to_owned(),
         naming,
-        tensors: tensors.len(),
-        bytes: tensors.iter().map(|(_, t)| t.nbytes()).sum(),
+        tensors: layout.len(),
+        bytes: layout
+            .iter()
+            .map(|(_, d, shape)| shape.iter().product::<usize>() * d.size())
+            .sum(),
         stats,
         flushed,
         eps_moved: exported.eps_moved,
@@ -414,31 +451,34 @@ pub fn to_onnx(
     })
 }
 
-/// Re-reads `out`: every tensor must be byte-identical to what was written; returns the largest
-/// relative error against the source values (before the dtype conversion).
+/// Re-reads `out`: every tensor must be byte-identical to its source converted again; returns
+/// the largest relative error against the source values (before the dtype conversion).
 fn verify(
     out: &Path,
-    written: &[(String, Tensor)],
-    source: &[(String, Tensor)],
+    jobs: &[(&String, &Tensor, DType)],
+    clamp: bool,
 ) -> Result<(f64, String), ConvertError> {
     let fail = |message: String| ConvertError::Verify {
         path: out.to_owned(),
         message,
     };
     let file = effnet_safetensors::read(out).map_err(|e| fail(e.to_string()))?;
-    if file.checkpoint.len() != written.len() {
+    if file.checkpoint.len() != jobs.len() {
         return Err(fail(format!(
             "{} tensors read back, {} written",
             file.checkpoint.len(),
-            written.len()
+            jobs.len()
         )));
     }
     let mut worst = (0.0f64, String::new());
-    for ((name, want), (_, src)) in written.iter().zip(source) {
+    for (name, src, target) in jobs {
         let got = file
             .checkpoint
             .get(name)
             .ok_or_else(|| fail(format!("`{name}` is missing")))?;
+        let (want, _) = src
+            .to_dtype(*target, clamp)
+            .map_err(|e| fail(format!("`{name}`: {e}")))?;
         let same = got.dtype() == want.dtype()
             && got.shape() == want.shape()
             && got.data().map(|b| b.as_slice()) == want.data().map(|b| b.as_slice());
@@ -458,7 +498,7 @@ fn verify(
         });
         let rel = if scale > 0.0 { err / scale } else { err };
         if rel > worst.0 {
-            worst = (rel, name.clone());
+            worst = (rel, (*name).clone());
         }
     }
     Ok(worst)

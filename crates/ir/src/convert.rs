@@ -116,44 +116,72 @@ fn f32_bytes_to_f16(src: &[u8], clamp: bool) -> (Vec<u8>, ConversionStats) {
     let n = src.len() / 4;
     let mut out = vec![0u8; n * 2];
     let mut stats = ConversionStats::default();
-    let mut values = [0f32; CHUNK];
+    let mut copied = [0f32; CHUNK];
     let mut halves = [f16::ZERO; CHUNK];
     for (chunk, dst) in src.chunks(4 * CHUNK).zip(out.chunks_mut(2 * CHUNK)) {
         let m = chunk.len() / 4;
-        for (v, b) in values[..m].iter_mut().zip(chunk.chunks_exact(4)) {
-            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        let mut max_abs = 0f32;
-        let mut beyond = 0usize;
-        for v in &values[..m] {
-            let a = v.abs();
-            // NaN compares false: neither counted as beyond nor as the maximum.
-            if a.is_finite() {
-                max_abs = max_abs.max(a);
-                beyond += usize::from(a > F16_MAX);
-            }
-        }
-        stats.max_abs = stats.max_abs.max(max_abs);
-        stats.overflow += beyond;
-        stats.non_finite += values[..m].iter().filter(|v| !v.is_finite()).count();
-        if clamp && beyond > 0 {
-            for v in &mut values[..m] {
-                if v.is_finite() && v.abs() > F16_MAX {
-                    *v = F16_MAX.copysign(*v);
+        // Little-endian and aligned (torch and safetensors align tensor data): read in place.
+        let direct = cfg!(target_endian = "little")
+            .then(|| bytemuck::try_cast_slice::<u8, f32>(&chunk[..4 * m]).ok())
+            .flatten();
+        let values: &[f32] = match direct {
+            Some(v) => v,
+            None => {
+                for (v, b) in copied[..m].iter_mut().zip(chunk.chunks_exact(4)) {
+                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 }
+                &copied[..m]
             }
+        };
+        // One branch-free pass over the bits (it vectorizes): for finite floats the order of
+        // |x| is the order of its bits without the sign; NaN and ±∞ have all exponent bits set.
+        const EXPONENT: u32 = 0x7f80_0000;
+        let f16_max = F16_MAX.to_bits();
+        let (mut max_bits, mut beyond, mut non_finite) = (0u32, 0u32, 0u32);
+        for bits in bytemuck::cast_slice::<f32, u32>(values) {
+            let a = bits & 0x7fff_ffff;
+            let finite = a < EXPONENT;
+            max_bits = max_bits.max(if finite { a } else { 0 });
+            beyond += u32::from(finite & (a > f16_max));
+            non_finite += u32::from(!finite);
         }
-        halves[..m].convert_from_f32_slice(&values[..m]);
-        for ((v, h), d) in values[..m]
+        let (beyond, non_finite) = (beyond as usize, non_finite as usize);
+        stats.max_abs = stats.max_abs.max(f32::from_bits(max_bits));
+        stats.overflow += beyond;
+        stats.non_finite += non_finite;
+        if clamp && beyond > 0 {
+            let clamped: Vec<f32> = values
+                .iter()
+                .map(|&v| {
+                    if v.is_finite() && v.abs() > F16_MAX {
+                        F16_MAX.copysign(v)
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            halves[..m].convert_from_f32_slice(&clamped);
+        } else {
+            halves[..m].convert_from_f32_slice(values);
+        }
+        let (mut flushed, mut subnormal) = (0u32, 0u32);
+        for (v, h) in bytemuck::cast_slice::<f32, u32>(values)
             .iter()
             .zip(&halves[..m])
-            .zip(dst.chunks_exact_mut(2))
         {
-            let bits = h.to_bits();
-            d.copy_from_slice(&bits.to_le_bytes());
-            let magnitude = bits & 0x7fff;
-            stats.flushed_to_zero += usize::from(magnitude == 0 && *v != 0.0);
-            stats.subnormal += usize::from(magnitude != 0 && magnitude < 0x0400);
+            let magnitude = h.to_bits() & 0x7fff;
+            flushed += u32::from((magnitude == 0) & (v & 0x7fff_ffff != 0));
+            subnormal += u32::from((magnitude != 0) & (magnitude < 0x0400));
+        }
+        stats.flushed_to_zero += flushed as usize;
+        stats.subnormal += subnormal as usize;
+        let bytes: &[u8] = bytemuck::cast_slice(&halves[..m]);
+        if cfg!(target_endian = "little") {
+            dst.copy_from_slice(bytes);
+        } else {
+            for (d, h) in dst.chunks_exact_mut(2).zip(&halves[..m]) {
+                d.copy_from_slice(&h.to_bits().to_le_bytes());
+            }
         }
     }
     (out, stats)

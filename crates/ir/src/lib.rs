@@ -22,4 +22,4 @@ pub use op::{Activation, BatchNorm, Conv2d, Dense, Input, Normalize, Op, ParamRe
 pub use padding::{Padding, ResolvedPadding};
 pub use shape::{Shapes, TensorShape};
 pub use tag::{Role, Tag};
-pub use tensor::{Bytes, Tensor};
+pub use tensor::{Bytes, Storage, Tensor};

@@ -5,22 +5,57 @@ use half::{bf16, f16};
 
 use crate::{DType, IrError};
 
+/// Memory tensor bytes live in: a `Vec<u8>` or a read-only memory map of a file.
+pub trait Storage: AsRef<[u8]> + Send + Sync {
+    /// A hint that `start..start + len` will not be read again soon. A memory map drops those
+    /// pages from the process (the file still holds them); owned memory ignores it.
+    fn release(&self, _start: usize, _len: usize) {}
+
+    /// A hint that `start..start + len` is about to be read (a memory map starts reading
+    /// those pages in).
+    fn prefetch(&self, _start: usize, _len: usize) {}
+}
+
+impl Storage for Vec<u8> {}
+
+impl Storage for memmap2::Mmap {
+    fn prefetch(&self, start: usize, len: usize) {
+        const PAGE: usize = 4096;
+        let begin = start / PAGE * PAGE;
+        let end = start.saturating_add(len).min(self.len());
+        if end > begin {
+            let _ = self.advise_range(memmap2::Advice::WillNeed, begin, end - begin);
+        }
+    }
+
+    fn release(&self, start: usize, len: usize) {
+        const PAGE: usize = 4096;
+        let begin = start / PAGE * PAGE;
+        let end = start.saturating_add(len).min(self.len());
+        if end <= begin {
+            return;
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: the map is read-only and file-backed, so dropped pages are read back from
+        // the file on the next access: no data is lost, whoever else reads them.
+        let _ = unsafe {
+            self.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, begin, end - begin)
+        };
+    }
+}
+
 /// A read-only byte range over shared storage: a `Vec<u8>`, a memory map, anything that derefs
 /// to bytes. Cloning shares the storage; nothing is copied.
 #[derive(Clone)]
 pub struct Bytes {
-    storage: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    storage: Arc<dyn Storage>,
     start: usize,
     len: usize,
 }
 
 impl Bytes {
     /// A range of `storage`. Fails when the range does not lie inside it.
-    pub fn new(
-        storage: Arc<dyn AsRef<[u8]> + Send + Sync>,
-        start: usize,
-        len: usize,
-    ) -> Result<Self, IrError> {
+    pub fn new(storage: Arc<dyn Storage>, start: usize, len: usize) -> Result<Self, IrError> {
         let total = (*storage).as_ref().len();
         let end = start.checked_add(len).ok_or(IrError::ByteRange {
             start,
@@ -39,6 +74,16 @@ impl Bytes {
             start,
             len,
         })
+    }
+
+    /// Hints that these bytes are about to be read (see [`Storage::prefetch`]).
+    pub fn prefetch(&self) {
+        self.storage.prefetch(self.start, self.len);
+    }
+
+    /// Hints that these bytes will not be read again soon (see [`Storage::release`]).
+    pub fn release(&self) {
+        self.storage.release(self.start, self.len);
     }
 
     /// Owns `bytes` outright.
@@ -252,7 +297,7 @@ mod tests {
 
     #[test]
     fn bytes_reject_ranges_outside_storage() {
-        let storage: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(vec![0u8; 8]);
+        let storage: Arc<dyn Storage> = Arc::new(vec![0u8; 8]);
         assert!(Bytes::new(storage.clone(), 4, 4).is_ok());
         assert!(matches!(
             Bytes::new(storage.clone(), 5, 4),

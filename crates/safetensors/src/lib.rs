@@ -116,6 +116,130 @@ pub fn write(
     })
 }
 
+/// A safetensors file written tensor by tensor: the header first (every name, dtype and shape
+/// is known before any data), then each tensor's bytes in that order as they are produced, so
+/// a conversion never holds more than the tensors it is working on.
+pub struct StreamWriter {
+    path: PathBuf,
+    file: std::io::BufWriter<File>,
+    /// `(name, bytes)` of the tensors still to come, in order.
+    expected: std::collections::VecDeque<(String, usize)>,
+}
+
+/// The safetensors name of a dtype.
+fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "F32",
+        DType::F16 => "F16",
+        DType::BF16 => "BF16",
+        DType::F64 => "F64",
+        DType::I64 => "I64",
+    }
+}
+
+impl StreamWriter {
+    /// Creates `path` and writes the header for `layout` (`name, dtype, shape`, in the order
+    /// the tensors will be written).
+    pub fn create(
+        path: &Path,
+        layout: &[(String, DType, Vec<usize>)],
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, WriteError> {
+        use std::io::Write;
+        let fail = |message: String| WriteError::Serialize {
+            path: path.to_owned(),
+            message,
+        };
+        let mut header = serde_json::Map::new();
+        if !metadata.is_empty() {
+            header.insert(
+                "__metadata__".into(),
+                serde_json::Value::Object(
+                    metadata
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect(),
+                ),
+            );
+        }
+        let mut offset = 0usize;
+        let mut expected = std::collections::VecDeque::with_capacity(layout.len());
+        for (name, dtype, shape) in layout {
+            let bytes = shape
+                .iter()
+                .try_fold(dtype.size(), |a, &d| a.checked_mul(d))
+                .ok_or_else(|| fail(format!("tensor `{name}` is too large")))?;
+            let end = offset + bytes;
+            if header
+                .insert(
+                    name.clone(),
+                    serde_json::json!({
+                        "dtype": dtype_name(*dtype),
+                        "shape": shape,
+                        "data_offsets": [offset, end],
+                    }),
+                )
+                .is_some()
+            {
+                return Err(fail(format!("tensor `{name}` appears twice")));
+            }
+            expected.push_back((name.clone(), bytes));
+            offset = end;
+        }
+        let mut json = serde_json::to_vec(&header).map_err(|e| fail(e.to_string()))?;
+        json.resize(json.len().next_multiple_of(8), b' ');
+        let file = File::create(path).map_err(|e| fail(e.to_string()))?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+        file.write_all(&(json.len() as u64).to_le_bytes())
+            .and_then(|()| file.write_all(&json))
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(StreamWriter {
+            path: path.to_owned(),
+            file,
+            expected,
+        })
+    }
+
+    /// Writes the next tensor's bytes (little-endian); `name` and length must be the next of
+    /// the layout.
+    pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<(), WriteError> {
+        use std::io::Write;
+        let fail = |message: String| WriteError::Serialize {
+            path: self.path.clone(),
+            message,
+        };
+        match self.expected.pop_front() {
+            Some((next, len)) if next == name && len == bytes.len() => {}
+            Some((next, len)) => {
+                return Err(fail(format!(
+                    "`{name}` ({} bytes) written where `{next}` ({len} bytes) was due",
+                    bytes.len()
+                )));
+            }
+            None => return Err(fail(format!("`{name}` written after the last tensor"))),
+        }
+        self.file.write_all(bytes).map_err(|e| fail(e.to_string()))
+    }
+
+    /// Flushes the file; every tensor of the layout must have been written. (No fsync, as
+    /// `cp`, `torch.save` and `safetensors` do not: callers rename a complete file into
+    /// place, which a killed process cannot leave half-done.)
+    pub fn finish(self) -> Result<(), WriteError> {
+        let path = self.path.clone();
+        let fail = |message: String| WriteError::Serialize {
+            path: path.clone(),
+            message,
+        };
+        if let Some((next, _)) = self.expected.front() {
+            return Err(fail(format!(
+                "`{next}` and later tensors were never written"
+            )));
+        }
+        self.file.into_inner().map_err(|e| fail(e.to_string()))?;
+        Ok(())
+    }
+}
+
 /// Whether the first bytes look like a safetensors header: a plausible length followed by `{`.
 pub fn sniff(head: &[u8]) -> bool {
     head.len() >= 9
@@ -178,7 +302,7 @@ pub fn read(path: &Path) -> Result<SafetensorsFile, SafetensorsError> {
             }
         };
         let (begin, end) = info.data_offsets;
-        let storage: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
+        let storage: Arc<dyn effnet_ir::Storage> = map.clone();
         let bytes = Bytes::new(storage, data_start + begin, end - begin)
             .map_err(|e| format(format!("tensor `{name}`: {e}")))?;
         let tensor = Tensor::with_data(dtype, info.shape.clone(), bytes)

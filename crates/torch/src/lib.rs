@@ -398,7 +398,7 @@ fn read_zip(path: &Path, map: &Arc<Mmap>) -> Result<Parsed, TorchError> {
             )
         };
         let bytes = if stored {
-            let storage: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
+            let storage: Arc<dyn effnet_ir::Storage> = map.clone();
             Bytes::new(
                 storage,
                 usize::try_from(start).unwrap_or(usize::MAX),
@@ -518,7 +518,7 @@ fn read_legacy(path: &Path, map: &Arc<Mmap>) -> Result<Parsed, TorchError> {
                     "storage `{key}` ({numel} elements) extends beyond the end of the file"
                 ))
             })?;
-        let storage: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
+        let storage: Arc<dyn effnet_ir::Storage> = map.clone();
         let bytes = Bytes::new(storage, pos + 8, len).map_err(|e| read_err(e.to_string()))?;
         storages.insert(key, bytes);
         pos += 8 + len;
