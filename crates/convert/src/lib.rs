@@ -420,12 +420,17 @@ pub fn to_onnx(
     let graph = proto.graph.as_ref().expect("built with a graph");
     let (nodes, initializers) = (graph.node.len(), graph.initializer.len());
     let output_name = graph.output[0].name.clone().unwrap_or_default();
-    let bytes = effnet_onnx::encode(&proto);
+    let mut bytes = 0u64;
     write_atomic(out, options.force, |tmp| {
-        std::fs::write(tmp, &bytes).map_err(|reason| ConvertError::Io {
+        let io = |reason| ConvertError::Io {
             path: out.to_owned(),
             reason,
-        })
+        };
+        let file = std::fs::File::create(tmp).map_err(io)?;
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        bytes = effnet_onnx::write(&proto, &mut writer).map_err(io)?;
+        writer.into_inner().map_err(|e| io(e.into_error()))?;
+        Ok(())
     })?;
     if options.verify {
         let fail = |message: String| ConvertError::Verify {
@@ -444,7 +449,7 @@ pub fn to_onnx(
         output: out.to_owned(),
         nodes,
         initializers,
-        bytes: bytes.len(),
+        bytes: bytes as usize,
         resolution,
         output_name,
         verified: options.verify,

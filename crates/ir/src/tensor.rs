@@ -260,26 +260,60 @@ impl Tensor {
             .as_slice();
         let size = self.dtype.size();
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
-        // Row-major strides of the source, in elements, taken in the result's axis order.
+        // Row-major strides of the source, in elements, taken in the result's axis order;
+        // axes of length 1 move nothing and are left out.
         let mut strides = vec![1usize; rank];
         for axis in (0..rank.saturating_sub(1)).rev() {
             strides[axis] = strides[axis + 1] * self.shape[axis + 1];
         }
-        let strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
-        let mut out = Vec::with_capacity(src.len());
-        let mut index = vec![0usize; rank];
-        for _ in 0..self.numel {
-            let at: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
-            out.extend_from_slice(&src[at * size..(at + 1) * size]);
-            for axis in (0..rank).rev() {
-                index[axis] += 1;
-                if index[axis] < shape[axis] {
-                    break;
-                }
-                index[axis] = 0;
-            }
+        let axes: Vec<(usize, usize)> = perm
+            .iter()
+            .map(|&p| (self.shape[p], strides[p]))
+            .filter(|&(len, _)| len != 1)
+            .collect();
+        let mut out = vec![0u8; src.len()];
+        if self.numel > 0 {
+            permute_into(&mut out, src, &axes, size);
         }
         Tensor::with_data(self.dtype, shape, Bytes::from_vec(out))
+    }
+}
+
+/// Writes `src` gathered along `axes` (`(length, source stride)` in the result's order) into
+/// `out`, a row of the last axis at a time.
+fn permute_into(out: &mut [u8], src: &[u8], axes: &[(usize, usize)], size: usize) {
+    let Some((&(inner, inner_stride), outer_axes)) = axes.split_last() else {
+        out.copy_from_slice(src);
+        return;
+    };
+    let row = inner * size;
+    let mut index = vec![0usize; outer_axes.len()];
+    for dst in out.chunks_exact_mut(row) {
+        let base: usize = index
+            .iter()
+            .zip(outer_axes)
+            .map(|(i, (_, stride))| i * stride)
+            .sum();
+        if inner_stride == 1 {
+            dst.copy_from_slice(&src[base * size..base * size + row]);
+        } else if size == 4 {
+            for (k, d) in dst.chunks_exact_mut(4).enumerate() {
+                let at = (base + k * inner_stride) * 4;
+                d.copy_from_slice(&src[at..at + 4]);
+            }
+        } else {
+            for (k, d) in dst.chunks_exact_mut(size).enumerate() {
+                let at = (base + k * inner_stride) * size;
+                d.copy_from_slice(&src[at..at + size]);
+            }
+        }
+        for axis in (0..index.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < outer_axes[axis].0 {
+                break;
+            }
+            index[axis] = 0;
+        }
     }
 }
 

@@ -125,10 +125,18 @@ pub fn import_with(
     let parsed = parse_all(scheme, &names);
     let mut report = ImportReport::default();
     let mut owned = Vec::new();
-    for ((name, tensor), key) in checkpoint.tensors.iter().zip(&parsed) {
-        match key {
-            Some(k) => owned.push((*k, name.as_str(), canonical(scheme, k, tensor)?)),
-            None => report.unused.push(name.clone()),
+    // TF layouts are permuted on every core.
+    use rayon::prelude::*;
+    let moved: Vec<Option<Result<effnet_ir::Tensor, NamingError>>> = checkpoint
+        .tensors
+        .par_iter()
+        .zip(&parsed)
+        .map(|((_, tensor), key)| key.as_ref().map(|k| canonical(scheme, k, tensor)))
+        .collect();
+    for (((name, _), key), tensor) in checkpoint.tensors.iter().zip(&parsed).zip(moved) {
+        match (key, tensor) {
+            (Some(k), Some(t)) => owned.push((*k, name.as_str(), t?)),
+            _ => report.unused.push(name.clone()),
         }
     }
     let keys: Vec<(ParsedKey, &str, &effnet_ir::Tensor)> =

@@ -595,3 +595,45 @@ pub fn decode(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
 pub fn encode(model: &ModelProto) -> Vec<u8> {
     model.encode_to_vec()
 }
+
+/// Writes the model's protobuf to `out` without a second copy of the weights: everything but
+/// the initializers' `raw_data` is encoded by prost in small pieces; the weight bytes go
+/// straight from the model to `out`. Fields are written in another order than [`encode`]'s,
+/// which protobuf readers accept; the message decodes to the same model. Returns the bytes
+/// written.
+pub fn write(model: &ModelProto, out: &mut impl std::io::Write) -> std::io::Result<u64> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut written = 0u64;
+    let mut put = |out: &mut dyn std::io::Write, bytes: &[u8]| -> std::io::Result<()> {
+        written += bytes.len() as u64;
+        out.write_all(bytes)
+    };
+    put(out, &model.clone_without_graph().encode_to_vec())?;
+    if let Some(graph) = &model.graph {
+        let mut frame = Vec::new();
+        encode_key(7, WireType::LengthDelimited, &mut frame);
+        encode_varint(graph.encoded_len() as u64, &mut frame);
+        graph
+            .clone_without_initializers()
+            .encode(&mut frame)
+            .map_err(std::io::Error::other)?;
+        put(out, &frame)?;
+        for tensor in &graph.initializer {
+            let raw = tensor.raw_data.as_deref();
+            let bare = tensor.clone_without_data();
+            let mut frame = Vec::new();
+            encode_key(5, WireType::LengthDelimited, &mut frame);
+            encode_varint(tensor.encoded_len() as u64, &mut frame);
+            bare.encode(&mut frame).map_err(std::io::Error::other)?;
+            if let Some(raw) = raw {
+                encode_key(9, WireType::LengthDelimited, &mut frame);
+                encode_varint(raw.len() as u64, &mut frame);
+            }
+            put(out, &frame)?;
+            if let Some(raw) = raw {
+                put(out, raw)?;
+            }
+        }
+    }
+    Ok(written)
+}

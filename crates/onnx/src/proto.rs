@@ -157,3 +157,44 @@ pub enum DimensionValue {
     #[prost(string, tag = "2")]
     DimParam(String),
 }
+
+impl ModelProto {
+    /// A copy of everything but the graph.
+    pub fn clone_without_graph(&self) -> ModelProto {
+        ModelProto {
+            ir_version: self.ir_version,
+            opset_import: self.opset_import.clone(),
+            producer_name: self.producer_name.clone(),
+            producer_version: self.producer_version.clone(),
+            doc_string: self.doc_string.clone(),
+            graph: None,
+            metadata_props: self.metadata_props.clone(),
+        }
+    }
+}
+
+impl GraphProto {
+    /// A copy of everything but the initializers.
+    pub fn clone_without_initializers(&self) -> GraphProto {
+        GraphProto {
+            node: self.node.clone(),
+            name: self.name.clone(),
+            initializer: Vec::new(),
+            doc_string: self.doc_string.clone(),
+            input: self.input.clone(),
+            output: self.output.clone(),
+        }
+    }
+}
+
+impl TensorProto {
+    /// A copy of everything but the data.
+    pub fn clone_without_data(&self) -> TensorProto {
+        TensorProto {
+            dims: self.dims.clone(),
+            data_type: self.data_type,
+            name: self.name.clone(),
+            raw_data: None,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! In-process benchmarks (criterion) of the pieces a command is made of: the spec graph and
+//! its cost report, the f32 → f16 conversion, and — over the full-size files of
+//! `just fixtures-full` (skipped with a note when absent) — opening each container, exporting
+//! to safetensors and building the ONNX model. Run with `cargo bench --bench pipeline`.
+
+// `criterion_group!` defines an undocumented public function.
+#![allow(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use effnet_cost::{CostOptions, ModelInfo, analyze};
+use effnet_import::{ImportOptions, open};
+use effnet_ir::{DType, Tensor};
+use effnet_spec::{ModelSpec, Scheme, Variant, build_graph};
+
+fn full(name: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/fixtures-full")
+        .join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} is missing (just fixtures-full)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn spec_and_cost(c: &mut Criterion) {
+    let spec = ModelSpec::variant(Variant::B7);
+    let semantics = Scheme::Torchvision.semantics(Some(Variant::B7));
+    c.bench_function("spec graph b7", |b| {
+        b.iter(|| build_graph(&spec.architecture(), &semantics).unwrap())
+    });
+    let graph = build_graph(&spec.architecture(), &semantics).unwrap();
+    c.bench_function("cost analysis b7", |b| {
+        b.iter(|| {
+            let info = ModelInfo {
+                variant: Some("b7".into()),
+                width: Some(spec.width),
+                depth: Some(spec.depth),
+                resolution: spec.resolution,
+                naming: None,
+                source: "spec".into(),
+            };
+            analyze(&graph, info, &CostOptions::default()).unwrap()
+        })
+    });
+}
+
+fn f16_conversion(c: &mut Criterion) {
+    // 16 M values (64 MiB), as many as B7's largest stages together.
+    let values: Vec<f32> = (0..16 << 20).map(|i| (i as f32 * 1e-3).sin()).collect();
+    let tensor = Tensor::from_f32(vec![values.len()], &values).unwrap();
+    let mut group = c.benchmark_group("f32 to f16");
+    group.throughput(criterion::Throughput::Bytes((values.len() * 4) as u64));
+    group.bench_function("64 MiB", |b| {
+        b.iter(|| tensor.to_dtype(DType::F16, false).unwrap())
+    });
+    group.finish();
+}
+
+fn open_containers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("open");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    for name in [
+        "torchvision-b0.pth",
+        "torchvision-b7.pth",
+        "timm-b7.safetensors",
+        "lukemelas-b7.pth",
+        "keras-b7.h5",
+        "keras-b7-ckpt",
+        "tf-official-b7",
+        "keras3-b7.keras",
+    ] {
+        let Some(path) = full(name) else { continue };
+        group.bench_function(name, |b| {
+            b.iter(|| open(&path, &ImportOptions::default()).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn exports(c: &mut Criterion) {
+    let Some(path) = full("torchvision-b7.pth") else {
+        return;
+    };
+    let model = open(&path, &ImportOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("export b7");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("f16 safetensors", |b| {
+        let out = dir.path().join("b7.safetensors");
+        let options = effnet_convert::SafetensorsOptions {
+            naming: None,
+            dtype: DType::F16,
+            keep_bn_f32: false,
+            clamp: false,
+            allow_padding_change: false,
+            force: true,
+            verify: false,
+        };
+        b.iter(|| effnet_convert::to_safetensors(&model, &out, &options, &mut |_, _| {}).unwrap())
+    });
+    group.bench_function("onnx model (in memory)", |b| {
+        let options = effnet_onnx::OnnxOptions {
+            opset: 17,
+            resolution: Some([600, 600]),
+            logits: false,
+            no_preprocessing: false,
+            doc: String::new(),
+            metadata: Vec::new(),
+            fold_bn: false,
+            nhwc: false,
+            half: false,
+        };
+        b.iter(|| effnet_onnx::build(&model.imported.graph, &options).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    spec_and_cost,
+    f16_conversion,
+    open_containers,
+    exports
+);
+criterion_main!(benches);
