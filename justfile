@@ -22,6 +22,17 @@ snapshots:
 bench:
     benches/cli.sh
 
+# In-process timings (criterion) of the pieces; full-size parts need `just fixtures-full fixtures-full-tf`.
+bench-pieces:
+    cargo bench --locked --bench pipeline
+
+# effnet against the Python pipelines it replaces, same run, ratios printed (needs the full-size
+# fixtures; installs the peers into the fixture venvs).
+bench-peers: fixtures-env fixtures-env-tf
+    {{venv}}/bin/pip install -q -r benches/requirements-torch.txt
+    {{venv-tf}}/bin/pip install -q -r benches/requirements-tf.txt
+    benches/peers.sh
+
 # The Python environment of the fixture generators (pinned versions).
 venv := ".venv-fixtures"
 
@@ -42,10 +53,15 @@ fixtures: fixtures-env fixtures-env-tf
     {{venv}}/bin/python fixtures/generate/torch_fixtures.py fixtures/torch
     {{venv}}/bin/python fixtures/generate/hostile_fixtures.py fixtures/hostile
     {{venv}}/bin/python fixtures/generate/audit_fixtures.py fixtures/audit
+    {{venv-tf}}/bin/python fixtures/generate/hostile_tf_fixtures.py fixtures/hostile fixtures/tf fixtures/keras
 
 # Full-size B0–B7 files for the opt-in tier (not committed).
 fixtures-full: fixtures-env
     {{venv}}/bin/python fixtures/generate/full_fixtures.py target/fixtures-full
+
+# Full-size Keras/TensorFlow files for the opt-in tier (not committed).
+fixtures-full-tf: fixtures-env-tf
+    {{venv-tf}}/bin/python fixtures/generate/full_tf_fixtures.py target/fixtures-full
 
 # The opt-in tier over target/fixtures-full.
 test-full:
@@ -59,6 +75,15 @@ check-torch: fixtures-env
 
 # Seed the fuzz corpora from the fixtures (fuzz/README.md).
 fuzz-seeds:
-    mkdir -p fuzz/corpus/pickle fuzz/corpus/open
+    mkdir -p fuzz/corpus/pickle fuzz/corpus/open fuzz/corpus/safetensors fuzz/corpus/hdf5 fuzz/corpus/tf_index fuzz/corpus/saved_model fuzz/corpus/keras_config
     cp fixtures/torch/*-tiny.pth fixtures/torch/*-tiny.safetensors fixtures/torch/*.pt fixtures/keras/*.h5 fixtures/keras/*.keras fuzz/corpus/open/
+    cp fixtures/torch/*.safetensors fixtures/hostile/*.safetensors fuzz/corpus/safetensors/
+    cp fixtures/keras/*.h5 fixtures/tf/*.h5 fixtures/hostile/*.h5 fuzz/corpus/hdf5/
+    for f in fixtures/tf/*/*.index fixtures/hostile/*.index; do cp "$f" "fuzz/corpus/tf_index/$(echo "$f" | tr / _)"; done
+    for f in fixtures/tf/*/saved_model.pb; do cp "$f" "fuzz/corpus/saved_model/$(echo "$f" | tr / _)"; done
+    python3 -c "import zipfile;open('fuzz/corpus/keras_config/keras3-tiny.json','wb').write(zipfile.ZipFile('fixtures/keras/keras3-tiny.keras').read('config.json'))"
     python3 -c "import zipfile,glob,os;[open('fuzz/corpus/pickle/'+os.path.basename(f)+'.pkl','wb').write(zipfile.ZipFile(f).read([n for n in zipfile.ZipFile(f).namelist() if n.endswith('data.pkl')][0])) for f in glob.glob('fixtures/torch/*.pth')+glob.glob('fixtures/torch/*.pt') if zipfile.is_zipfile(f)]"
+
+# Run one fuzz target for SECONDS (cargo-fuzz; not in CI). Files go through /dev/shm.
+fuzz target seconds="300":
+    cd fuzz && RUSTC_BOOTSTRAP=1 TMPDIR=/dev/shm cargo fuzz run {{target}} corpus/{{target}} -- -max_total_time={{seconds}} -detect_leaks=0 -max_len=1048576

@@ -1054,3 +1054,128 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
         .clone();
     assert!(!String::from_utf8_lossy(&piped.stdout).contains('\x1b'));
 }
+
+/// A file's bytes and modification time.
+fn snapshot_of(path: &std::path::Path) -> (Vec<u8>, std::time::SystemTime) {
+    (
+        std::fs::read(path).unwrap(),
+        std::fs::metadata(path).unwrap().modified().unwrap(),
+    )
+}
+
+#[test]
+fn the_input_is_never_written_and_never_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("model.pth");
+    std::fs::copy(fixture("timm-tiny.pth"), &input).unwrap();
+    let before = snapshot_of(&input);
+    let out = dir.path().join("model.safetensors");
+    effnet()
+        .args([
+            "convert",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .code(0);
+    for args in [vec!["inspect"], vec!["cost", "--resolution", "64"], vec!["audit"]] {
+        effnet()
+            .args(&args)
+            .arg(&input)
+            .assert()
+            .success();
+    }
+    assert_eq!(snapshot_of(&input), before);
+    // The output may not be the input, not even with --force (also through another path).
+    let other_path = dir.path().join(".").join("model.pth");
+    for target in [&input, &other_path] {
+        let stderr = effnet()
+            .args([
+                "convert",
+                input.to_str().unwrap(),
+                "-o",
+                target.to_str().unwrap(),
+                "--to",
+                "safetensors",
+                "--force",
+            ])
+            .assert()
+            .code(2)
+            .get_output()
+            .stderr
+            .clone();
+        assert!(
+            String::from_utf8_lossy(&stderr).contains("is the input"),
+            "{}",
+            String::from_utf8_lossy(&stderr)
+        );
+    }
+    // Nor a file of an input checkpoint.
+    let ckpt = dir.path().join("ckpt");
+    std::fs::create_dir(&ckpt).unwrap();
+    for entry in std::fs::read_dir("fixtures/tf/keras-tiny-ckpt").unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), ckpt.join(entry.file_name())).unwrap();
+    }
+    let index = ckpt.join("ckpt.index");
+    let before = snapshot_of(&index);
+    effnet()
+        .args([
+            "convert",
+            ckpt.to_str().unwrap(),
+            "-o",
+            index.to_str().unwrap(),
+            "--to",
+            "onnx",
+            "--force",
+        ])
+        .assert()
+        .code(2);
+    assert_eq!(snapshot_of(&index), before);
+    assert_eq!(
+        snapshot_of(&input).0,
+        std::fs::read(fixture("timm-tiny.pth")).unwrap()
+    );
+}
+
+/// A write that fails midway (the file-size limit standing in for a full disk) or a process
+/// killed midway (SIGXFSZ at the same limit) leaves an existing output as it was.
+#[cfg(unix)]
+#[test]
+fn a_failed_or_killed_write_keeps_the_old_output() {
+    let bin = assert_cmd::cargo::cargo_bin("effnet");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    std::fs::write(&out, b"the old output").unwrap();
+    for (label, ignore_signal) in [("full disk", true), ("killed", false)] {
+        let script = format!(
+            "{} ulimit -f 64; exec \"$0\" convert \"$1\" -o \"$2\" --force",
+            if ignore_signal { "trap '' XFSZ;" } else { "" }
+        );
+        let status = StdCommand::new("sh")
+            .args(["-c", &script])
+            .arg(&bin)
+            .arg(fixture("timm-tiny.pth"))
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "{label}: the write did not fail");
+        if ignore_signal {
+            assert_eq!(status.code(), Some(2), "{label}");
+        } else {
+            assert_eq!(status.code(), None, "{label}: not killed by a signal");
+        }
+        assert_eq!(std::fs::read(&out).unwrap(), b"the old output", "{label}");
+        if ignore_signal {
+            // A failed write removes its temporary file (a killed one cannot).
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, ["out.safetensors"], "{label}");
+        }
+    }
+}

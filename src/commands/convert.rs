@@ -23,6 +23,13 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             ),
         },
     };
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
+    if same(&args.input, &args.output) {
+        bail!(
+            "{}: is the input; write the conversion to another file",
+            args.output.display()
+        );
+    }
     if args.output.exists() && !args.force {
         bail!(
             "{}: already exists (pass --force to overwrite)",

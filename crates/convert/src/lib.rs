@@ -89,6 +89,12 @@ pub enum ConvertError {
         /// The output.
         path: PathBuf,
     },
+    /// The output is the input (or one of its files).
+    #[error("{}: is the input; write the conversion to another file", path.display())]
+    SameAsInput {
+        /// The output.
+        path: PathBuf,
+    },
     /// Writing or renaming the output failed.
     #[error("{}: {reason}", path.display())]
     Io {
@@ -131,6 +137,7 @@ pub fn to_safetensors(
     if !matches!(options.dtype, DType::F32 | DType::F16 | DType::BF16) {
         return Err(ConvertError::Dtype);
     }
+    refuse_input(model, out)?;
     let naming = options.naming.unwrap_or(match model.naming {
         Scheme::Keras | Scheme::TfOfficial => Scheme::TimmTf,
         other => other,
@@ -302,6 +309,50 @@ pub fn to_safetensors(
     })
 }
 
+/// Refuses an output that is the input file, a file inside the input folder (a checkpoint or
+/// SavedModel directory) or a file of the input checkpoint, even with `force`.
+fn refuse_input(model: &Model, out: &Path) -> Result<(), ConvertError> {
+    let parent = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let (Ok(dir), Some(name)) = (std::fs::canonicalize(parent), out.file_name()) else {
+        return Ok(());
+    };
+    let target = dir.join(name);
+    let input = std::fs::canonicalize(&model.path).ok();
+    let inside = input
+        .as_ref()
+        .is_some_and(|i| target == *i || (i.is_dir() && target.starts_with(i)));
+    // A checkpoint's files: `prefix.index`, `prefix.data-*`.
+    let of_checkpoint = model.metadata.get("tf.prefix").is_some_and(|prefix| {
+        let prefix = Path::new(prefix);
+        let stem = prefix.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let same_dir = prefix
+            .parent()
+            .and_then(|d| {
+                std::fs::canonicalize(if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                })
+                .ok()
+            })
+            .is_some_and(|d| d == dir);
+        same_dir
+            && name.to_str().is_some_and(|n| {
+                n.strip_prefix(stem)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
+    });
+    if inside || of_checkpoint {
+        return Err(ConvertError::SameAsInput {
+            path: out.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Writes `out` through a temporary file in the same folder, renamed into place only when
 /// complete; an existing `out` is kept unless `force`, and a failed write leaves nothing.
 pub fn write_atomic(
@@ -385,6 +436,7 @@ pub fn to_onnx(
     out: &Path,
     options: &OnnxConvertOptions,
 ) -> Result<OnnxReport, ConvertError> {
+    refuse_input(model, out)?;
     let imported = &model.imported;
     let resolution = if options.dynamic_size {
         None

@@ -90,8 +90,20 @@ fn every_checkpoint_imports_as_the_tiny_model() {
             "{name}: {:?}",
             imported.report
         );
-        let (trainable, _) = imported.graph.param_counts();
+        let (trainable, non_trainable) = imported.graph.param_counts();
         assert_eq!(trainable, doc["params"].as_u64().unwrap(), "{name}");
+        // Keras counts the BatchNorm statistics and the Normalization's mean, variance and
+        // count (3 + 3 + 1); the official graph has no Normalization layer.
+        let bn_channels: u64 = imported
+            .graph
+            .nodes()
+            .filter_map(|(_, n)| match &n.op {
+                effnet_ir::Op::BatchNorm(b) => Some(b.channels as u64),
+                _ => None,
+            })
+            .sum();
+        let normalization = if scheme == Scheme::Keras { 7 } else { 0 };
+        assert_eq!(non_trainable, 2 * bn_channels + normalization, "{name}");
         let (spec, exact) = effnet_spec::closest_spec(&imported.architecture);
         assert!(exact, "{name}");
         let report =

@@ -279,7 +279,12 @@ pub fn is_keras_zip(path: &Path) -> bool {
         .file_names()
         .filter_map(|n| n.ok().map(|n| n.into_owned()))
         .collect();
-    names.iter().any(|n| n == "config.json") && names.iter().any(|n| n == "model.weights.h5")
+    // `metadata.json` beside `config.json` marks a `.keras` file even when its weights are
+    // missing (which `read_keras3` then reports).
+    names.iter().any(|n| n == "config.json")
+        && names
+            .iter()
+            .any(|n| n == "model.weights.h5" || n == "metadata.json")
 }
 
 /// Keras' `to_snake_case` of a class name (`DepthwiseConv2D` → `depthwise_conv2d`).

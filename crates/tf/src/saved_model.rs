@@ -682,6 +682,22 @@ fn walk(
     Ok(())
 }
 
+/// What the serving function of a `saved_model.pb` (its bytes) computes; `Ok(None)` for a
+/// SavedModel without an object graph (TF1). Errors are messages about the protobuf.
+pub fn serving_facts(saved_model_pb: &[u8]) -> Result<Option<FunctionFacts>, String> {
+    let proto = SavedModelProto::decode(saved_model_pb)
+        .map_err(|e| format!("not a SavedModel protobuf: {e}"))?;
+    let Some(meta) = proto
+        .meta_graphs
+        .iter()
+        .find(|m| m.object_graph_def.is_some())
+    else {
+        return Ok(None);
+    };
+    let saved = meta.object_graph_def.as_ref().expect("found with one");
+    function_facts(meta, saved).map(Some)
+}
+
 /// The bundle key of every variable node of `saved`: both graphs walked from their roots
 /// together, following children with the same local name.
 fn variable_keys(
