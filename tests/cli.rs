@@ -1079,12 +1079,12 @@ fn the_input_is_never_written_and_never_the_output() {
         ])
         .assert()
         .code(0);
-    for args in [vec!["inspect"], vec!["cost", "--resolution", "64"], vec!["audit"]] {
-        effnet()
-            .args(&args)
-            .arg(&input)
-            .assert()
-            .success();
+    for args in [
+        vec!["inspect"],
+        vec!["cost", "--resolution", "64"],
+        vec!["audit"],
+    ] {
+        effnet().args(&args).arg(&input).assert().success();
     }
     assert_eq!(snapshot_of(&input), before);
     // The output may not be the input, not even with --force (also through another path).
