@@ -684,6 +684,32 @@ fn keras_semantics(
         fn class(l: &serde_json::Value) -> &str {
             l.get("class_name").and_then(|c| c.as_str()).unwrap_or("")
         }
+        // The classes keras.applications builds an EfficientNet from (tf-keras and Keras 3).
+        const KNOWN: [&str; 14] = [
+            "InputLayer",
+            "Rescaling",
+            "Normalization",
+            "ZeroPadding2D",
+            "Conv2D",
+            "DepthwiseConv2D",
+            "BatchNormalization",
+            "Activation",
+            "GlobalAveragePooling2D",
+            "Reshape",
+            "Multiply",
+            "Add",
+            "Dropout",
+            "Dense",
+        ];
+        if let Some(l) = layers.iter().find(|l| !KNOWN.contains(&class(l))) {
+            return Err(format!(
+                "the config's layer `{}` is a `{}`, not a layer of a keras.applications EfficientNet",
+                l.pointer("/config/name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("?"),
+                class(l)
+            ));
+        }
         let norm = layers.iter().position(|l| class(l) == "Normalization");
         let variance_fix =
             norm.is_some_and(|i| layers.get(i + 1).is_some_and(|l| class(l) == "Rescaling"));

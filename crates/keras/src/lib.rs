@@ -99,6 +99,8 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
         path: path.to_owned(),
         message: e.to_string(),
     };
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut budget = file_len.saturating_mul(MAX_EXPANSION);
     let file = Hdf5File::open(path).map_err(h5)?;
     let root = file.root_group().map_err(h5)?;
     let config = string_attr(&root, "model_config").and_then(|s| serde_json::from_str(&s).ok());
@@ -110,7 +112,7 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
     };
     if config.is_none() && strings_attr(&weights, "layer_names").is_none() {
         if let Ok(layers) = root.group("layers") {
-            return read_keras3_weights(&layers).map_err(h5);
+            return read_keras3_weights(&layers, &mut budget).map_err(h5);
         }
     }
     let layer_names =
@@ -134,7 +136,7 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
             let dataset = node.dataset(leaf).map_err(h5)?;
             let variable = leaf.split(':').next().unwrap_or(leaf);
             let name = format!("{layer}/{variable}");
-            match dataset_tensor(&dataset).map_err(h5)? {
+            match dataset_tensor(&dataset, &mut budget).map_err(h5)? {
                 Some(tensor) => checkpoint.tensors.push((name, tensor)),
                 None => skipped.push((name, "not a parameter type".into())),
             }
@@ -168,7 +170,10 @@ fn variables_by_count(class: &str, count: usize) -> Option<&'static [&'static st
 /// A Keras 3 `.weights.h5` (`layers/<class>[_N]/vars/0..n`, no config). Keras ≥ 3.10-ish
 /// writes each layer's name as the `name` attribute of its `vars` group; older files have
 /// only the class and the per-class counter.
-fn read_keras3_weights(layers: &Group) -> Result<KerasFile, hdf5_reader::error::Error> {
+fn read_keras3_weights(
+    layers: &Group,
+    budget: &mut u64,
+) -> Result<KerasFile, hdf5_reader::error::Error> {
     let (groups, _) = layers.member_names()?;
     let mut entries: Vec<(String, usize, String)> = groups
         .into_iter()
@@ -199,7 +204,7 @@ fn read_keras3_weights(layers: &Group) -> Result<KerasFile, hdf5_reader::error::
             let Ok(dataset) = vars.dataset(&i.to_string()) else {
                 break;
             };
-            tensors.push(dataset_tensor(&dataset)?);
+            tensors.push(dataset_tensor(&dataset, budget)?);
         }
         let origin = format!("layers/{group_name}");
         let Some(names) = variables_by_count(&class, tensors.len()) else {
@@ -376,6 +381,7 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
         "model.weights.h5",
         MAX_MEMBER_BYTES.min(file_len.saturating_mul(200)),
     )?;
+    let mut budget = (weights.len() as u64).saturating_mul(MAX_EXPANSION);
     let h5file = Hdf5File::from_vec(weights).map_err(h5)?;
     let root = h5file.root_group().map_err(h5)?;
     let layers_group = root.group("layers").map_err(h5)?;
@@ -416,7 +422,7 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
                 continue;
             };
             let full = format!("{name}/{variable}");
-            match dataset_tensor(&dataset) {
+            match dataset_tensor(&dataset, &mut budget) {
                 Ok(Some(t)) => checkpoint.tensors.push((full, t)),
                 Ok(None) => skipped.push((full, "not a parameter type".into())),
                 Err(e) => return Err(h5(e)),
@@ -442,9 +448,16 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
     })
 }
 
-/// A dataset as a tensor (`None` for types that are not parameters).
+/// How many times its file size a file's datasets may claim together (HDF5 can compress;
+/// Keras does not).
+const MAX_EXPANSION: u64 = 200;
+
+/// A dataset as a tensor (`None` for types that are not parameters). `budget` is what the
+/// datasets still to be read may claim; a dataset claiming more is refused before anything is
+/// allocated.
 fn dataset_tensor(
     dataset: &hdf5_reader::dataset::Dataset,
+    budget: &mut u64,
 ) -> Result<Option<Tensor>, hdf5_reader::error::Error> {
     let dtype = match dataset.dtype() {
         hdf5_reader::Datatype::FloatingPoint { size: 4, .. } => DType::F32,
@@ -457,7 +470,25 @@ fn dataset_tensor(
         } => DType::I64,
         _ => return Ok(None),
     };
-    let shape: Vec<usize> = dataset.shape().iter().map(|&d| d as usize).collect();
+    let claimed = dataset
+        .shape()
+        .iter()
+        .try_fold(dtype.size() as u64, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= *budget)
+        .ok_or_else(|| {
+            hdf5_reader::error::Error::Other(format!(
+                "dataset `{}` claims more bytes ({:?} × {}) than the file can hold",
+                dataset.name(),
+                dataset.shape(),
+                dtype.size()
+            ))
+        })?;
+    *budget -= claimed;
+    let shape: Vec<usize> = dataset
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+        .collect();
     let bytes = dataset.read_native_bytes()?;
     Ok(Tensor::with_data(dtype, shape, Bytes::from_vec(bytes)).ok())
 }
