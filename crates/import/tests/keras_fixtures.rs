@@ -10,7 +10,8 @@ use effnet_ir::{Activation, Op};
 use effnet_naming::Identity;
 use effnet_spec::Scheme;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+mod common;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras")
@@ -34,26 +35,7 @@ fn keras_h5_files_import_exactly() {
         } else {
             effnet_keras::read(&path).unwrap()
         };
-        let tensors = doc["tensors"].as_object().unwrap();
-        assert_eq!(file.checkpoint.len(), tensors.len(), "{case}");
-        for (name, want) in tensors {
-            let t = file
-                .checkpoint
-                .get(name)
-                .unwrap_or_else(|| panic!("{case}: {name}"));
-            let shape: Vec<usize> = want["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            assert_eq!(t.shape(), shape.as_slice(), "{name}");
-            let sha: String = Sha256::digest(t.data().unwrap().as_slice())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            assert_eq!(sha, want["sha256"].as_str().unwrap(), "{case}: {name}");
-        }
+        common::assert_tensors_match(&file.checkpoint, doc["tensors"].as_object().unwrap(), case);
         assert_eq!(file.config.is_some(), doc["kind"] != "weights", "{case}");
 
         // The model.

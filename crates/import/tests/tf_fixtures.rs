@@ -12,7 +12,8 @@ use effnet_naming::Identity;
 use effnet_naming::positional::{LayerKind, UnnamedLayer, keras_layer_names};
 use effnet_spec::Scheme;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+mod common;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tf")
@@ -41,30 +42,7 @@ fn every_tensor_reads_exactly_under_its_framework_name() {
         let path = fixtures().join(doc["file"].as_str().unwrap());
         let read = read_tensors(&path).unwrap();
         assert_eq!(read.container, container, "{name}");
-        let want = doc["tensors"].as_object().unwrap();
-        assert_eq!(read.checkpoint.len(), want.len(), "{name}");
-        for (tensor_name, expected) in want {
-            let t = read
-                .checkpoint
-                .get(tensor_name)
-                .unwrap_or_else(|| panic!("{name}: no `{tensor_name}`"));
-            let shape: Vec<usize> = expected["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            assert_eq!(t.shape(), shape.as_slice(), "{name}: {tensor_name}");
-            let sha: String = Sha256::digest(t.data().unwrap().as_slice())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            assert_eq!(
-                sha,
-                expected["sha256"].as_str().unwrap(),
-                "{name}: {tensor_name}"
-            );
-        }
+        common::assert_tensors_match(&read.checkpoint, doc["tensors"].as_object().unwrap(), name);
     }
 }
 
