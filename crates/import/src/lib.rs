@@ -795,6 +795,7 @@ fn keras_semantics(
             .filter(|l| class(l) == "ZeroPadding2D")
             .filter_map(|l| l.pointer("/config/padding/0"))
             .any(|p| p.get(0) != p.get(1));
+        check_keras_padding(layers, resolution)?;
         if resolution.is_none() && asymmetric {
             warnings.push(
                 "the Keras model was built without a fixed input size, so it pads stride-2 convolutions by (k/2 − 1, k/2) at any size; effnet's TF \"same\" padding equals that at even input sizes only".into(),
@@ -828,6 +829,84 @@ fn keras_semantics(
         activation: None,
         dropout: None,
     })
+}
+
+/// Walks a Keras config's convolutions in order, tracking the spatial size from `resolution`:
+/// a `ZeroPadding2D` must be followed by a "valid" convolution and pad exactly what TF "same"
+/// pads at that size (what effnet's graph computes); a "valid" convolution larger than 1×1
+/// without one is not TF "same" at all.
+fn check_keras_padding(
+    layers: &[serde_json::Value],
+    resolution: Option<usize>,
+) -> Result<(), String> {
+    let number = |l: &serde_json::Value, key: &str| {
+        l.pointer(&format!("/config/{key}/0"))
+            .and_then(serde_json::Value::as_u64)
+            .map(|v| v as usize)
+    };
+    let name = |l: &serde_json::Value| {
+        l.pointer("/config/name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let mut size = resolution;
+    let mut pending: Option<(String, usize, usize)> = None;
+    for l in layers {
+        match l.get("class_name").and_then(|c| c.as_str()).unwrap_or("") {
+            "ZeroPadding2D" => {
+                let pad = |i: &str| {
+                    l.pointer(&format!("/config/padding/0/{i}"))
+                        .and_then(serde_json::Value::as_u64)
+                        .map(|v| v as usize)
+                };
+                let (Some(top), Some(bottom)) = (pad("0"), pad("1")) else {
+                    return Err(format!(
+                        "layer `{}` has a padding effnet cannot read",
+                        name(l)
+                    ));
+                };
+                pending = Some((name(l), top, bottom));
+            }
+            "Conv2D" | "DepthwiseConv2D" => {
+                let (Some(k), Some(stride)) = (number(l, "kernel_size"), number(l, "strides"))
+                else {
+                    return Err(format!("layer `{}` has no kernel size or strides", name(l)));
+                };
+                let stride = stride.max(1);
+                let mode = l
+                    .pointer("/config/padding")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or("");
+                match (pending.take(), mode) {
+                    (Some((pad, top, bottom)), "valid") => {
+                        if let Some(n) = size {
+                            let out = n.div_ceil(stride);
+                            let total = ((out - 1) * stride + k).saturating_sub(n);
+                            let want = (total / 2, total - total / 2);
+                            if (top, bottom) != want {
+                                return Err(format!(
+                                    "layer `{pad}` pads ({top}, {bottom}) before the {k}×{k} stride-{stride} `{}` at {n}×{n}, where TF \"same\" pads {want:?}",
+                                    name(l)
+                                ));
+                            }
+                        }
+                        size = size.map(|n| (n + top + bottom - k) / stride + 1);
+                    }
+                    (None, "same") => size = size.map(|n| n.div_ceil(stride)),
+                    (None, "valid") if k == 1 => size = size.map(|n| (n - 1) / stride + 1),
+                    (_, other) => {
+                        return Err(format!(
+                            "layer `{}` is a {k}×{k} convolution with padding \"{other}\" where keras.applications uses TF \"same\"",
+                            name(l)
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether the Normalization "variance" is ImageNet's standard deviation (the values the
