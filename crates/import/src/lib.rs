@@ -264,6 +264,8 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         Some(KerasSemantics {
             blocks: Some(blocks),
             bn_eps,
+            activation,
+            dropout,
             ..
         }) => {
             imported
@@ -273,7 +275,10 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
                 strides: true,
                 residuals: blocks.values().all(|(_, r)| r.is_some()),
                 bn_eps: bn_eps.is_some(),
-                ..Evidence::WEIGHTS_ONLY
+                activations: activation.is_some(),
+                // Checked layer by layer against TF "same" (a config, not a function graph).
+                padding: keras_config.is_some(),
+                dropout: dropout.is_some(),
             }
         }
         _ => Evidence::WEIGHTS_ONLY,

@@ -306,6 +306,25 @@ fn the_keras_config_gives_the_activation_and_dropout() {
         ["relu", "sigmoid", "softmax"]
     );
     assert_eq!(model.imported.architecture.dropout, 0.2);
+    // A config records activations, padding and dropout: the audit checks them, and ReLU
+    // where the spec has swish is an error.
+    assert!(model.evidence.activations && model.evidence.padding && model.evidence.dropout);
+    let (spec, _) = effnet_spec::closest_spec(&model.imported.architecture);
+    let mut report = effnet_spec::audit(
+        &model.imported.architecture,
+        &spec,
+        model.evidence,
+        Some(model.naming),
+    );
+    effnet_spec::audit_semantics(&mut report, &model.imported.graph, &spec, model.evidence);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.field == "activation" && f.message.contains("relu")),
+        "{:?}",
+        report.findings
+    );
 }
 
 #[test]
