@@ -50,6 +50,9 @@ fixtures-env-tf:
 fixtures: fixtures-env fixtures-env-tf
     {{venv-tf}}/bin/python fixtures/generate/keras_fixtures.py fixtures/keras
     {{venv-tf}}/bin/python fixtures/generate/tf_fixtures.py fixtures/tf fixtures/keras
+    test -x .venv-keras33/bin/python || python3 -m venv .venv-keras33
+    .venv-keras33/bin/pip install -q -r fixtures/generate/requirements-keras33.txt
+    .venv-keras33/bin/python fixtures/generate/keras33_fixtures.py fixtures/tf
     {{venv}}/bin/python fixtures/generate/torch_fixtures.py fixtures/torch
     {{venv}}/bin/python fixtures/generate/hostile_fixtures.py fixtures/hostile
     {{venv}}/bin/python fixtures/generate/audit_fixtures.py fixtures/audit

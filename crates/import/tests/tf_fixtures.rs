@@ -24,7 +24,8 @@ fn case(name: &str) -> Value {
         .unwrap()
 }
 
-const CASES: [(&str, &str, Scheme); 8] = [
+const CASES: [(&str, &str, Scheme); 9] = [
+    ("keras33-tiny-weights", "keras-v3-weights", Scheme::Keras),
     ("keras-tiny-savedmodel", "saved-model", Scheme::Keras),
     ("keras3-tiny-export", "saved-model", Scheme::Keras),
     ("keras-tiny-relu", "keras-h5", Scheme::Keras),
