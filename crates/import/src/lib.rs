@@ -160,7 +160,11 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     let tensors = checkpoint.len();
     let metadata = checkpoint.metadata.clone();
 
-    let unwrapped = unwrap(path, checkpoint, options.key.as_deref())?;
+    let keras_config = keras_config.map(flatten_keras_config);
+    let mut unwrapped = unwrap(path, checkpoint, options.key.as_deref())?;
+    if unwrapped.checkpoint.get("stem_conv/kernel").is_some() {
+        alias_keras_classifier(&mut unwrapped.checkpoint, keras_config.as_ref());
+    }
     let names: Vec<&str> = unwrapped
         .checkpoint
         .tensors
@@ -446,6 +450,69 @@ fn read_saved_model(path: &Path) -> Result<Tensors, ImportError> {
         positional: false,
         function_facts: saved.facts,
     })
+}
+
+/// A Keras config with every nested model (`Functional`, `Sequential`, `Model`: an
+/// EfficientNet inside a transfer-learning model) replaced by its own layers, in order.
+fn flatten_keras_config(mut config: serde_json::Value) -> serde_json::Value {
+    fn flatten(layers: &[serde_json::Value], out: &mut Vec<serde_json::Value>, depth: usize) {
+        for l in layers {
+            let class = l.get("class_name").and_then(|c| c.as_str()).unwrap_or("");
+            let inner = l.pointer("/config/layers").and_then(|v| v.as_array());
+            match (class, inner) {
+                ("Functional" | "Sequential" | "Model", Some(inner)) if depth < 8 => {
+                    flatten(inner, out, depth + 1);
+                }
+                _ => out.push(l.clone()),
+            }
+        }
+    }
+    if let Some(layers) = config.pointer("/config/layers").and_then(|v| v.as_array()) {
+        let mut flat = Vec::with_capacity(layers.len());
+        flatten(layers, &mut flat, 0);
+        if let Some(slot) = config.pointer_mut("/config/layers") {
+            *slot = serde_json::Value::Array(flat);
+        }
+    }
+    config
+}
+
+/// The classifier of a transfer-learning model is the user's own `Dense` (`dense_3`), not
+/// keras.applications' `predictions`: the last `Dense` of the config (or, without one, the only
+/// 2-d kernel) is read as the classifier.
+fn alias_keras_classifier(checkpoint: &mut Checkpoint, config: Option<&serde_json::Value>) {
+    if checkpoint.get("predictions/kernel").is_some() {
+        return;
+    }
+    let from_config = config
+        .and_then(|c| c.pointer("/config/layers"))
+        .and_then(|l| l.as_array())
+        .and_then(|layers| {
+            layers
+                .iter()
+                .rev()
+                .find(|l| l.get("class_name").and_then(|c| c.as_str()) == Some("Dense"))
+        })
+        .and_then(|l| l.pointer("/config/name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_owned);
+    let dense = from_config.or_else(|| {
+        let mut kernels = checkpoint
+            .tensors
+            .iter()
+            .filter(|(n, t)| n.ends_with("/kernel") && t.shape().len() == 2)
+            .map(|(n, _)| n.trim_end_matches("/kernel").to_owned());
+        let first = kernels.next()?;
+        kernels.next().is_none().then_some(first)
+    });
+    let Some(dense) = dense else {
+        return;
+    };
+    for (name, _) in &mut checkpoint.tensors {
+        if let Some(variable) = name.strip_prefix(&format!("{dense}/")) {
+            *name = format!("predictions/{variable}");
+        }
+    }
 }
 
 /// tf-keras metadata writes tuples as `{"class_name": "__tuple__", "items": [...]}`; the

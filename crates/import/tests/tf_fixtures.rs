@@ -24,7 +24,9 @@ fn case(name: &str) -> Value {
         .unwrap()
 }
 
-const CASES: [(&str, &str, Scheme); 9] = [
+const CASES: [(&str, &str, Scheme); 11] = [
+    ("keras3-tiny-transfer", "keras-v3", Scheme::Keras),
+    ("keras-tiny-transfer", "keras-h5", Scheme::Keras),
     ("keras33-tiny-weights", "keras-v3-weights", Scheme::Keras),
     ("keras-tiny-savedmodel", "saved-model", Scheme::Keras),
     ("keras3-tiny-export", "saved-model", Scheme::Keras),

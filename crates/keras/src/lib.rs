@@ -135,7 +135,12 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
             let leaf = parts[parts.len() - 1];
             let dataset = node.dataset(leaf).map_err(h5)?;
             let variable = leaf.split(':').next().unwrap_or(leaf);
-            let name = format!("{layer}/{variable}");
+            // `stem_conv/kernel:0` names its own layer; a model nested in another (transfer
+            // learning) keeps its layers' names under the outer layer (`efficientnetb0`).
+            let name = match parts.len() {
+                1 => format!("{layer}/{variable}"),
+                n => format!("{}/{variable}", parts[n - 2]),
+            };
             match dataset_tensor(&dataset, &mut budget).map_err(h5)? {
                 Some(tensor) => checkpoint.tensors.push((name, tensor)),
                 None => skipped.push((name, "not a parameter type".into())),
@@ -174,60 +179,9 @@ fn read_keras3_weights(
     layers: &Group,
     budget: &mut u64,
 ) -> Result<KerasFile, hdf5_reader::error::Error> {
-    let (groups, _) = layers.member_names()?;
-    let mut entries: Vec<(String, usize, String)> = groups
-        .into_iter()
-        .map(|g| {
-            let (class, n) = match g.rsplit_once('_') {
-                Some((c, n)) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
-                    (c.to_owned(), n.parse().unwrap_or(usize::MAX))
-                }
-                _ => (g.clone(), 0),
-            };
-            (class, n, g)
-        })
-        .collect();
-    entries.sort();
     let mut read = Vec::new();
     let mut skipped = Vec::new();
-    for (class, _, group_name) in entries {
-        let group = layers.group(&group_name)?;
-        let Ok(vars) = group.group("vars") else {
-            continue;
-        };
-        let (_, datasets) = vars.member_names()?;
-        if datasets.is_empty() {
-            continue;
-        }
-        let mut tensors = Vec::with_capacity(datasets.len());
-        for i in 0..datasets.len() {
-            let Ok(dataset) = vars.dataset(&i.to_string()) else {
-                break;
-            };
-            tensors.push(dataset_tensor(&dataset, budget)?);
-        }
-        let origin = format!("layers/{group_name}");
-        let Some(names) = variables_by_count(&class, tensors.len()) else {
-            skipped.push((
-                origin,
-                format!("a `{class}` layer with {} variables", tensors.len()),
-            ));
-            continue;
-        };
-        let variables: Vec<(String, Tensor)> = names
-            .iter()
-            .zip(tensors)
-            .filter_map(|(n, t)| Some(((*n).to_owned(), t?)))
-            .collect();
-        read.push((
-            string_attr(&vars, "name"),
-            UnnamedLayer {
-                group: origin,
-                class,
-                variables,
-            },
-        ));
-    }
+    collect_keras3_layers(layers, "layers", budget, &mut read, &mut skipped, 0)?;
     // Names when every layer records one; otherwise positions for all.
     let mut named = Checkpoint::default();
     let mut unnamed = Vec::new();
@@ -249,6 +203,87 @@ fn read_keras3_weights(
         unnamed,
         keras3: true,
     })
+}
+
+/// A layer read from a Keras 3 weights file: its recorded name, if any, and its variables.
+type Keras3Layer = (Option<String>, UnnamedLayer);
+
+/// The weighted layers under a `layers` group, in order within each class; a nested model's
+/// group (`functional`, `sequential`) holds a `layers` group of its own, read in its place.
+fn collect_keras3_layers(
+    layers: &Group,
+    path: &str,
+    budget: &mut u64,
+    read: &mut Vec<Keras3Layer>,
+    skipped: &mut Vec<(String, String)>,
+    depth: usize,
+) -> Result<(), hdf5_reader::error::Error> {
+    let (groups, _) = layers.member_names()?;
+    let mut entries: Vec<(String, usize, String)> = groups
+        .into_iter()
+        .map(|g| {
+            let (class, n) = match g.rsplit_once('_') {
+                Some((c, n)) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
+                    (c.to_owned(), n.parse().unwrap_or(usize::MAX))
+                }
+                _ => (g.clone(), 0),
+            };
+            (class, n, g)
+        })
+        .collect();
+    entries.sort();
+    for (class, _, group_name) in entries {
+        let group = layers.group(&group_name)?;
+        let origin = format!("{path}/{group_name}");
+        if depth < 8 {
+            if let Ok(inner) = group.group("layers") {
+                collect_keras3_layers(
+                    &inner,
+                    &format!("{origin}/layers"),
+                    budget,
+                    read,
+                    skipped,
+                    depth + 1,
+                )?;
+                continue;
+            }
+        }
+        let Ok(vars) = group.group("vars") else {
+            continue;
+        };
+        let (_, datasets) = vars.member_names()?;
+        if datasets.is_empty() {
+            continue;
+        }
+        let mut tensors = Vec::with_capacity(datasets.len());
+        for i in 0..datasets.len() {
+            let Ok(dataset) = vars.dataset(&i.to_string()) else {
+                break;
+            };
+            tensors.push(dataset_tensor(&dataset, budget)?);
+        }
+        let Some(names) = variables_by_count(&class, tensors.len()) else {
+            skipped.push((
+                origin,
+                format!("a `{class}` layer with {} variables", tensors.len()),
+            ));
+            continue;
+        };
+        let variables: Vec<(String, Tensor)> = names
+            .iter()
+            .zip(tensors)
+            .filter_map(|(n, t)| Some(((*n).to_owned(), t?)))
+            .collect();
+        read.push((
+            string_attr(&vars, "name"),
+            UnnamedLayer {
+                group: origin,
+                class,
+                variables,
+            },
+        ));
+    }
+    Ok(())
 }
 
 /// Records the Keras version in the checkpoint's metadata, when known.
@@ -389,46 +424,17 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
         .pointer("/config/layers")
         .and_then(serde_json::Value::as_array)
         .ok_or_else(|| err("config.json lists no layers".into()))?;
-    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut checkpoint = Checkpoint::default();
     let mut skipped = Vec::new();
-    for layer in layers {
-        let class = layer
-            .get("class_name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("");
-        let layer_config = layer.get("config").cloned().unwrap_or_default();
-        let name = layer_config
-            .get("name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let snake = snake_case(class);
-        let n = counts.entry(snake.clone()).or_insert(0);
-        let group_name = if *n == 0 {
-            snake.clone()
-        } else {
-            format!("{snake}_{n}")
-        };
-        *n += 1;
-        let Ok(group) = layers_group.group(&group_name) else {
-            continue;
-        };
-        let Ok(vars) = group.group("vars") else {
-            continue;
-        };
-        for (i, variable) in variables(class, &layer_config).into_iter().enumerate() {
-            let Ok(dataset) = vars.dataset(&i.to_string()) else {
-                continue;
-            };
-            let full = format!("{name}/{variable}");
-            match dataset_tensor(&dataset, &mut budget) {
-                Ok(Some(t)) => checkpoint.tensors.push((full, t)),
-                Ok(None) => skipped.push((full, "not a parameter type".into())),
-                Err(e) => return Err(h5(e)),
-            }
-        }
-    }
+    read_config_layers(
+        &layers_group,
+        layers,
+        &mut budget,
+        &mut checkpoint,
+        &mut skipped,
+        0,
+    )
+    .map_err(h5)?;
     let keras_version = member("metadata.json", 1024 * 1024)
         .ok()
         .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
@@ -451,6 +457,66 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
 /// How many times its file size a file's datasets may claim together (HDF5 can compress;
 /// Keras does not).
 const MAX_EXPANSION: u64 = 200;
+
+/// The variables of `layers` (a config's layer list) from the `layers` group of a Keras 3
+/// weights file: groups are the snake-cased class plus a per-class counter in config order; a
+/// nested model's group holds its own `layers` group, read with its own config.
+fn read_config_layers(
+    group: &Group,
+    layers: &[serde_json::Value],
+    budget: &mut u64,
+    checkpoint: &mut Checkpoint,
+    skipped: &mut Vec<(String, String)>,
+    depth: usize,
+) -> Result<(), hdf5_reader::error::Error> {
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for layer in layers {
+        let class = layer
+            .get("class_name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        let layer_config = layer.get("config").cloned().unwrap_or_default();
+        let name = layer_config
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let snake = snake_case(class);
+        let n = counts.entry(snake.clone()).or_insert(0);
+        let group_name = if *n == 0 {
+            snake.clone()
+        } else {
+            format!("{snake}_{n}")
+        };
+        *n += 1;
+        let Ok(layer_group) = group.group(&group_name) else {
+            continue;
+        };
+        let inner = layer_config
+            .get("layers")
+            .and_then(serde_json::Value::as_array);
+        if let (Some(inner), Ok(inner_group), true) =
+            (inner, layer_group.group("layers"), depth < 8)
+        {
+            read_config_layers(&inner_group, inner, budget, checkpoint, skipped, depth + 1)?;
+            continue;
+        }
+        let Ok(vars) = layer_group.group("vars") else {
+            continue;
+        };
+        for (i, variable) in variables(class, &layer_config).into_iter().enumerate() {
+            let Ok(dataset) = vars.dataset(&i.to_string()) else {
+                continue;
+            };
+            let full = format!("{name}/{variable}");
+            match dataset_tensor(&dataset, budget)? {
+                Some(t) => checkpoint.tensors.push((full, t)),
+                None => skipped.push((full, "not a parameter type".into())),
+            }
+        }
+    }
+    Ok(())
+}
 
 /// A dataset as a tensor (`None` for types that are not parameters). `budget` is what the
 /// datasets still to be read may claim; a dataset claiming more is refused before anything is
