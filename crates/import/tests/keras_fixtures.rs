@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use effnet_import::{ImportOptions, open};
 use effnet_ir::{Activation, Op};
-use effnet_naming::Identity;
 use effnet_spec::Scheme;
 use serde_json::Value;
 
@@ -43,25 +42,10 @@ fn keras_h5_files_import_exactly() {
         assert_eq!(model.container, container);
         assert_eq!(model.naming, Scheme::Keras);
         let imported = &model.imported;
-        assert_eq!(
-            imported.identity,
-            Identity::Custom {
-                width: 0.1,
-                depth: 0.5
-            }
-        );
-        let (trainable, non_trainable) = imported.graph.param_counts();
-        assert_eq!(trainable, doc["params"].as_u64().unwrap());
+        common::assert_tiny(imported, doc["params"].as_u64().unwrap(), case);
         // Keras counts BatchNorm statistics and the Normalization's mean, variance and count.
-        let bn_channels: u64 = imported
-            .graph
-            .nodes()
-            .filter_map(|(_, n)| match &n.op {
-                Op::BatchNorm(b) => Some(b.channels as u64),
-                _ => None,
-            })
-            .sum();
-        assert_eq!(non_trainable, 2 * bn_channels + 7);
+        let non_trainable = imported.graph.param_counts().1;
+        assert_eq!(non_trainable, 2 * common::bn_channels(&imported.graph) + 7);
         assert!(imported.report.unused.is_empty() && imported.report.missing.is_empty());
         // Preprocessing inside the model, a softmax head, TF padding and epsilon.
         let kinds: Vec<&str> = imported

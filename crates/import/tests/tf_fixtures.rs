@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use effnet_import::{ImportError, ImportOptions, open, read_tensors};
-use effnet_naming::Identity;
 use effnet_naming::positional::{LayerKind, UnnamedLayer, keras_layer_names};
 use effnet_spec::Scheme;
 use serde_json::Value;
@@ -58,31 +57,16 @@ fn every_checkpoint_imports_as_the_tiny_model() {
         assert_eq!(model.container, container, "{name}");
         assert_eq!(model.naming, scheme, "{name}");
         let imported = &model.imported;
-        assert_eq!(
-            imported.identity,
-            Identity::Custom {
-                width: 0.1,
-                depth: 0.5
-            },
-            "{name}"
-        );
+        common::assert_tiny(imported, doc["params"].as_u64().unwrap(), name);
         assert!(
             imported.report.unused.is_empty() && imported.report.missing.is_empty(),
             "{name}: {:?}",
             imported.report
         );
-        let (trainable, non_trainable) = imported.graph.param_counts();
-        assert_eq!(trainable, doc["params"].as_u64().unwrap(), "{name}");
         // Keras counts the BatchNorm statistics and the Normalization's mean, variance and
         // count (3 + 3 + 1); the official graph has no Normalization layer.
-        let bn_channels: u64 = imported
-            .graph
-            .nodes()
-            .filter_map(|(_, n)| match &n.op {
-                effnet_ir::Op::BatchNorm(b) => Some(b.channels as u64),
-                _ => None,
-            })
-            .sum();
+        let non_trainable = imported.graph.param_counts().1;
+        let bn_channels = common::bn_channels(&imported.graph);
         let normalization = if scheme == Scheme::Keras { 7 } else { 0 };
         assert_eq!(non_trainable, 2 * bn_channels + normalization, "{name}");
         let (spec, exact) = effnet_spec::closest_spec(&imported.architecture);

@@ -30,3 +30,28 @@ pub fn assert_tensors_match(
         assert_eq!(sha, expected["sha256"].as_str().unwrap(), "{case}: {name}");
     }
 }
+
+/// The import is the tiny fixture model (`custom w=0.1 d=0.5`) with `params` trainable
+/// parameters.
+pub fn assert_tiny(imported: &effnet_naming::Imported, params: u64, case: &str) {
+    assert_eq!(
+        imported.identity,
+        effnet_naming::Identity::Custom {
+            width: 0.1,
+            depth: 0.5
+        },
+        "{case}"
+    );
+    assert_eq!(imported.graph.param_counts().0, params, "{case}");
+}
+
+/// BatchNorm channels over the graph (each has a running mean and variance).
+pub fn bn_channels(graph: &effnet_ir::Graph) -> u64 {
+    graph
+        .nodes()
+        .filter_map(|(_, n)| match &n.op {
+            effnet_ir::Op::BatchNorm(b) => Some(b.channels as u64),
+            _ => None,
+        })
+        .sum()
+}
