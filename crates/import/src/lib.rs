@@ -782,6 +782,19 @@ fn keras_semantics(
                 class(l)
             ));
         }
+        // One classifier: a hidden Dense (a deeper head) is not part of the graph effnet builds.
+        let denses: Vec<&serde_json::Value> =
+            layers.iter().filter(|l| class(l) == "Dense").collect();
+        if denses.len() > 1 {
+            return Err(format!(
+                "the config has {} Dense layers (`{}` …); effnet models one classifier after the pooling",
+                denses.len(),
+                denses[0]
+                    .pointer("/config/name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("?")
+            ));
+        }
         let norm = layers.iter().position(|l| class(l) == "Normalization");
         let variance_fix =
             norm.is_some_and(|i| layers.get(i + 1).is_some_and(|l| class(l) == "Rescaling"));
@@ -832,7 +845,8 @@ fn keras_semantics(
                     .or_else(|| l.pointer("/config/batch_input_shape/1"))
             })
             .and_then(serde_json::Value::as_u64)
-            .map(|r| r as usize);
+            .and_then(|r| usize::try_from(r).ok())
+            .filter(|&r| (1..=65_536).contains(&r));
         // Every Activation layer but the SE gate uses the model's `activation` argument.
         let mut activation = None;
         for l in layers.iter().filter(|l| class(l) == "Activation") {
@@ -950,11 +964,28 @@ fn check_keras_padding(
                     .pointer("/config/padding")
                     .and_then(|p| p.as_str())
                     .unwrap_or("");
+                // Sizes come from the file: checked, and an empty feature map is an error.
+                let vanished = || {
+                    format!(
+                        "layer `{}` leaves no pixels at the input size the config records",
+                        name(l)
+                    )
+                };
+                let valid = |n: usize| {
+                    n.checked_sub(k)
+                        .map(|d| d / stride + 1)
+                        .ok_or_else(vanished)
+                };
                 match (pending.take(), mode) {
                     (Some((pad, top, bottom)), "valid") => {
                         if let Some(n) = size {
                             let out = n.div_ceil(stride);
-                            let total = ((out - 1) * stride + k).saturating_sub(n);
+                            let total = out
+                                .checked_sub(1)
+                                .and_then(|o| o.checked_mul(stride))
+                                .and_then(|o| o.checked_add(k))
+                                .ok_or_else(vanished)?
+                                .saturating_sub(n);
                             let want = (total / 2, total - total / 2);
                             if (top, bottom) != want {
                                 return Err(format!(
@@ -962,11 +993,11 @@ fn check_keras_padding(
                                     name(l)
                                 ));
                             }
+                            size = Some(valid(n + top + bottom)?);
                         }
-                        size = size.map(|n| (n + top + bottom - k) / stride + 1);
                     }
                     (None, "same") => size = size.map(|n| n.div_ceil(stride)),
-                    (None, "valid") if k == 1 => size = size.map(|n| (n - 1) / stride + 1),
+                    (None, "valid") if k == 1 => size = size.map(valid).transpose()?,
                     (_, other) => {
                         return Err(format!(
                             "layer `{}` is a {k}×{k} convolution with padding \"{other}\" where keras.applications uses TF \"same\"",
@@ -1149,4 +1180,64 @@ fn unwrap(
         other_keys,
         prefix,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conv(name: &str, k: u64, stride: u64, padding: &str) -> serde_json::Value {
+        json!({"class_name": "Conv2D", "config": {"name": name, "kernel_size": [k, k],
+            "strides": [stride, stride], "padding": padding}})
+    }
+
+    fn pad(name: &str, top: u64, bottom: u64) -> serde_json::Value {
+        json!({"class_name": "ZeroPadding2D", "config": {"name": name,
+            "padding": [[top, bottom], [top, bottom]]}})
+    }
+
+    #[test]
+    fn padding_walk_checks_tf_same_and_never_underflows() {
+        let stem = [pad("stem_conv_pad", 0, 1), conv("stem_conv", 3, 2, "valid")];
+        assert!(check_keras_padding(&stem, Some(64)).is_ok());
+        // Odd sizes pad symmetrically under TF "same".
+        assert!(check_keras_padding(&stem, Some(65)).is_err());
+        assert!(check_keras_padding(&[pad("p", 1, 1), conv("c", 3, 2, "valid")], Some(65)).is_ok());
+        // Sizes a hostile config can give: nothing left, or a kernel wider than the map.
+        for n in [1, 2] {
+            let tiny = [conv("c", 7, 1, "valid")];
+            assert!(check_keras_padding(&tiny, Some(n)).is_err());
+        }
+        let huge = [
+            pad("p", 0, 1),
+            conv("c", u64::MAX / 2, u64::MAX / 2, "valid"),
+        ];
+        assert!(check_keras_padding(&huge, Some(3)).is_err());
+        // A 3×3 "valid" convolution is not TF "same".
+        assert!(check_keras_padding(&[conv("c", 3, 1, "valid")], None).is_err());
+    }
+
+    #[test]
+    fn a_config_with_a_deeper_head_is_refused() {
+        let config = json!({"class_name": "Sequential", "config": {"layers": [
+            {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 64, 64, 3]}},
+            {"class_name": "Dense", "config": {"name": "hidden", "activation": "relu"}},
+            {"class_name": "Dense", "config": {"name": "out", "activation": "softmax"}},
+        ]}});
+        let error = keras_semantics(Some(&config), &Checkpoint::default(), &mut Vec::new())
+            .err()
+            .unwrap();
+        assert!(error.contains("2 Dense layers"), "{error}");
+    }
+
+    #[test]
+    fn a_zero_input_size_is_not_a_resolution() {
+        let config = json!({"class_name": "Functional", "config": {"layers": [
+            {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 0, 0, 3]}},
+        ]}});
+        let semantics =
+            keras_semantics(Some(&config), &Checkpoint::default(), &mut Vec::new()).unwrap();
+        assert_eq!(semantics.resolution, None);
+    }
 }

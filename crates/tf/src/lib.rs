@@ -548,6 +548,7 @@ fn assemble(
         .ok_or_else(|| format("too large".into()))?;
     let mut out = vec![0u8; total];
     let mut covered = 0usize;
+    let mut placed: Vec<Vec<(usize, usize)>> = Vec::with_capacity(pieces.len());
     for (extent, piece) in extents.iter().zip(&pieces) {
         if extent.len() != shape.len() {
             return Err(format("a slice of another rank".into()));
@@ -580,13 +581,29 @@ fn assemble(
                 key: key.to_owned(),
             });
         }
+        let this: Vec<(usize, usize)> = starts
+            .iter()
+            .copied()
+            .zip(lengths.iter().copied())
+            .collect();
+        if placed.iter().any(|other| boxes_overlap(other, &this)) {
+            return Err(format("two of its slices overlap".into()));
+        }
         copy_slice(&mut out, &shape, &starts, &lengths, bytes, dt.size());
+        placed.push(this);
         covered += bytes.len();
     }
     if covered != total {
         return Err(format("its slices do not cover it exactly once".into()));
     }
     Tensor::with_data(dt, shape, Bytes::from_vec(out)).map_err(|e| format(e.to_string()))
+}
+
+/// Whether two boxes (`(start, length)` per dimension) share an element.
+fn boxes_overlap(a: &[(usize, usize)], b: &[(usize, usize)]) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(&(a0, al), &(b0, bl))| al > 0 && bl > 0 && a0 < b0 + bl && b0 < a0 + al)
 }
 
 /// Copies a row-major block of `lengths` into `out` (row-major `shape`) at `starts`.
@@ -848,6 +865,13 @@ mod tests {
         copy_slice(&mut out, &[2, 3], &[0, 0], &[2, 1], &[1, 4], 1);
         copy_slice(&mut out, &[2, 3], &[0, 1], &[2, 2], &[2, 3, 5, 6], 1);
         assert_eq!(out, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn slices_that_share_an_element_overlap() {
+        assert!(boxes_overlap(&[(0, 2), (0, 3)], &[(1, 1), (2, 1)]));
+        assert!(!boxes_overlap(&[(0, 2), (0, 1)], &[(0, 2), (1, 2)]));
+        assert!(!boxes_overlap(&[(0, 0)], &[(0, 4)]));
     }
 
     #[test]

@@ -585,7 +585,8 @@ fn function_facts(meta: &MetaGraphDef, saved: &SavedObjectGraph) -> Result<Funct
         function: name.clone(),
         ..FunctionFacts::default()
     };
-    walk(&library, function, &arg_vars, &mut facts, 0)?;
+    let mut budget = MAX_WALKED_NODES;
+    walk(&library, function, &arg_vars, &mut facts, 0, &mut budget)?;
     facts.resolution = meta
         .signature_def
         .get("serving_default")
@@ -606,12 +607,17 @@ fn input_node(input: &str) -> &str {
     input.split(':').next().unwrap_or(input)
 }
 
+/// The most nodes a serving function's calls may make effnet visit (a B7 has a few thousand;
+/// functions that call themselves several times would otherwise take exponential time).
+const MAX_WALKED_NODES: usize = 500_000;
+
 fn walk(
     library: &HashMap<&str, &FunctionDef>,
     function: &FunctionDef,
     arg_vars: &HashMap<String, String>,
     facts: &mut FunctionFacts,
     depth: usize,
+    budget: &mut usize,
 ) -> Result<(), String> {
     let fname = function
         .signature
@@ -628,6 +634,9 @@ fn walk(
         reads.get(node).or_else(|| arg_vars.get(node)).cloned()
     };
     for node in &function.node_def {
+        *budget = budget.checked_sub(1).ok_or_else(|| {
+            format!("the serving function calls more than {MAX_WALKED_NODES} nodes (at `{fname}`)")
+        })?;
         if !KNOWN_OPS.contains(&node.op.as_str()) {
             return Err(format!(
                 "op `{}` (node `{}`) in function `{fname}` is not part of an EfficientNet effnet understands",
@@ -662,7 +671,7 @@ fn walk(
                     .zip(data_inputs)
                     .filter_map(|(p, i)| Some((p.name.clone(), variable(&reads, i)?)))
                     .collect();
-                walk(library, callee, &callee_vars, facts, depth + 1)?;
+                walk(library, callee, &callee_vars, facts, depth + 1, budget)?;
             }
             "Conv2D" | "DepthwiseConv2dNative" => {
                 let stride = node
@@ -772,4 +781,84 @@ fn signature_captures(saved: &SavedObjectGraph) -> HashSet<usize> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A serving function `f0` calling `f1` twice, which calls `f2` twice, … down to `f30`:
+    /// 2^30 paths through 31 functions, each level within the depth limit.
+    #[test]
+    fn call_fan_out_ends_in_an_error() {
+        let call = |name: &str, callee: String| NodeDef {
+            name: name.into(),
+            op: "StatefulPartitionedCall".into(),
+            input: Vec::new(),
+            attr: HashMap::from([(
+                "f".to_owned(),
+                AttrValue {
+                    func: Some(NameAttrList { name: callee }),
+                    ..AttrValue::default()
+                },
+            )]),
+        };
+        let functions: Vec<FunctionDef> = (0..31)
+            .map(|i| FunctionDef {
+                signature: Some(OpDef {
+                    name: format!("f{i}"),
+                    input_arg: Vec::new(),
+                }),
+                node_def: if i < 30 {
+                    vec![
+                        call("a", format!("f{}", i + 1)),
+                        call("b", format!("f{}", i + 1)),
+                    ]
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        let reference = |id: i32, name: &str| ObjectReference {
+            node_id: id,
+            local_name: name.into(),
+        };
+        let saved = SavedObjectGraph {
+            nodes: vec![
+                SavedObject {
+                    children: vec![reference(1, "signatures")],
+                    ..SavedObject::default()
+                },
+                SavedObject {
+                    children: vec![reference(2, "serving_default")],
+                    ..SavedObject::default()
+                },
+                SavedObject {
+                    bare_concrete_function: Some(SavedBareConcreteFunction {
+                        concrete_function_name: "f0".into(),
+                    }),
+                    ..SavedObject::default()
+                },
+            ],
+            concrete_functions: HashMap::from([(
+                "f0".to_owned(),
+                SavedConcreteFunction::default(),
+            )]),
+        };
+        let meta = MetaGraphDef {
+            graph_def: Some(GraphDef {
+                library: Some(FunctionDefLibrary {
+                    function: functions,
+                }),
+            }),
+            signature_def: HashMap::new(),
+            object_graph_def: Some(saved),
+        };
+        let bytes = SavedModelProto {
+            meta_graphs: vec![meta],
+        }
+        .encode_to_vec();
+        let error = serving_facts(&bytes).unwrap_err();
+        assert!(error.contains("more than"), "{error}");
+    }
 }
