@@ -1,0 +1,1 @@
+//! Hostile Keras files: HDF5 and `.keras` archives.

@@ -1,0 +1,1 @@
+//! Output paths that must never damage the input or another file.

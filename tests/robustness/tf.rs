@@ -1,0 +1,1 @@
+//! Hostile TensorFlow checkpoints, state files and SavedModels.

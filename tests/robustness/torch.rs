@@ -1,0 +1,1 @@
+//! Hostile PyTorch and safetensors files.
