@@ -69,8 +69,8 @@ pub struct ScalingArgs {
     /// Depth coefficient, overriding the variant's.
     #[arg(long, value_name = "D")]
     pub depth: Option<f64>,
-    /// Input resolution (square), overriding the variant's native one.
-    #[arg(long, value_name = "R")]
+    /// Input resolution (square, 1–65536), overriding the variant's native one.
+    #[arg(long, value_name = "R", value_parser = parse_resolution)]
     pub resolution: Option<usize>,
     /// The implementation whose conventions (padding, BatchNorm epsilon, preprocessing,
     /// classifier activation) the model follows [default: tf-official].
@@ -174,8 +174,8 @@ pub struct ConvertArgs {
     /// ONNX opset (13–21).
     #[arg(long, value_name = "N", default_value_t = 17)]
     pub opset: i64,
-    /// ONNX: the input size to resolve TF "same" padding for [default: the model's].
-    #[arg(long, value_name = "R")]
+    /// ONNX: the input size to resolve TF "same" padding for (1–65536) [default: the model's].
+    #[arg(long, value_name = "R", value_parser = parse_resolution)]
     pub resolution: Option<usize>,
     /// ONNX: keep height and width dynamic (TF "same" convs as auto_pad=SAME_UPPER).
     #[arg(long)]
@@ -242,8 +242,8 @@ pub struct CostArgs {
     pub scaling: ScalingArgs,
     #[command(flatten)]
     pub read: ReadArgs,
-    /// Images per batch.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Images per batch (1–1048576).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_batch)]
     pub batch: usize,
     /// Activation dtype (sizes activation memory).
     #[arg(long, value_enum, default_value_t = ActivationDtype::F32)]
@@ -319,4 +319,24 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
 
 fn parse_scheme(s: &str) -> Result<Scheme, String> {
     s.parse().map_err(|e: effnet_spec::SpecError| e.to_string())
+}
+
+/// The largest input size accepted anywhere (as the spec's).
+const MAX_RESOLUTION: usize = 65_536;
+/// The largest batch `cost` accepts.
+const MAX_BATCH: usize = 1 << 20;
+
+fn parse_in_range(text: &str, what: &str, max: usize) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{what} must be a whole number from 1 to {max}")),
+    }
+}
+
+fn parse_resolution(text: &str) -> Result<usize, String> {
+    parse_in_range(text, "the resolution", MAX_RESOLUTION)
+}
+
+fn parse_batch(text: &str) -> Result<usize, String> {
+    parse_in_range(text, "the batch", MAX_BATCH)
 }

@@ -1,7 +1,12 @@
-//! Writing to stdout, where a closed pipe (`effnet cost … | head`) is not an error.
+//! Writing to stdout, where a closed pipe (`effnet cost … | head`) is not an error; stderr
+//! lines escaped (text from a file never forges a line); side files written by the output
+//! rules of `effnet_io::output`.
 
 use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+use effnet_io::escape;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -40,21 +45,21 @@ pub fn paint(text: &str, code: &str) -> String {
 /// A warning on stderr, unless quiet.
 pub fn warn(message: &str) {
     if !ui().quiet {
-        eprintln!("warning: {message}");
+        eprintln!("warning: {}", escape(message));
     }
 }
 
 /// A note on stderr (a file written beside the report), unless quiet.
 pub fn note(message: &str) {
     if !ui().quiet {
-        eprintln!("{message}");
+        eprintln!("{}", escape(message));
     }
 }
 
 /// Detail on stderr with `-v`.
 pub fn detail(message: &str) {
     if ui().verbose > 0 && !ui().quiet {
-        eprintln!("{message}");
+        eprintln!("{}", escape(message));
     }
 }
 
@@ -96,4 +101,32 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// An error on stderr, on one escaped line.
+pub fn error(err: &anyhow::Error) {
+    eprintln!("error: {}", escape(&format!("{err:#}")));
+}
+
+/// Writes `text` to `path` (`-`: stdout) by the output rules: never one of `inputs` or inside
+/// one, never over an existing file without `force`, atomically. Returns whether a file was
+/// written (false for stdout).
+pub fn write_text(
+    path: &Path,
+    inputs: &[PathBuf],
+    force: bool,
+    text: &str,
+) -> anyhow::Result<bool> {
+    if path.as_os_str() == "-" {
+        print(text)?;
+        return Ok(false);
+    }
+    effnet_io::write_atomic(path, inputs, force, |file| {
+        file.write_all(text.as_bytes())
+            .map_err(|source| effnet_io::OutputError::Io {
+                path: path.to_owned(),
+                source,
+            })
+    })?;
+    Ok(true)
 }

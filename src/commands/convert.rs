@@ -23,19 +23,8 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             ),
         },
     };
-    let same = |a: &std::path::Path, b: &std::path::Path| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b);
-    if same(&args.input, &args.output) {
-        bail!(
-            "{}: is the input; write the conversion to another file",
-            args.output.display()
-        );
-    }
-    if args.output.exists() && !args.force {
-        bail!(
-            "{}: already exists (pass --force to overwrite)",
-            args.output.display()
-        );
-    }
+    // Checked before reading the input (again before the rename, with the input's own files).
+    effnet_io::check_output(&args.output, std::slice::from_ref(&args.input), args.force)?;
     let model = super::open_model(&args.input, args.source_naming, &args.read)?;
     super::warn(&model);
     if format == OutputFormat::Onnx {

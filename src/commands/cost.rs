@@ -89,12 +89,17 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
     if let Some(svg) = &args.svg {
         let text = effnet_cost::chart::svg(&report)
             .map_err(|e| anyhow::anyhow!("{}: cannot draw the chart: {e}", svg.display()))?;
-        effnet_convert::write_atomic(svg, args.force, |tmp| {
-            std::fs::write(tmp, &text).map_err(|reason| effnet_convert::ConvertError::Io {
-                path: svg.clone(),
-                reason,
-            })
-        })?;
+        let inputs: Vec<std::path::PathBuf> = args.path.iter().cloned().collect();
+        if !output::write_text(svg, &inputs, args.force, &text)? {
+            // The chart took stdout; the budget verdict still sets the exit code.
+            return Ok(match comparison {
+                Some(c) if !c.within_budget() => {
+                    eprint!("{}", c.render(false));
+                    ExitCode::from(1)
+                }
+                _ => ExitCode::SUCCESS,
+            });
+        }
         output::note(&format!("wrote {}", svg.display()));
     }
     let by = match args.by {

@@ -15,16 +15,10 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let model = super::open_model(&args.path, args.naming, &args.read)?;
     if let Some(dot) = &args.dot {
         let text = model.imported.graph.to_dot();
-        if dot.as_os_str() == "-" {
-            output::print(&text)?;
+        let inputs = effnet_convert::inputs_of(&model);
+        if !output::write_text(dot, &inputs, args.force, &text)? {
             return Ok(ExitCode::SUCCESS);
         }
-        effnet_convert::write_atomic(dot, args.force, |tmp| {
-            std::fs::write(tmp, &text).map_err(|reason| effnet_convert::ConvertError::Io {
-                path: dot.clone(),
-                reason,
-            })
-        })?;
         output::note(&format!(
             "wrote {} (render with: dot -Tsvg {} -o graph.svg)",
             dot.display(),

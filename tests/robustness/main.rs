@@ -2,6 +2,7 @@
 //! every case runs the binary under a 1 GiB address-space limit and a timeout, and expects
 //! exit 2, one escaped line naming the file, under 5 s, and nothing written.
 
+mod arguments;
 mod keras;
 mod outputs;
 mod tf;

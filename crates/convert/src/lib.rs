@@ -83,18 +83,9 @@ pub enum ConvertError {
     /// Serializing failed.
     #[error(transparent)]
     Write(#[from] effnet_safetensors::WriteError),
-    /// The output exists and overwriting was not asked for.
-    #[error("{}: already exists (pass --force to overwrite)", path.display())]
-    Exists {
-        /// The output.
-        path: PathBuf,
-    },
-    /// The output is the input (or one of its files).
-    #[error("{}: is the input; write the conversion to another file", path.display())]
-    SameAsInput {
-        /// The output.
-        path: PathBuf,
-    },
+    /// The output path breaks a rule of [`effnet_io::output`] (exists, is the input, …).
+    #[error(transparent)]
+    Output(#[from] effnet_io::OutputError),
     /// Writing or renaming the output failed.
     #[error("{}: {reason}", path.display())]
     Io {
@@ -137,7 +128,7 @@ pub fn to_safetensors(
     if !matches!(options.dtype, DType::F32 | DType::F16 | DType::BF16) {
         return Err(ConvertError::Dtype);
     }
-    refuse_input(model, out)?;
+    effnet_io::check_output(out, &inputs_of(model), options.force)?;
     let naming = options.naming.unwrap_or(match model.naming {
         Scheme::Keras | Scheme::TfOfficial => Scheme::TimmTf,
         other => other,
@@ -231,8 +222,12 @@ pub fn to_safetensors(
     let mut overflowing: Vec<(String, usize)> = Vec::new();
     // Converted on every core a batch at a time and written as they come: the output is never
     // held whole.
-    write_atomic(out, options.force, |tmp| {
-        let mut writer = effnet_safetensors::StreamWriter::create(tmp, &layout, &metadata)?;
+    effnet_io::write_atomic(out, &inputs_of(model), options.force, |file| {
+        let file = file.try_clone().map_err(|reason| ConvertError::Io {
+            path: out.to_owned(),
+            reason,
+        })?;
+        let mut writer = effnet_safetensors::StreamWriter::create(file, out, &layout, &metadata)?;
         let mut done = 0u64;
         let batches: Vec<&[(&String, &Tensor, DType)]> = jobs.chunks(32).collect();
         let prefetch = |batch: Option<&&[(&String, &Tensor, DType)]>| {
@@ -309,81 +304,14 @@ pub fn to_safetensors(
     })
 }
 
-/// Refuses an output that is the input file, a file inside the input folder (a checkpoint or
-/// SavedModel directory) or a file of the input checkpoint, even with `force`.
-fn refuse_input(model: &Model, out: &Path) -> Result<(), ConvertError> {
-    let parent = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let (Ok(dir), Some(name)) = (std::fs::canonicalize(parent), out.file_name()) else {
-        return Ok(());
-    };
-    let target = dir.join(name);
-    let input = std::fs::canonicalize(&model.path).ok();
-    let inside = input
-        .as_ref()
-        .is_some_and(|i| target == *i || (i.is_dir() && target.starts_with(i)));
-    // A checkpoint's files: `prefix.index`, `prefix.data-*`.
-    let of_checkpoint = model.metadata.get("tf.prefix").is_some_and(|prefix| {
-        let prefix = Path::new(prefix);
-        let stem = prefix.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let same_dir = prefix
-            .parent()
-            .and_then(|d| {
-                std::fs::canonicalize(if d.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    d
-                })
-                .ok()
-            })
-            .is_some_and(|d| d == dir);
-        same_dir
-            && name.to_str().is_some_and(|n| {
-                n.strip_prefix(stem)
-                    .is_some_and(|rest| rest.starts_with('.'))
-            })
-    });
-    if inside || of_checkpoint {
-        return Err(ConvertError::SameAsInput {
-            path: out.to_owned(),
-        });
+/// The files, folders or checkpoint prefixes `model` was read from: an output may be none of
+/// them and lie inside none of them.
+pub fn inputs_of(model: &Model) -> Vec<PathBuf> {
+    let mut inputs = vec![model.path.clone()];
+    if let Some(prefix) = model.metadata.get("tf.prefix") {
+        inputs.push(PathBuf::from(prefix));
     }
-    Ok(())
-}
-
-/// Writes `out` through a temporary file in the same folder, renamed into place only when
-/// complete; an existing `out` is kept unless `force`, and a failed write leaves nothing.
-pub fn write_atomic(
-    out: &Path,
-    force: bool,
-    write: impl FnOnce(&Path) -> Result<(), ConvertError>,
-) -> Result<(), ConvertError> {
-    if out.exists() && !force {
-        return Err(ConvertError::Exists {
-            path: out.to_owned(),
-        });
-    }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = out
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.effnet-{}.tmp", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, out).map_err(|reason| ConvertError::Io {
-            path: out.to_owned(),
-            reason,
-        })
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    inputs
 }
 
 /// How to write an ONNX model.
@@ -436,7 +364,7 @@ pub fn to_onnx(
     out: &Path,
     options: &OnnxConvertOptions,
 ) -> Result<OnnxReport, ConvertError> {
-    refuse_input(model, out)?;
+    effnet_io::check_output(out, &inputs_of(model), options.force)?;
     let imported = &model.imported;
     let resolution = if options.dynamic_size {
         None
@@ -473,16 +401,15 @@ pub fn to_onnx(
     let (nodes, initializers) = (graph.node.len(), graph.initializer.len());
     let output_name = graph.output[0].name.clone().unwrap_or_default();
     let mut bytes = 0u64;
-    write_atomic(out, options.force, |tmp| {
+    effnet_io::write_atomic(out, &inputs_of(model), options.force, |file| {
         let io = |reason| ConvertError::Io {
             path: out.to_owned(),
             reason,
         };
-        let file = std::fs::File::create(tmp).map_err(io)?;
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
         bytes = effnet_onnx::write(&proto, &mut writer).map_err(io)?;
         writer.into_inner().map_err(|e| io(e.into_error()))?;
-        Ok(())
+        Ok::<(), ConvertError>(())
     })?;
     if options.verify {
         let fail = |message: String| ConvertError::Verify {

@@ -39,6 +39,14 @@ pub enum CostError {
     /// The batch is zero.
     #[error("the batch size must be at least 1")]
     Batch,
+    /// The counts would not fit in 64 bits (an absurd batch or resolution).
+    #[error("batch {batch} at {input} is too large to count: the figures exceed 2^63")]
+    TooLarge {
+        /// The batch asked for.
+        batch: usize,
+        /// The input size asked for, in words.
+        input: String,
+    },
 }
 
 /// Costs every node of `graph` and rolls the costs up per block and per stage.
@@ -51,6 +59,34 @@ pub fn analyze(
         return Err(CostError::Batch);
     }
     let shapes = graph.infer_shapes(options.batch, options.resolution)?;
+    // Every count below is at most (elements of all outputs) × (2 × the largest per-output
+    // MAC count + 16): checked once here, so no sum or product can overflow.
+    let mut elements: u128 = 0;
+    let mut per_output: u128 = 0;
+    for (id, node) in graph.nodes() {
+        let dims = shapes[id].dims().unwrap_or_default();
+        elements += dims
+            .iter()
+            .fold(1u128, |acc, &d| acc.saturating_mul(d as u128));
+        per_output = per_output.max(match &node.op {
+            Op::Conv2d(c) => {
+                (c.in_channels / c.groups.max(1)) as u128
+                    * c.kernel[0] as u128
+                    * c.kernel[1] as u128
+            }
+            Op::Dense(d) => d.in_features as u128,
+            _ => 0,
+        });
+    }
+    if elements.saturating_mul(2 * per_output + 16) >= 1u128 << 63 {
+        return Err(CostError::TooLarge {
+            batch: options.batch,
+            input: match options.resolution {
+                Some([h, w]) => format!("{h}×{w}"),
+                None => "the model's input size".into(),
+            },
+        });
+    }
     let input = graph.input()?;
     let resolution = shapes[input].spatial().ok_or(CostError::NoResolution)?;
     let size = options.dtype.size() as u64;

@@ -138,9 +138,11 @@ fn dtype_name(dtype: DType) -> &'static str {
 }
 
 impl StreamWriter {
-    /// Creates `path` and writes the header for `layout` (`name, dtype, shape`, in the order
-    /// the tensors will be written).
+    /// Writes the header for `layout` (`name, dtype, shape`, in the order the tensors will be
+    /// written) to `file`, an empty file opened for writing; messages name `path`, the output
+    /// the file will become.
     pub fn create(
+        file: File,
         path: &Path,
         layout: &[(String, DType, Vec<usize>)],
         metadata: &std::collections::BTreeMap<String, String>,
@@ -188,7 +190,6 @@ impl StreamWriter {
         }
         let mut json = serde_json::to_vec(&header).map_err(|e| fail(e.to_string()))?;
         json.resize(json.len().next_multiple_of(8), b' ');
-        let file = File::create(path).map_err(|e| fail(e.to_string()))?;
         let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
         file.write_all(&(json.len() as u64).to_le_bytes())
             .and_then(|()| file.write_all(&json))
