@@ -1,9 +1,11 @@
 //! Robustness of the `effnet` binary against hostile files and output paths (docs/security.md):
 //! every case runs the binary under a 1 GiB address-space limit and a timeout, and expects
-//! exit 2, one escaped line naming the file, under 5 s, and nothing written.
+//! exit 2, one escaped line naming the file, under 5 s of CPU time (user + system, all threads:
+//! the work the file caused, whatever else loads the machine), and nothing written.
 
 mod arguments;
 mod keras;
+mod onnx;
 mod outputs;
 mod tf;
 mod torch;
@@ -14,8 +16,10 @@ use std::time::{Duration, Instant};
 
 /// Address space allowed to the binary in these tests (KiB, as `ulimit -v` takes it).
 const ADDRESS_SPACE_KIB: u64 = 1 << 20;
-/// Wall time allowed to one run.
+/// CPU time allowed to one run.
 const LIMIT: Duration = Duration::from_secs(5);
+/// Marks the line the harness adds to stderr with the child's CPU time.
+const CPU_MARK: &str = "@@effnet-test-cpu";
 
 /// What one limited run of the binary did.
 #[derive(Debug)]
@@ -26,29 +30,57 @@ pub struct Outcome {
     pub stdout: String,
     /// Standard error.
     pub stderr: String,
-    /// Wall time.
+    /// CPU time of the binary (user + system, every thread).
     pub elapsed: Duration,
+    /// Wall time.
+    pub wall: Duration,
 }
 
-/// Runs `effnet args…` under the address-space limit and a 20 s hard timeout.
+/// Seconds in a `times` field such as `1m2.345s`.
+fn seconds(field: &str) -> f64 {
+    let field = field.trim().trim_end_matches('s');
+    let (minutes, secs) = field.split_once('m').unwrap_or(("0", field));
+    minutes.parse::<f64>().unwrap_or(0.0) * 60.0 + secs.parse::<f64>().unwrap_or(0.0)
+}
+
+/// Runs `effnet args…` under the address-space limit and a 20 s hard timeout (wall time),
+/// measuring its CPU time with the shell's `times`.
 pub fn run_limited(args: &[&str]) -> Outcome {
     let exe = assert_cmd::cargo::cargo_bin("effnet");
     let start = Instant::now();
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "ulimit -v {ADDRESS_SPACE_KIB}; exec timeout -s KILL 20 \"$0\" \"$@\""
+            "ulimit -v {ADDRESS_SPACE_KIB}; timeout -s KILL 20 \"$0\" \"$@\"; rc=$?; \
+             {{ echo {CPU_MARK}; times; }} >&2; exit $rc"
         ))
         .arg(&exe)
         .args(args)
         .env_remove("NO_COLOR")
         .output()
         .expect("bash runs");
+    let wall = start.elapsed();
+    let code = match out.status.code() {
+        // The shell reports a child killed by a signal as 128 + the signal.
+        Some(c) if c > 128 => None,
+        c => c,
+    };
+    // After the mark, `times` prints the shell's own times, then its children's.
+    let text = String::from_utf8_lossy(&out.stderr);
+    let (stderr, cpu) = match text.rsplit_once(CPU_MARK) {
+        Some((before, after)) => {
+            let children = after.lines().nth(2).unwrap_or_default();
+            let cpu = children.split_whitespace().map(seconds).sum::<f64>();
+            (before.to_owned(), Duration::from_secs_f64(cpu))
+        }
+        None => (text.into_owned(), wall),
+    };
     Outcome {
-        code: out.status.code(),
+        code,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: start.elapsed(),
+        stderr,
+        elapsed: cpu,
+        wall,
     }
 }
 
@@ -63,7 +95,7 @@ pub fn refused(args: &[&str], path: &Path) -> String {
     );
     assert!(
         outcome.elapsed < LIMIT,
-        "effnet {args:?} took {:?}",
+        "effnet {args:?} took {:?} of CPU time",
         outcome.elapsed
     );
     assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
@@ -109,4 +141,16 @@ pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(rel)
+}
+
+#[test]
+fn the_harness_measures_cpu_time_and_keeps_stderr_clean() {
+    let outcome = run_limited(&["cost", "--variant", "b7", "--by", "layer"]);
+    let (cpu, wall) = (outcome.elapsed, outcome.wall);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    assert!(!outcome.stderr.contains(CPU_MARK), "{}", outcome.stderr);
+    assert!(cpu > Duration::ZERO && cpu < LIMIT, "{cpu:?}");
+    assert!(wall < Duration::from_secs(20), "{wall:?}");
+    let killed = run_limited(&["inspect", "/proc/self/fd/0"]);
+    assert_ne!(killed.code, None, "an error is an exit code, not a signal");
 }

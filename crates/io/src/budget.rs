@@ -106,7 +106,7 @@ impl Budget {
         size: u64,
         what: impl FnOnce() -> String,
     ) -> Result<(), BudgetError> {
-        self.memory(count.checked_mul(size).unwrap_or(u64::MAX), what)
+        self.memory(count.saturating_mul(size), what)
     }
 
     /// Charges `steps` of work for `what` (called before doing it).

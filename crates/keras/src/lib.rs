@@ -21,7 +21,9 @@
 //! naming scheme moves them to the IR's layout.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use effnet_io::{Budget, escape};
 use effnet_ir::{Bytes, Checkpoint, DType, Tensor};
 use hdf5_reader::{Hdf5File, group::Group};
 
@@ -62,21 +64,83 @@ pub struct UnnamedLayer {
 #[non_exhaustive]
 pub enum KerasError {
     /// The HDF5 structure could not be read.
-    #[error("{}: not a readable HDF5 file: {message}", path.display())]
+    #[error("{}: not a readable HDF5 file: {}", shown(path), text(message))]
     Hdf5 {
         /// The file.
         path: PathBuf,
         /// What the reader said.
         message: String,
     },
-    /// The file is HDF5 but not a Keras weights file.
-    #[error("{}: {message}", path.display())]
+    /// The file is HDF5 but not a Keras weights file, or an archive member is refused.
+    #[error("{}: {}", shown(path), text(message))]
     NotKeras {
         /// The file.
         path: PathBuf,
         /// What is missing.
         message: String,
     },
+}
+
+/// A path as printed in a message, escaped.
+fn shown(path: &Path) -> String {
+    escape(&path.display().to_string()).into_owned()
+}
+
+/// Text from a file as printed in a message: escaped, and cut in the middle past 4,000
+/// characters (a key or name can be as long as the file).
+pub(crate) fn text(message: &str) -> String {
+    let count = message.chars().count();
+    if count <= 4000 {
+        return escape(message).into_owned();
+    }
+    let head: String = message.chars().take(1000).collect();
+    let tail: String = message.chars().skip(count - 1000).collect();
+    format!(
+        "{}…({} characters)…{}",
+        escape(&head),
+        count - 2000,
+        escape(&tail)
+    )
+}
+
+/// Memory charged for each JSON value beyond the text itself: the `serde_json::Value`, room
+/// for its container to grow, and an object entry's map slot.
+const JSON_VALUE_COST: u64 = 2 * std::mem::size_of::<serde_json::Value>() as u64 + 48;
+
+/// Parses a JSON config after charging `budget` for what the parsed value can take: the text
+/// plus [`JSON_VALUE_COST`] per value (values are counted by a linear scan for the commas,
+/// colons and brackets outside strings, an upper bound). serde_json's recursion limit (128)
+/// stays on, and dropping the value recurses at most that deep.
+pub fn parse_json(bytes: &[u8], budget: &Budget, what: &str) -> Result<serde_json::Value, String> {
+    let mut values: u64 = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b':' | b'[' | b'{' => values += 1,
+            _ => {}
+        }
+    }
+    budget
+        .work(bytes.len() as u64, || format!("parsing {what}"))
+        .map_err(|e| e.to_string())?;
+    budget
+        .memory(
+            (bytes.len() as u64).saturating_add(values.saturating_mul(JSON_VALUE_COST)),
+            || format!("{what} ({values} JSON values)"),
+        )
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(bytes).map_err(|e| format!("{what}: {e}"))
 }
 
 fn string_attr(group: &Group, name: &str) -> Option<String> {
@@ -99,11 +163,27 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
         path: path.to_owned(),
         message: e.to_string(),
     };
-    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    // Regular files only, checked on the descriptor; mapped, never read whole.
+    let (_, map) = effnet_io::input::map_regular(path).map_err(|e| KerasError::NotKeras {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let file_len = map.len() as u64;
+    let meta_budget = Budget::for_input(file_len);
     let mut budget = file_len.saturating_mul(MAX_EXPANSION);
-    let file = Hdf5File::open(path).map_err(h5)?;
+    let file = Hdf5File::from_mmap_with_options(map, hdf5_options(&meta_budget)).map_err(h5)?;
     let root = file.root_group().map_err(h5)?;
-    let config = string_attr(&root, "model_config").and_then(|s| serde_json::from_str(&s).ok());
+    let config = match string_attr(&root, "model_config") {
+        Some(text) => Some(
+            parse_json(text.as_bytes(), &meta_budget, "the model_config attribute").map_err(
+                |message| KerasError::NotKeras {
+                    path: path.to_owned(),
+                    message,
+                },
+            )?,
+        ),
+        None => None,
+    };
     let keras_version = string_attr(&root, "keras_version");
     let weights = if config.is_some() {
         root.group("model_weights").map_err(h5)?
@@ -298,6 +378,175 @@ fn record_version(checkpoint: &mut Checkpoint, version: Option<&str>) {
 /// The most bytes read from a `.keras` archive member.
 const MAX_MEMBER_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
+/// The largest `config.json` effnet reads (and never more than the input's memory budget).
+const MAX_CONFIG_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The most a deflated member may inflate to, per byte of its compressed size, past 1 MiB.
+const MAX_INFLATION: u64 = 200;
+
+/// The hdf5-reader options for a file whose metadata has `budget`: one read (an attribute, a
+/// dataset) may not allocate more than the budget's memory.
+fn hdf5_options(budget: &Budget) -> hdf5_reader::OpenOptions {
+    hdf5_reader::OpenOptions {
+        max_read_bytes: usize::try_from(budget.memory_limit()).unwrap_or(usize::MAX),
+        ..hdf5_reader::OpenOptions::default()
+    }
+}
+
+/// Whether a zip member name is one effnet accepts: relative, no `..`, no backslash or NUL,
+/// no drive letter (docs/security.md); checked for every member, read or not.
+fn member_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.contains('\0')
+        && name.as_bytes().get(1).is_none_or(|&b| b != b':')
+        && name.split('/').all(|part| part != "..")
+}
+
+/// An archive member's bytes: a view into the mapped archive (stored members) or inflated.
+enum MemberBytes {
+    Mapped(Arc<memmap2::Mmap>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for MemberBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            MemberBytes::Mapped(map, range) => &map[range.clone()],
+            MemberBytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// A `.keras` archive, mapped, with every member's name and extent checked.
+struct Archive<'a> {
+    path: &'a Path,
+    map: Arc<memmap2::Mmap>,
+    zip: zip::ZipArchive<std::io::Cursor<&'a [u8]>>,
+}
+
+impl<'a> Archive<'a> {
+    /// Opens the archive in `bytes` (a view of `map`): refuses a member name with `..`, a
+    /// leading `/`, a backslash or a drive letter, and members whose data runs into the next
+    /// member's header or past the end of the archive.
+    fn open(path: &'a Path, map: Arc<memmap2::Mmap>, bytes: &'a [u8]) -> Result<Self, KerasError> {
+        let err = |message: String| KerasError::NotKeras {
+            path: path.to_owned(),
+            message,
+        };
+        let mut zip = zip::ZipArchive::with_config(zip_config(), std::io::Cursor::new(bytes))
+            .map_err(|e| err(format!("not a readable zip archive: {e}")))?;
+        let mut extents: Vec<(u64, u64, String)> = Vec::with_capacity(zip.len());
+        for i in 0..zip.len() {
+            let entry = zip
+                .by_index(i)
+                .map_err(|e| err(format!("zip member {i}: {e}")))?;
+            let name = entry
+                .name()
+                .map_err(|e| err(format!("zip member {i}: {e}")))?
+                .into_owned();
+            if !member_name_ok(&name) {
+                return Err(err(format!(
+                    "zip member `{name}` has a path leading outside the archive (`..`, an absolute path or a backslash)"
+                )));
+            }
+            let start = entry.header_start();
+            let end = entry
+                .data_start()
+                .and_then(|d| d.checked_add(entry.compressed_size()))
+                .filter(|&e| e <= bytes.len() as u64)
+                .ok_or_else(|| {
+                    err(format!(
+                        "zip member `{name}` runs past the end of the archive"
+                    ))
+                })?;
+            extents.push((start, end, name));
+        }
+        extents.sort();
+        for pair in extents.windows(2) {
+            if pair[0].1 > pair[1].0 {
+                return Err(err(format!(
+                    "zip member `{}` runs into the next member `{}`",
+                    pair[0].2, pair[1].2
+                )));
+            }
+        }
+        Ok(Self { path, map, zip })
+    }
+
+    /// A member's bytes, at most `limit`: a stored member is a view into the map with its
+    /// CRC-32 checked; a deflated one is refused before inflating if it declares more than
+    /// `limit`, more than [`MAX_INFLATION`] × its compressed size (past 1 MiB) or more than the
+    /// budget's memory, and its CRC-32 is checked as it is read to its end.
+    fn member(
+        &mut self,
+        name: &str,
+        limit: u64,
+        budget: &Budget,
+    ) -> Result<MemberBytes, KerasError> {
+        use std::io::Read;
+        let path = self.path;
+        let err = |message: String| KerasError::NotKeras {
+            path: path.to_owned(),
+            message,
+        };
+        let entry = self
+            .zip
+            .by_name(name)
+            .map_err(|e| err(format!("`{name}`: {e}")))?;
+        if entry.encrypted() {
+            return Err(err(format!("`{name}` is encrypted")));
+        }
+        let size = entry.size();
+        let compressed = entry.compressed_size();
+        if size > limit {
+            return Err(err(format!(
+                "`{name}` declares {size} bytes, beyond the {limit}-byte limit"
+            )));
+        }
+        if size > 1 << 20 && size > compressed.saturating_mul(MAX_INFLATION) {
+            return Err(err(format!(
+                "`{name}` would inflate from {compressed} to {size} bytes, more than {MAX_INFLATION}× (a deflate bomb)"
+            )));
+        }
+        if entry.compression() == zip::CompressionMethod::Stored {
+            let start = entry
+                .data_start()
+                .and_then(|s| usize::try_from(s).ok())
+                .ok_or_else(|| err(format!("`{name}` has no data")))?;
+            let range = usize::try_from(size)
+                .ok()
+                .filter(|_| size == compressed)
+                .and_then(|n| Some(start..start.checked_add(n)?))
+                .filter(|r| r.end <= self.map.len())
+                .ok_or_else(|| err(format!("`{name}` lies outside the archive")))?;
+            if crc32fast::hash(&self.map[range.clone()]) != entry.crc32() {
+                return Err(err(format!(
+                    "`{name}` fails its CRC-32 check (the archive is damaged)"
+                )));
+            }
+            return Ok(MemberBytes::Mapped(self.map.clone(), range));
+        }
+        budget
+            .memory(size, || format!("inflating `{name}`"))
+            .map_err(|e| err(e.to_string()))?;
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // Read to the member's end: the zip reader checks the CRC-32 there.
+        entry
+            .take(size.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| err(format!("`{name}`: {e}")))?;
+        if out.len() as u64 != size {
+            return Err(err(format!(
+                "`{name}` inflates to {} bytes where it declares {size}",
+                out.len()
+            )));
+        }
+        Ok(MemberBytes::Owned(out))
+    }
+}
+
 /// Archives start at byte 0: without saying so, the `zip` crate scans the whole file for
 /// prepended data (0.2 s for a 266 MB PyTorch archive).
 fn zip_config() -> zip::read::Config {
@@ -308,7 +557,7 @@ fn zip_config() -> zip::read::Config {
 
 /// Whether a zip archive's entry names are those of a Keras 3 `.keras` file.
 pub fn is_keras_zip(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
+    let Ok(file) = effnet_io::input::open_regular(path) else {
         return false;
     };
     let Ok(archive) = zip::ZipArchive::with_config(zip_config(), std::io::BufReader::new(file))
@@ -384,40 +633,36 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
         path: path.to_owned(),
         message: e.to_string(),
     };
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut archive = zip::ZipArchive::with_config(zip_config(), std::io::BufReader::new(file))
-        .map_err(|e| err(format!("not a readable zip archive: {e}")))?;
-    let mut member = |name: &str, limit: u64| -> Result<Vec<u8>, KerasError> {
-        use std::io::Read;
-        let entry = archive
-            .by_name(name)
-            .map_err(|e| err(format!("`{name}`: {e}")))?;
-        if entry.size() > limit {
-            return Err(err(format!(
-                "`{name}` declares {} bytes, beyond the limit",
-                entry.size()
-            )));
-        }
-        let mut out = Vec::new();
-        entry
-            .take(limit + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| err(format!("`{name}`: {e}")))?;
-        if out.len() as u64 > limit {
-            return Err(err(format!("`{name}` inflates beyond the limit")));
-        }
-        Ok(out)
+    // Regular files only, checked on the descriptor; the archive is mapped, never read whole.
+    let (_, map) = effnet_io::input::map_regular(path).map_err(|e| err(e.to_string()))?;
+    let map = Arc::new(map);
+    let file_len = map.len() as u64;
+    let budget = Budget::for_input(file_len);
+    let mut archive = Archive::open(path, map.clone(), &map[..])?;
+    let config_bytes = archive.member("config.json", MAX_CONFIG_BYTES, &budget)?;
+    let config = parse_json(config_bytes.as_ref(), &budget, "config.json").map_err(err)?;
+    drop(config_bytes);
+    // Optional; but when present it is read like the others (a failed CRC-32 is an error).
+    let metadata = if archive.zip.index_for_name("metadata.json").is_some() {
+        Some(archive.member("metadata.json", 1024 * 1024, &budget)?)
+    } else {
+        None
     };
-    let config_bytes = member("config.json", 256 * 1024 * 1024)?;
-    let config: serde_json::Value =
-        serde_json::from_slice(&config_bytes).map_err(|e| err(format!("config.json: {e}")))?;
-    let weights = member(
+    let keras_version = metadata
+        .and_then(|m| parse_json(m.as_ref(), &budget, "metadata.json").ok())
+        .and_then(|m| {
+            m.get("keras_version")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
+    let weights = archive.member(
         "model.weights.h5",
-        MAX_MEMBER_BYTES.min(file_len.saturating_mul(200)),
+        MAX_MEMBER_BYTES.min(file_len.saturating_mul(MAX_INFLATION)),
+        &budget,
     )?;
-    let mut budget = (weights.len() as u64).saturating_mul(MAX_EXPANSION);
-    let h5file = Hdf5File::from_vec(weights).map_err(h5)?;
+    drop(archive);
+    let mut data_budget = (weights.as_ref().len() as u64).saturating_mul(MAX_EXPANSION);
+    let h5file = Hdf5File::from_owner(weights, hdf5_options(&budget)).map_err(h5)?;
     let root = h5file.root_group().map_err(h5)?;
     let layers_group = root.group("layers").map_err(h5)?;
     let layers = config
@@ -429,20 +674,12 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
     read_config_layers(
         &layers_group,
         layers,
-        &mut budget,
+        &mut data_budget,
         &mut checkpoint,
         &mut skipped,
         0,
     )
     .map_err(h5)?;
-    let keras_version = member("metadata.json", 1024 * 1024)
-        .ok()
-        .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
-        .and_then(|m| {
-            m.get("keras_version")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        });
     record_version(&mut checkpoint, keras_version.as_deref());
     Ok(KerasFile {
         checkpoint,
@@ -562,6 +799,96 @@ fn dataset_tensor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    /// A zip archive of `(name, bytes, deflated)` members, written to a temporary file.
+    fn archive(members: &[(&str, &[u8], bool)]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.keras");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for (name, bytes, deflated) in members {
+            let method = if *deflated {
+                zip::CompressionMethod::Deflated
+            } else {
+                zip::CompressionMethod::Stored
+            };
+            let options = zip::write::SimpleFileOptions::default().compression_method(method);
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+        (dir, path)
+    }
+
+    fn read_error(path: &Path) -> String {
+        read_keras3(path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn member_names_leading_outside_are_refused() {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a\\b", "C:x", ""] {
+            assert!(!member_name_ok(bad), "{bad}");
+        }
+        for good in ["config.json", "assets/a..b", "model.weights.h5"] {
+            assert!(member_name_ok(good), "{good}");
+        }
+        let (_dir, path) = archive(&[
+            ("config.json", b"{}", false),
+            ("metadata.json", b"{}", false),
+            ("../evil", b"x", false),
+        ]);
+        assert!(read_error(&path).contains("outside the archive"));
+    }
+
+    #[test]
+    fn a_stored_member_failing_its_crc_is_refused() {
+        let (_dir, path) = archive(&[
+            ("metadata.json", b"{}", false),
+            ("config.json", b"{\"config\": {\"layers\": []}}", false),
+        ]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(6).position(|w| w == b"layers").unwrap();
+        bytes[at] = b'L';
+        std::fs::write(&path, bytes).unwrap();
+        assert!(read_error(&path).contains("CRC-32"));
+        // An optional member read is checked too.
+        let (_dir, path) = archive(&[
+            ("metadata.json", b"{\"keras_version\": \"3.0\"}", false),
+            ("config.json", b"{}", false),
+        ]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(3).position(|w| w == b"3.0").unwrap();
+        bytes[at] = b'4';
+        std::fs::write(&path, bytes).unwrap();
+        assert!(read_error(&path).contains("CRC-32"));
+    }
+
+    #[test]
+    fn a_deflated_member_is_refused_before_inflating_past_its_ratio() {
+        let zeros = vec![b' '; 50 << 20];
+        let (_dir, path) = archive(&[
+            ("metadata.json", b"{}", false),
+            ("config.json", &zeros, true),
+        ]);
+        assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
+        let error = read_error(&path);
+        assert!(error.contains("deflate bomb"), "{error}");
+    }
+
+    #[test]
+    fn json_values_are_charged_before_parsing() {
+        // 10 MB of `[0,0,…]`: 5 M values, far more than the budget of a small input.
+        let mut text = b"[".to_vec();
+        text.extend(std::iter::repeat_n(*b"0,", 5_000_000).flatten());
+        text.extend(b"0]");
+        let budget = Budget::for_input(250_000);
+        let error = parse_json(&text, &budget, "config.json").unwrap_err();
+        assert!(error.contains("memory"), "{error}");
+        // Commas and brackets inside strings are not values.
+        let budget = Budget::with_limits(0, 4096, 4096);
+        let value = parse_json(b"{\"a\": \"[,,,,{\\\"\"}", &budget, "x").unwrap();
+        assert_eq!(value["a"], "[,,,,{\"");
+    }
 
     #[test]
     fn snake_case_matches_keras() {

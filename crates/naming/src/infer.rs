@@ -62,8 +62,56 @@ pub(crate) fn continues_stage(prev: &BlockShape, next: &BlockShape) -> bool {
         && next.mid * prev.in_channels.max(1) == prev.mid * next.in_channels.max(1)
 }
 
-/// Infers the architecture from parsed `(key, name, tensor)` triples.
+/// The most channels a layer may have (EfficientNet-L2's widest has 8,256).
+pub const MAX_CHANNELS: usize = 1 << 16;
+/// The largest kernel side (EfficientNets use 3 and 5).
+pub const MAX_KERNEL: usize = 63;
+/// The most classes a classifier may have.
+pub const MAX_CLASSES: usize = 1 << 20;
+
+/// Dimensions as they enter from a file: none may be 0 (a layer without channels, a 0×0
+/// kernel: the graph could not be built) or absurd (beyond [`MAX_CHANNELS`], [`MAX_KERNEL`],
+/// [`MAX_CLASSES`]). The error names the tensor (escaped: names come from the file).
+fn check_dims(key: &ParsedKey, name: &str, t: &Tensor) -> Result<(), NamingError> {
+    let shape = t.shape();
+    let refuse = |message: String| {
+        Err(NamingError::Inconsistent {
+            tensor: effnet_io::escape(name).into_owned(),
+            message: format!("{message} (shape {shape:?})"),
+        })
+    };
+    if let Some(axis) = shape.iter().position(|&d| d == 0) {
+        return refuse(format!(
+            "dimension {axis} is 0: every layer has at least one channel and a kernel of at least 1×1"
+        ));
+    }
+    match (key.layer, shape) {
+        (Layer::Classifier, [classes, features])
+            if *classes > MAX_CLASSES || *features > MAX_CHANNELS =>
+        {
+            refuse(format!(
+                "more than {MAX_CLASSES} classes or {MAX_CHANNELS} features"
+            ))
+        }
+        (_, [out, inp, _, _]) if *out > MAX_CHANNELS || *inp > MAX_CHANNELS => {
+            refuse(format!("more than {MAX_CHANNELS} channels"))
+        }
+        (_, [_, _, kh, kw]) if *kh > MAX_KERNEL || *kw > MAX_KERNEL => {
+            refuse(format!("a kernel wider than {MAX_KERNEL}"))
+        }
+        (_, dims) if dims.iter().any(|&d| d > MAX_CLASSES) => {
+            refuse(format!("a dimension beyond {MAX_CLASSES}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Infers the architecture from parsed `(key, name, tensor)` triples. Every tensor's
+/// dimensions are validated first ([`check_dims`]).
 pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingError> {
+    for (key, name, t) in keys {
+        check_dims(key, name, t)?;
+    }
     let weight = |scope: Scope, layer: Layer| {
         keys.iter()
             .find(|(k, _, _)| k.scope == scope && k.layer == layer && k.param == Param::Weight)
@@ -72,7 +120,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
     let missing = |what: &str| NamingError::Missing(what.to_owned());
 
     let (stem_name, stem) =
-        weight(Scope::Stem, Layer::StemConv).ok_or_else(|| missing("the stem conv weight"))?;
+        weight(Scope::Stem, Layer::StemConv).ok_or_else(|| missing("stem convolution"))?;
     let [stem_channels, stem_in, stem_kernel, stem_kw] = conv4(stem_name, stem)?;
     if stem_in != 3 || stem_kernel != stem_kw {
         return Err(shape_err(
@@ -126,7 +174,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
             (Some(dw), Some(p)) => (dw, p),
             _ => {
                 return Err(missing(&format!(
-                    "the depthwise or projection conv of {label}"
+                    "depthwise or projection convolution in {label}"
                 )));
             }
         };
@@ -211,7 +259,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
         ));
     } else {
         assumptions.push(
-            "strides taken from the EfficientNet stage pattern (a weights-only file does not record them)".into(),
+            "strides taken from the EfficientNet stage pattern (the tensors effnet reads from this file do not record them)".into(),
         );
     }
 
@@ -258,7 +306,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
     }
 
     let (head_name, head) =
-        weight(Scope::Head, Layer::HeadConv).ok_or_else(|| missing("the head conv weight"))?;
+        weight(Scope::Head, Layer::HeadConv).ok_or_else(|| missing("head convolution"))?;
     let [head_channels, head_in, _, _] = conv4(head_name, head)?;
     if head_in != previous_out {
         return Err(shape_err(
@@ -293,4 +341,39 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
         positions,
         assumptions,
     })
+}
+
+#[cfg(test)]
+mod dims_tests {
+    use super::*;
+    use effnet_ir::DType;
+
+    fn key(scope: Scope, layer: Layer) -> ParsedKey {
+        ParsedKey {
+            scope,
+            layer,
+            param: Param::Weight,
+        }
+    }
+
+    #[test]
+    fn zero_and_absurd_dimensions_are_refused_naming_the_tensor() {
+        let stem = key(Scope::Stem, Layer::StemConv);
+        for (shape, what) in [
+            (vec![0, 3, 3, 3], "dimension 0 is 0"),
+            (vec![8, 3, 0, 0], "dimension 2 is 0"),
+            (vec![MAX_CHANNELS + 1, 3, 3, 3], "channels"),
+            (vec![8, 3, MAX_KERNEL + 1, 3], "kernel"),
+        ] {
+            let t = Tensor::shape_only(DType::F32, shape).unwrap();
+            let err = infer(&[(stem, "conv\nstem", &t)]).unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+            assert!(err.contains("conv\\nstem"), "{err}");
+        }
+        let fc = Tensor::shape_only(DType::F32, vec![MAX_CLASSES + 1, 8]).unwrap();
+        let err = check_dims(&key(Scope::Classifier, Layer::Classifier), "fc", &fc).unwrap_err();
+        assert!(err.to_string().contains("classes"), "{err}");
+        let fine = Tensor::shape_only(DType::F32, vec![21_843, 1280]).unwrap();
+        assert!(check_dims(&key(Scope::Classifier, Layer::Classifier), "fc", &fine).is_ok());
+    }
 }

@@ -14,8 +14,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use effnet_io::{Budget, escape};
 use effnet_ir::{Bytes, Checkpoint, DType, Tensor};
-use memmap2::Mmap;
 use safetensors::SafeTensors;
 
 /// Why a safetensors file could not be read. Every message names the file.
@@ -258,25 +258,41 @@ pub struct SafetensorsFile {
 }
 
 /// Maps `path` and returns its tensors as views into the map.
+///
+/// Only a regular file is read (checked on the open descriptor: a FIFO or a device is
+/// refused, never read). The header is parsed once, its memory charged to a [`Budget`]
+/// derived from the file's size before it is parsed; names taken from the file are escaped in
+/// messages.
 pub fn read(path: &Path) -> Result<SafetensorsFile, SafetensorsError> {
     let io = |reason| SafetensorsError::Io {
         path: path.to_owned(),
         reason,
     };
-    let file = File::open(path).map_err(io)?;
-    // SAFETY: the map is read-only. effnet never writes the input file; a concurrent writer
-    // could change the bytes under it, which read-only tools accept (as the safetensors
-    // Python library does when it maps files).
-    #[allow(unsafe_code)]
-    let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let (_file, map) = effnet_io::input::map_regular(path).map_err(io)?;
     let map = Arc::new(map);
     let format = |message: String| SafetensorsError::Format {
         path: path.to_owned(),
         message,
     };
-    let (header_len, metadata) =
-        SafeTensors::read_metadata(&map[..]).map_err(|e| format(e.to_string()))?;
-    let parsed = SafeTensors::deserialize(&map[..]).map_err(|e| format(e.to_string()))?;
+    let budget = Budget::for_input(map.len() as u64);
+    // The header's declared length, bounded by the file (the crate checks it again).
+    let header_len = map
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .ok_or_else(|| format("shorter than its 8-byte header length".into()))?;
+    if header_len > map.len() as u64 - 8 {
+        return Err(format(format!(
+            "the header claims {header_len} bytes, more than the file holds"
+        )));
+    }
+    // Parsing: the JSON values, then the name → info map and the list sorted here.
+    budget
+        .memory_for(header_len, HEADER_MEMORY_PER_BYTE, || {
+            format!("parsing the {header_len}-byte header")
+        })
+        .map_err(|e| format(e.to_string()))?;
+    let (header_len, metadata) = SafeTensors::read_metadata(&map[..])
+        .map_err(|e| format(escape(&e.to_string()).into_owned()))?;
     let data_start = 8 + header_len;
     let mut checkpoint = Checkpoint::default();
     if let Some(meta) = metadata.metadata() {
@@ -284,12 +300,10 @@ pub fn read(path: &Path) -> Result<SafetensorsFile, SafetensorsError> {
     }
     let mut skipped = Vec::new();
     // File order: by data offset.
-    let mut entries: Vec<(String, safetensors::tensor::TensorInfo)> = metadata
-        .tensors()
-        .into_iter()
-        .map(|(name, info)| (name, info.clone()))
-        .collect();
-    entries.sort_by_key(|(_, info)| info.data_offsets.0);
+    let mut entries: Vec<(String, &safetensors::tensor::TensorInfo)> =
+        metadata.tensors().into_iter().collect();
+    entries.sort_unstable_by_key(|(_, info)| info.data_offsets.0);
+    checkpoint.tensors.reserve(entries.len());
     for (name, info) in entries {
         let dtype = match info.dtype {
             safetensors::Dtype::F32 => DType::F32,
@@ -303,14 +317,19 @@ pub fn read(path: &Path) -> Result<SafetensorsFile, SafetensorsError> {
             }
         };
         let (begin, end) = info.data_offsets;
+        let tensor_err = |e: &dyn std::fmt::Display| format!("tensor `{}`: {e}", escape(&name));
+        let len = end
+            .checked_sub(begin)
+            .ok_or_else(|| format(tensor_err(&"its data ends before it begins")))?;
+        let start = data_start
+            .checked_add(begin)
+            .ok_or_else(|| format(tensor_err(&"its offset overflows")))?;
         let storage: Arc<dyn effnet_ir::Storage> = map.clone();
-        let bytes = Bytes::new(storage, data_start + begin, end - begin)
-            .map_err(|e| format(format!("tensor `{name}`: {e}")))?;
+        let bytes = Bytes::new(storage, start, len).map_err(|e| format(tensor_err(&e)))?;
         let tensor = Tensor::with_data(dtype, info.shape.clone(), bytes)
-            .map_err(|e| format(format!("tensor `{name}`: {e}")))?;
+            .map_err(|e| format(tensor_err(&e)))?;
         checkpoint.tensors.push((name, tensor));
     }
-    drop(parsed);
     if checkpoint.is_empty() {
         return Err(SafetensorsError::NoTensors {
             path: path.to_owned(),
@@ -320,4 +339,82 @@ pub fn read(path: &Path) -> Result<SafetensorsFile, SafetensorsError> {
         checkpoint,
         skipped,
     })
+}
+
+/// Memory charged per header byte for parsing it: the JSON values, the crate's name → info
+/// map, and the list of tensors built here (names are copied twice).
+const HEADER_MEMORY_PER_BYTE: u64 = 6;
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    fn header_file(dir: &Path, name: &str, header: &str, data: usize) -> PathBuf {
+        let mut json = header.as_bytes().to_vec();
+        json.resize(json.len().next_multiple_of(8), b' ');
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(json);
+        bytes.extend(std::iter::repeat_n(0u8, data));
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("zero.safetensors");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let err = read(&link).unwrap_err();
+        assert!(err.to_string().contains("character device"), "{err}");
+    }
+
+    #[test]
+    fn names_from_the_file_are_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        // A tensor whose data runs past the end, named to forge a line.
+        let path = header_file(
+            dir.path(),
+            "forged.safetensors",
+            r#"{"w\nerror: fine\u001b[0m":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+            8,
+        );
+        let err = read(&path).unwrap_err().to_string();
+        assert!(!err.contains('\n') && !err.contains('\u{1b}'), "{err}");
+        assert!(err.contains("w\\nerror: fine\\u{1b}[0m"), "{err}");
+    }
+
+    #[test]
+    fn a_header_longer_than_the_file_is_refused_before_it_is_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.safetensors");
+        let mut bytes = (90u64 << 20).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        std::fs::write(&path, bytes).unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains("more than the file holds"), "{err}");
+    }
+
+    #[test]
+    fn a_hundred_thousand_tensors_read_in_linear_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 100_000;
+        let mut header = String::from("{");
+        for i in 0..n {
+            if i > 0 {
+                header.push(',');
+            }
+            header.push_str(&format!(
+                r#""k{i}.weight":{{"dtype":"F32","shape":[1],"data_offsets":[{},{}]}}"#,
+                4 * i,
+                4 * i + 4
+            ));
+        }
+        header.push('}');
+        let path = header_file(dir.path(), "many.safetensors", &header, 4 * n);
+        let start = std::time::Instant::now();
+        let file = read(&path).unwrap();
+        assert_eq!(file.checkpoint.len(), n);
+        assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+    }
 }

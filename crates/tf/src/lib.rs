@@ -20,12 +20,13 @@
 pub mod proto;
 pub mod saved_model;
 pub mod table;
+mod wire;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use effnet_io::{Budget, BudgetError, escape};
 use effnet_ir::{Bytes, DType, Tensor};
 use memmap2::Mmap;
 use prost::Message;
@@ -39,12 +40,38 @@ pub const OBJECT_GRAPH_KEY: &str = "_CHECKPOINTABLE_OBJECT_GRAPH";
 /// The largest `.index` file effnet reads.
 pub const MAX_INDEX_BYTES: u64 = 1 << 30;
 
+/// The largest `checkpoint` state file effnet reads (a text proto of a few paths).
+pub const MAX_STATE_FILE_BYTES: u64 = 1 << 20;
+
+/// A path as printed in a message: escaped (file names come from the file system or from a
+/// state file, and may hold control characters).
+pub(crate) fn shown(path: &Path) -> String {
+    escape(&path.display().to_string()).into_owned()
+}
+
+/// Text from a file as printed in a message: escaped, and cut in the middle past 4,000
+/// characters (a key or name can be as long as the file).
+pub(crate) fn text(message: &str) -> String {
+    let count = message.chars().count();
+    if count <= 4000 {
+        return escape(message).into_owned();
+    }
+    let head: String = message.chars().take(1000).collect();
+    let tail: String = message.chars().skip(count - 1000).collect();
+    format!(
+        "{}…({} characters)…{}",
+        escape(&head),
+        count - 2000,
+        escape(&tail)
+    )
+}
+
 /// Why a checkpoint could not be read. Messages name the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TfError {
     /// A file could not be opened or read.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {reason}", shown(path))]
     Io {
         /// The file.
         path: PathBuf,
@@ -52,7 +79,7 @@ pub enum TfError {
         reason: std::io::Error,
     },
     /// The `.index` table is damaged or not a table.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {reason}", shown(path))]
     Table {
         /// The `.index` file.
         path: PathBuf,
@@ -60,7 +87,7 @@ pub enum TfError {
         reason: TableError,
     },
     /// An entry or the bundle is not what a checkpoint holds.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", shown(path), text(message))]
     Format {
         /// The file.
         path: PathBuf,
@@ -68,7 +95,11 @@ pub enum TfError {
         message: String,
     },
     /// A tensor's bytes do not match their checksum.
-    #[error("{}: tensor `{key}` fails its crc32c check (the data shard is damaged)", path.display())]
+    #[error(
+        "{}: tensor `{}` fails its crc32c check (the data shard is damaged)",
+        shown(path),
+        text(key)
+    )]
     Checksum {
         /// The data shard.
         path: PathBuf,
@@ -76,13 +107,30 @@ pub enum TfError {
         key: String,
     },
     /// The path is not a checkpoint (no `.index` found).
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", shown(path), text(message))]
     NotFound {
         /// The path given.
         path: PathBuf,
         /// What was looked for.
         message: String,
     },
+    /// Reading the metadata would take more memory or work than the input's size allows.
+    #[error("{}: {source}", shown(path))]
+    Budget {
+        /// The file being read.
+        path: PathBuf,
+        /// What asked for too much.
+        source: BudgetError,
+    },
+}
+
+impl TfError {
+    pub(crate) fn budget(path: &Path) -> impl FnOnce(BudgetError) -> TfError + '_ {
+        move |source| TfError::Budget {
+            path: path.to_owned(),
+            source,
+        }
+    }
 }
 
 /// LevelDB's masked crc32c.
@@ -123,23 +171,27 @@ pub fn resolve_prefix(path: &Path) -> Result<PathBuf, TfError> {
     };
     if path.is_dir() {
         let state = path.join("checkpoint");
-        if state.is_file() {
-            let text = std::fs::read_to_string(&state).map_err(|reason| TfError::Io {
-                path: state.clone(),
-                reason,
-            })?;
+        if state.exists() {
+            // Opened as a regular file whatever it is (a FIFO or device is refused, not read).
+            let bytes =
+                effnet_io::input::read_regular(&state, MAX_STATE_FILE_BYTES).map_err(|reason| {
+                    TfError::Io {
+                        path: state.clone(),
+                        reason,
+                    }
+                })?;
+            let text = String::from_utf8_lossy(&bytes);
             let latest = state_file_path(&text).ok_or_else(|| TfError::Format {
                 path: state.clone(),
                 message: "no `model_checkpoint_path` in the checkpoint state file".into(),
             })?;
+            let prefix =
+                state_file_prefix(path, Path::new(&latest)).map_err(|message| TfError::Format {
+                    path: state.clone(),
+                    message,
+                })?;
             let latest = Path::new(&latest);
-            let prefix = if latest.is_absolute() && index_of(latest).is_file() {
-                latest.to_owned()
-            } else {
-                // Relative to the folder; an absolute path from another machine by its name.
-                path.join(latest.file_name().unwrap_or(latest.as_os_str()))
-            };
-            if !index_of(&prefix).is_file() {
+            if !index_of(&prefix).exists() {
                 return Err(not_found(format!(
                     "the checkpoint state file names `{}`, but `{}` does not exist",
                     latest.display(),
@@ -180,12 +232,46 @@ pub fn resolve_prefix(path: &Path) -> Result<PathBuf, TfError> {
     if let Some((stem, _)) = name.rsplit_once(".data-") {
         return Ok(path.with_file_name(stem));
     }
-    if index_of(path).is_file() {
+    if index_of(path).exists() {
         return Ok(path.to_owned());
     }
     Err(not_found(
         "not a checkpoint: no such file, and no `.index` beside this prefix".into(),
     ))
+}
+
+/// The prefix a state file's `model_checkpoint_path` denotes inside `folder`: a relative path
+/// going down only, or an absolute one naming a checkpoint in the folder itself (or, from
+/// another machine, one whose file name is in the folder). A path leading out of the folder is
+/// refused: a state file cannot make effnet read files the user did not name.
+fn state_file_prefix(folder: &Path, latest: &Path) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let outside = || {
+        format!(
+            "the checkpoint state file names `{}`, outside the folder; pass that checkpoint's path directly to read it",
+            latest.display()
+        )
+    };
+    if latest.is_absolute() {
+        let name = latest.file_name().ok_or_else(outside)?;
+        let in_folder = folder.join(name);
+        let same_folder = latest
+            .parent()
+            .and_then(effnet_io::FileId::of_path)
+            .is_some_and(|id| Some(id) == effnet_io::FileId::of_path(folder));
+        if same_folder || index_of(&in_folder).exists() {
+            return Ok(in_folder);
+        }
+        return Err(outside());
+    }
+    if latest
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && latest.file_name().is_some()
+    {
+        return Ok(folder.join(latest));
+    }
+    Err(outside())
 }
 
 fn index_of(prefix: &Path) -> PathBuf {
@@ -246,28 +332,64 @@ fn dtype_name(value: i32) -> String {
 
 /// Reads the checkpoint `path` denotes (see [`resolve_prefix`]).
 pub fn read(path: &Path) -> Result<Bundle, TfError> {
+    read_with_budget(path, 0).map(|(bundle, _)| bundle)
+}
+
+/// The size of the data shards beside `prefix` (`prefix.data-*`, regular files only): with the
+/// `.index`, the input size a checkpoint's budget derives from.
+fn shard_bytes(prefix: &Path) -> u64 {
+    let (Some(folder), Some(stem)) = (prefix.parent(), prefix.file_name()) else {
+        return 0;
+    };
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let mut start = stem.to_owned();
+    start.push(".data-");
+    let start = start.as_encoded_bytes().to_vec();
+    let Ok(listing) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    listing
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().as_encoded_bytes().starts_with(&start))
+        .filter_map(|e| std::fs::metadata(e.path()).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .fold(0u64, u64::saturating_add)
+}
+
+/// Reads the checkpoint `path` denotes with the budget of its files plus `other_input` bytes
+/// (the other files of a SavedModel), and returns that budget with what is left of it.
+pub fn read_with_budget(path: &Path, other_input: u64) -> Result<(Bundle, Budget), TfError> {
     let prefix = resolve_prefix(path)?;
     let index_path = index_of(&prefix);
     let format = |path: &Path, message: String| TfError::Format {
         path: path.to_owned(),
         message,
     };
-    let index_file = File::open(&index_path).map_err(|reason| TfError::Io {
-        path: index_path.clone(),
-        reason,
-    })?;
-    let index_len = index_file.metadata().map(|m| m.len()).unwrap_or(0);
+    // A FIFO, device or folder named `.index` is refused here, on the open descriptor.
+    let (index_file, index) =
+        effnet_io::input::map_regular(&index_path).map_err(|reason| TfError::Io {
+            path: index_path.clone(),
+            reason,
+        })?;
+    drop(index_file);
+    let index_len = index.len() as u64;
     if index_len > MAX_INDEX_BYTES {
         return Err(format(
             &index_path,
             format!("the index is {index_len} bytes, beyond the {MAX_INDEX_BYTES}-byte limit"),
         ));
     }
-    let index = std::fs::read(&index_path).map_err(|reason| TfError::Io {
-        path: index_path.clone(),
-        reason,
-    })?;
-    let entries = table::read(&index).map_err(|reason| TfError::Table {
+    let budget = Budget::for_input(
+        index_len
+            .saturating_add(shard_bytes(&prefix))
+            .saturating_add(other_input),
+    );
+    let entries = table::read_with_budget(&index, &budget).map_err(|reason| TfError::Table {
         path: index_path.clone(),
         reason,
     })?;
@@ -298,6 +420,14 @@ pub fn read(path: &Path) -> Result<Bundle, TfError> {
         count: shards,
         maps: BTreeMap::new(),
     };
+    let over = TfError::budget(&index_path);
+    budget
+        .memory_for(
+            entries.len() as u64,
+            std::mem::size_of::<(String, Tensor)>() as u64,
+            || "the tensor list".into(),
+        )
+        .map_err(over)?;
     let mut bundle = Bundle {
         prefix: prefix.clone(),
         tensors: Vec::with_capacity(entries.len()),
@@ -312,6 +442,9 @@ pub fn read(path: &Path) -> Result<Bundle, TfError> {
         if key.first() == Some(&0) {
             let name = slice_key_name(key)
                 .ok_or_else(|| format(&index_path, "a malformed tensor-slice key".into()))?;
+            charge_proto(&budget, &index_path, value, &wire::BUNDLE_ENTRY, || {
+                format!("a slice of `{name}`")
+            })?;
             let entry = BundleEntryProto::decode(*value)
                 .map_err(|e| format(&index_path, format!("a slice of `{name}`: {e}")))?;
             slices.entry(name).or_default().push(entry);
@@ -319,6 +452,9 @@ pub fn read(path: &Path) -> Result<Bundle, TfError> {
         }
         let key = String::from_utf8(key.clone())
             .map_err(|_| format(&index_path, "a tensor key that is not UTF-8".into()))?;
+        let charged = charge_proto(&budget, &index_path, value, &wire::BUNDLE_ENTRY, || {
+            format!("entry `{key}`")
+        })?;
         let entry = BundleEntryProto::decode(*value)
             .map_err(|e| format(&index_path, format!("entry `{key}`: {e}")))?;
         let shape = shape(&entry).map_err(|m| format(&index_path, format!("`{key}`: {m}")))?;
@@ -339,10 +475,14 @@ pub fn read(path: &Path) -> Result<Bundle, TfError> {
                 dt,
                 shape,
                 pieces,
+                &budget,
             )?;
+            budget.release(charged);
             bundle.tensors.push((key, tensor));
             continue;
         }
+        // The entry is not kept: its memory goes back to the budget.
+        budget.release(charged);
         let (shard_path, map, start, end) = shards_read.locate(&index_path, &key, &entry)?;
         let bytes = &map[start..end];
 
@@ -353,6 +493,9 @@ pub fn read(path: &Path) -> Result<Bundle, TfError> {
                     key: key.clone(),
                 })
                 .and_then(|s| {
+                    charge_proto(&budget, &shard_path, s, &wire::OBJECT_GRAPH, || {
+                        "the object graph".into()
+                    })?;
                     TrackableObjectGraph::decode(s)
                         .map_err(|e| format(&shard_path, format!("the object graph: {e}")))
                 })?;
@@ -385,7 +528,28 @@ pub fn read(path: &Path) -> Result<Bundle, TfError> {
             format!("slices of `{name}` without an entry for the whole tensor"),
         ));
     }
-    Ok(bundle)
+    Ok((bundle, budget))
+}
+
+/// Charges the memory the protobuf message in `encoded` may take once decoded (counted from
+/// its bytes by [`wire::decoded_size`], before decoding) and the work of the scan; returns the
+/// bytes charged.
+pub(crate) fn charge_proto(
+    budget: &Budget,
+    path: &Path,
+    encoded: &[u8],
+    schema: &'static wire::Schema,
+    what: impl FnOnce() -> String,
+) -> Result<u64, TfError> {
+    let bytes = wire::decoded_size(encoded, schema).map_err(|m| TfError::Format {
+        path: path.to_owned(),
+        message: m.into(),
+    })?;
+    budget
+        .work(encoded.len() as u64, || "scanning protobuf messages".into())
+        .map_err(TfError::budget(path))?;
+    budget.memory(bytes, what).map_err(TfError::budget(path))?;
+    Ok(bytes)
 }
 
 /// The data shards, memory-mapped as entries need them.
@@ -413,17 +577,12 @@ impl Shards {
             })?;
         if let std::collections::btree_map::Entry::Vacant(slot) = self.maps.entry(shard) {
             let shard_path = shard_of(&self.prefix, shard, count);
-            let file = File::open(&shard_path).map_err(|reason| TfError::Io {
-                path: shard_path.clone(),
-                reason,
-            })?;
-            #[allow(unsafe_code)]
-            // SAFETY: the map is read-only; a file changed underneath is the caller's risk,
-            // as for every memory-mapped reader.
-            let map = unsafe { Mmap::map(&file) }.map_err(|reason| TfError::Io {
-                path: shard_path.clone(),
-                reason,
-            })?;
+            // Regular files only, checked on the descriptor; mapped read-only.
+            let (_, map) =
+                effnet_io::input::map_regular(&shard_path).map_err(|reason| TfError::Io {
+                    path: shard_path.clone(),
+                    reason,
+                })?;
             slot.insert((shard_path, Arc::new(map)));
         }
         let (shard_path, map) = &self.maps[&shard];
@@ -503,6 +662,11 @@ type Extent = (i64, Option<i64>);
 /// own key), copied into one buffer. Slice keys encode their extents order-preservingly, so
 /// the slice entries (in key order) pair with the extents sorted the same way; every slice's
 /// shape is checked against its extent and its bytes against its crc32c.
+///
+/// Every slice is validated first (extents, shapes, bytes inside their shard, checksums, no
+/// overlap, exact coverage); only then is the tensor allocated, so its size is at most the
+/// bytes its slices occupy in the shards. The pairwise overlap check is charged as work.
+#[allow(clippy::too_many_arguments)]
 fn assemble(
     shards: &mut Shards,
     index_path: &Path,
@@ -511,20 +675,23 @@ fn assemble(
     dt: DType,
     shape: Vec<usize>,
     pieces: Vec<BundleEntryProto>,
+    budget: &Budget,
 ) -> Result<Tensor, TfError> {
     let format = |message: String| TfError::Format {
         path: index_path.to_owned(),
         message: format!("`{key}`: {message}"),
     };
-    let mut extents: Vec<Vec<Extent>> = entry
-        .slices
-        .iter()
-        .map(|raw| {
-            proto::TensorSliceProto::decode(raw.as_slice())
-                .map(|s| s.extent.iter().map(|e| (e.start, e.length)).collect())
-                .map_err(|e| format(format!("a slice: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
+    let mut extents: Vec<Vec<Extent>> = Vec::new();
+    for raw in &entry.slices {
+        budget
+            .memory_for(raw.len() as u64 + 1, 48, || {
+                format!("the slices of `{key}`")
+            })
+            .map_err(TfError::budget(index_path))?;
+        let slice = proto::TensorSliceProto::decode(raw.as_slice())
+            .map_err(|e| format(format!("a slice: {e}")))?;
+        extents.push(slice.extent.iter().map(|e| (e.start, e.length)).collect());
+    }
     if extents.len() != pieces.len() {
         return Err(format(format!(
             "{} slices declared, {} stored",
@@ -533,7 +700,7 @@ fn assemble(
         )));
     }
     // OrderedCode orders the dimension count first, then each start and length (−1 = whole).
-    extents.sort_by_key(|e| {
+    extents.sort_by_cached_key(|e| {
         let mut k = vec![e.len() as i64];
         for (start, length) in e {
             k.extend([*start, length.unwrap_or(-1)]);
@@ -544,11 +711,17 @@ fn assemble(
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .and_then(|n| n.checked_mul(dt.size()))
-        .filter(|&n| n <= 1 << 34)
         .ok_or_else(|| format("too large".into()))?;
-    let mut out = vec![0u8; total];
+    // Pass 1: every slice checked, nothing allocated for the tensor.
+    struct Placed {
+        boxed: Vec<(usize, usize)>,
+        starts: Vec<usize>,
+        lengths: Vec<usize>,
+        map: Arc<Mmap>,
+        range: (usize, usize),
+    }
+    let mut placed: Vec<Placed> = Vec::with_capacity(pieces.len());
     let mut covered = 0usize;
-    let mut placed: Vec<Vec<(usize, usize)>> = Vec::with_capacity(pieces.len());
     for (extent, piece) in extents.iter().zip(&pieces) {
         if extent.len() != shape.len() {
             return Err(format("a slice of another rank".into()));
@@ -575,26 +748,47 @@ fn assemble(
         let (shard_path, map, start, end) = shards.locate(index_path, key, piece)?;
         let bytes = &map[start..end];
         check_size(index_path, key, &lengths, dt, bytes.len())?;
+        budget
+            .work(placed.len() as u64 + 1, || {
+                format!("checking the slices of `{key}` for overlaps")
+            })
+            .map_err(TfError::budget(index_path))?;
+        let this: Vec<(usize, usize)> = starts
+            .iter()
+            .copied()
+            .zip(lengths.iter().copied())
+            .collect();
+        if placed
+            .iter()
+            .any(|other| boxes_overlap(&other.boxed, &this))
+        {
+            return Err(format("two of its slices overlap".into()));
+        }
         if masked_crc32c(bytes) != piece.crc32c {
             return Err(TfError::Checksum {
                 path: shard_path,
                 key: key.to_owned(),
             });
         }
-        let this: Vec<(usize, usize)> = starts
-            .iter()
-            .copied()
-            .zip(lengths.iter().copied())
-            .collect();
-        if placed.iter().any(|other| boxes_overlap(other, &this)) {
-            return Err(format("two of its slices overlap".into()));
-        }
-        copy_slice(&mut out, &shape, &starts, &lengths, bytes, dt.size());
-        placed.push(this);
-        covered += bytes.len();
+        covered = covered
+            .checked_add(bytes.len())
+            .ok_or_else(|| format("too large".into()))?;
+        placed.push(Placed {
+            boxed: this,
+            starts,
+            lengths,
+            map,
+            range: (start, end),
+        });
     }
     if covered != total {
         return Err(format("its slices do not cover it exactly once".into()));
+    }
+    // Pass 2: the tensor is as large as the slices' bytes in the shards, no larger.
+    let mut out = vec![0u8; total];
+    for p in &placed {
+        let bytes = &p.map[p.range.0..p.range.1];
+        copy_slice(&mut out, &shape, &p.starts, &p.lengths, bytes, dt.size());
     }
     Tensor::with_data(dt, shape, Bytes::from_vec(out)).map_err(|e| format(e.to_string()))
 }
@@ -709,26 +903,7 @@ pub fn object_layers(graph: &TrackableObjectGraph) -> Option<(Vec<ObjectLayer>, 
         .map(|(i, n)| (i, weighted(n).len()))
         .filter(|&(_, n)| n > 0)
         .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))?;
-    // The model's path from the root, by breadth-first search.
-    let mut path_of: Vec<Option<String>> = vec![None; nodes.len()];
-    path_of[0] = Some(String::new());
-    let mut queue = std::collections::VecDeque::from([0usize]);
-    while let Some(i) = queue.pop_front() {
-        let base = path_of[i].clone().unwrap_or_default();
-        for c in &nodes[i].children {
-            if let Ok(j) = usize::try_from(c.node_id) {
-                if j < nodes.len() && path_of[j].is_none() {
-                    path_of[j] = Some(if base.is_empty() {
-                        c.local_name.clone()
-                    } else {
-                        format!("{base}/{}", c.local_name)
-                    });
-                    queue.push_back(j);
-                }
-            }
-        }
-    }
-    let model_path = path_of[model_id].clone().unwrap_or_default();
+    let model_path = path_to(graph, model_id);
     let mut layers = weighted(&nodes[model_id]);
     layers.sort_unstable();
     let mut used = std::collections::HashSet::new();
@@ -768,6 +943,44 @@ pub fn object_layers(graph: &TrackableObjectGraph) -> Option<(Vec<ObjectLayer>, 
         .filter(|k| !used.contains(k))
         .collect();
     Some((out, others))
+}
+
+/// The path of node `target` from the root (`model/layer_with_weights-3`), by breadth-first
+/// search: each node records the edge it was reached by (a parent link, not a path), and only
+/// the target's path is built, by following the links back. Linear in nodes and edges, with
+/// memory for one link per node; a node the root does not reach has the empty path.
+fn path_to(graph: &TrackableObjectGraph, target: usize) -> String {
+    let nodes = &graph.nodes;
+    // (parent node, child index in the parent) of each node reached.
+    let mut parent: Vec<Option<(usize, usize)>> = vec![None; nodes.len()];
+    let mut seen = vec![false; nodes.len()];
+    if nodes.is_empty() {
+        return String::new();
+    }
+    seen[0] = true;
+    let mut queue = std::collections::VecDeque::from([0usize]);
+    while let Some(i) = queue.pop_front() {
+        if i == target {
+            break;
+        }
+        for (k, c) in nodes[i].children.iter().enumerate() {
+            if let Some(j) = usize::try_from(c.node_id).ok().filter(|&j| j < nodes.len()) {
+                if !seen[j] {
+                    seen[j] = true;
+                    parent[j] = Some((i, k));
+                    queue.push_back(j);
+                }
+            }
+        }
+    }
+    let mut names: Vec<&str> = Vec::new();
+    let mut at = target;
+    while let Some((p, k)) = parent.get(at).copied().flatten() {
+        names.push(&nodes[p].children[k].local_name);
+        at = p;
+    }
+    names.reverse();
+    names.join("/")
 }
 
 /// A TF1 name-based checkpoint reduced to the model's variables.
@@ -849,6 +1062,53 @@ mod tests {
             Some("/a/b \"c\"".into())
         );
         assert_eq!(state_file_path("all_model_checkpoint_paths: \"x\""), None);
+    }
+
+    #[test]
+    fn state_files_cannot_lead_out_of_their_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("ckpt");
+        std::fs::create_dir(&folder).unwrap();
+        let inside = |p: &str| state_file_prefix(&folder, Path::new(p));
+        assert_eq!(inside("model.ckpt-5").unwrap(), folder.join("model.ckpt-5"));
+        assert_eq!(inside("./sub/m").unwrap(), folder.join("./sub/m"));
+        for outside in ["../other/m", "sub/../../m", "/elsewhere/m", ".."] {
+            let err = inside(outside).unwrap_err();
+            assert!(err.contains("outside the folder"), "{outside}: {err}");
+        }
+        // An absolute path naming the folder itself, or one from another machine whose file
+        // name is in the folder, reads the folder's checkpoint.
+        let own = folder.join("m");
+        assert_eq!(inside(own.to_str().unwrap()).unwrap(), own);
+        std::fs::write(folder.join("n.index"), b"").unwrap();
+        assert_eq!(inside("/other/machine/n").unwrap(), folder.join("n"));
+    }
+
+    #[test]
+    fn object_paths_follow_parent_links() {
+        let reference = |id: i32, name: &str| proto::ObjectReference {
+            node_id: id,
+            local_name: name.into(),
+        };
+        // A 60,000-node chain: one path is built, not one per node.
+        let n = 60_000;
+        let nodes = (0..n)
+            .map(|i| proto::TrackableObject {
+                children: if i + 1 < n {
+                    vec![reference(i + 1, "child"), reference(0, "back")]
+                } else {
+                    Vec::new()
+                },
+                ..proto::TrackableObject::default()
+            })
+            .collect();
+        let graph = TrackableObjectGraph { nodes };
+        assert_eq!(path_to(&graph, 3), "child/child/child");
+        assert_eq!(path_to(&graph, 0), "");
+        assert_eq!(
+            path_to(&graph, n as usize - 1).len(),
+            6 * (n as usize - 1) - 1
+        );
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! bytes, varint32 value length, the unshared key bytes, the value), then an array of u32
 //! restart offsets and their count. The index block maps each data block's last key to the
 //! data block's handle.
+//!
+//! Keys are rebuilt from their shared prefixes one entry at a time; every key's full length is
+//! charged to the reader's [`Budget`] (memory, and work for the bytes copied) before it is
+//! built, so a table of long keys sharing long prefixes cannot expand far beyond the file.
+
+use effnet_io::{Budget, BudgetError};
 
 use crate::masked_crc32c;
 
@@ -73,6 +79,9 @@ pub enum TableError {
         /// The limit.
         limit: usize,
     },
+    /// The keys would take more memory or work than the file's size allows.
+    #[error("{0}")]
+    Budget(#[from] BudgetError),
 }
 
 /// A table entry: the key and a view of its value.
@@ -148,8 +157,16 @@ fn block(file: &[u8], h: Handle) -> Result<&[u8], TableError> {
     }
 }
 
-/// The `(key, value)` entries of a block, in order.
-fn entries(contents: &[u8], offset: usize) -> Result<Vec<Entry<'_>>, TableError> {
+/// Memory charged per entry beyond its key bytes: the entry itself in the table's vector.
+const ENTRY_OVERHEAD: u64 = std::mem::size_of::<Entry<'static>>() as u64;
+
+/// The `(key, value)` entries of a block, in order; each key's memory and copying are charged
+/// to `budget` before the key is built.
+fn entries<'a>(
+    contents: &'a [u8],
+    offset: usize,
+    budget: &Budget,
+) -> Result<Vec<Entry<'a>>, TableError> {
     let malformed = |what| TableError::Malformed { offset, what };
     if contents.len() < 4 {
         return Err(malformed("shorter than its restart count"));
@@ -186,6 +203,13 @@ fn entries(contents: &[u8], offset: usize) -> Result<Vec<Entry<'_>>, TableError>
             .checked_add(value_len)
             .filter(|&e| e <= data.len())
             .ok_or_else(|| malformed("a value past the block's end"))?;
+        let full = (shared + unshared) as u64;
+        budget.memory(full + ENTRY_OVERHEAD, || {
+            format!("the keys of the index block at byte {offset}")
+        })?;
+        budget.work(full + 1, || {
+            format!("rebuilding the keys of the index block at byte {offset}")
+        })?;
         key.truncate(shared);
         key.extend_from_slice(&data[pos..key_end]);
         out.push((key.clone(), &data[key_end..value_end]));
@@ -194,8 +218,13 @@ fn entries(contents: &[u8], offset: usize) -> Result<Vec<Entry<'_>>, TableError>
     Ok(out)
 }
 
-/// Every `(key, value)` of the table, in key order.
+/// Every `(key, value)` of the table, in key order, within the budget of a file of its size.
 pub fn read(file: &[u8]) -> Result<Vec<Entry<'_>>, TableError> {
+    read_with_budget(file, &Budget::for_input(file.len() as u64))
+}
+
+/// Every `(key, value)` of the table, in key order; keys are charged to `budget`.
+pub fn read_with_budget<'a>(file: &'a [u8], budget: &Budget) -> Result<Vec<Entry<'a>>, TableError> {
     if file.len() < FOOTER {
         return Err(TableError::NoFooter);
     }
@@ -207,7 +236,7 @@ pub fn read(file: &[u8]) -> Result<Vec<Entry<'_>>, TableError> {
     let _meta_index = handle(footer, &mut pos).ok_or(TableError::NoFooter)?;
     let index = handle(footer, &mut pos).ok_or(TableError::NoFooter)?;
     let index_offset = usize::try_from(index.offset).unwrap_or(usize::MAX);
-    let index_entries = entries(block(file, index)?, index_offset)?;
+    let index_entries = entries(block(file, index)?, index_offset, budget)?;
     let mut out: Vec<Entry<'_>> = Vec::new();
     for (_, value) in index_entries {
         let mut p = 0;
@@ -216,10 +245,10 @@ pub fn read(file: &[u8]) -> Result<Vec<Entry<'_>>, TableError> {
             what: "an index entry that is not a block handle",
         })?;
         let offset = usize::try_from(h.offset).unwrap_or(usize::MAX);
-        for (key, value) in entries(block(file, h)?, offset)? {
+        for (key, value) in entries(block(file, h)?, offset, budget)? {
             if out.last().is_some_and(|(last, _)| *last >= key) {
                 return Err(TableError::Unsorted {
-                    key: String::from_utf8_lossy(&key).into_owned(),
+                    key: crate::text(&String::from_utf8_lossy(&key)),
                 });
             }
             if out.len() == MAX_ENTRIES {
@@ -256,8 +285,48 @@ mod tests {
     fn entries_refuse_a_restart_count_beyond_the_block() {
         let block = [0u8, 0, 0, 0xff, 0xff, 0xff, 0x0f];
         assert!(matches!(
-            entries(&block, 0),
+            entries(&block, 0, &Budget::for_input(7)),
             Err(TableError::Malformed { .. })
         ));
+    }
+
+    /// A block of `n` entries whose keys each share all of the previous key and add `step`
+    /// bytes: the file grows by `step` bytes an entry, the keys by the whole key length.
+    fn growing_keys_block(n: usize, step: usize) -> Vec<u8> {
+        let mut block = Vec::new();
+        for i in 0..n {
+            let shared = i * step;
+            for v in [shared, step, 0] {
+                let mut v = v as u64;
+                loop {
+                    let byte = (v & 0x7f) as u8;
+                    v >>= 7;
+                    if v == 0 {
+                        block.push(byte);
+                        break;
+                    }
+                    block.push(byte | 0x80);
+                }
+            }
+            block.extend(std::iter::repeat_n(b'a', step));
+        }
+        block.extend(0u32.to_le_bytes());
+        block
+    }
+
+    #[test]
+    fn prefix_compressed_keys_are_charged_in_full() {
+        // 20,000 entries adding 4 bytes each: an 120 KB block whose keys would take 800 MB.
+        let block = growing_keys_block(20_000, 4);
+        assert!(block.len() < 200_000);
+        let budget = Budget::for_input(block.len() as u64);
+        let err = entries(&block, 0, &budget).unwrap_err();
+        assert!(matches!(err, TableError::Budget(_)), "{err}");
+        assert!(budget.memory_used() <= budget.memory_limit());
+        // The same keys, few enough, are read.
+        let block = growing_keys_block(100, 4);
+        let keys = entries(&block, 0, &Budget::for_input(block.len() as u64)).unwrap();
+        assert_eq!(keys.len(), 100);
+        assert_eq!(keys[99].0.len(), 400);
     }
 }

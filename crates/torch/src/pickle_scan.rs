@@ -6,13 +6,21 @@
 //! string literals (or memo references to them) right before the opcode; any other way of
 //! producing them is refused, since its operands cannot be known without running the pickle.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use effnet_io::{Budget, BudgetError};
+
+use crate::vm::Memo;
 
 /// Why a pickle was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScanError {
     /// The pickle names a global effnet does not allow.
-    #[error("the pickle references `{0}`, which effnet does not allow (it could run code)")]
+    #[error(
+        "the pickle references `{}`, which effnet does not allow (it could run code)",
+        crate::vm::operand(.0)
+    )]
     Forbidden(String),
     /// An opcode this scanner does not know (or that only serves code execution).
     #[error("unsupported pickle opcode 0x{opcode:02x} at byte {offset}")]
@@ -38,6 +46,9 @@ pub enum ScanError {
         /// Where.
         offset: usize,
     },
+    /// Scanning would exceed the memory or work budget of the file.
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
 }
 
 /// Classes of the libraries whose modules a full-model file names: looked up, never called.
@@ -108,18 +119,36 @@ const MAX_LITERAL: u64 = 1 << 30;
 /// A value as far as the scanner tracks it.
 #[derive(Clone, Debug)]
 enum Slot {
-    Str(String),
+    Str(Rc<str>),
     Other,
 }
 
+/// A memo entry with the hash table's slack.
+const MEMO_ENTRY: u64 = 2 * (8 + std::mem::size_of::<Slot>() as u64);
+/// Opcodes counted locally before they are charged to the budget.
+const WORK_BATCH: u64 = 4096;
+
 /// Walks one pickle from `start` to its STOP. Returns the globals it names (`module.name`) and
-/// the offset after the STOP. Refuses forbidden globals as it meets them.
-pub fn scan(data: &[u8], start: usize) -> Result<(Vec<String>, usize), ScanError> {
-    let mut globals = Vec::new();
+/// the offset after the STOP. Refuses forbidden globals as it meets them. Every opcode is
+/// charged to `budget` as work, every memo entry as memory.
+pub fn scan(data: &[u8], start: usize, budget: &Budget) -> Result<(Vec<String>, usize), ScanError> {
+    let mut globals = Globals::default();
+    let mut pending_work = 0u64;
     let mut pos = start;
     // The last values pushed, enough to resolve STACK_GLOBAL operands.
     let mut recent: Vec<Slot> = Vec::new();
-    let mut memo: HashMap<u64, Slot> = HashMap::new();
+    let mut memo: Memo<Slot> = Memo::new();
+    let memoize = |memo: &mut Memo<Slot>, index: u64, slot: Slot| {
+        if memo.is_new(index) {
+            let text = match &slot {
+                Slot::Str(s) => s.len() as u64,
+                Slot::Other => 0,
+            };
+            budget.memory(MEMO_ENTRY + text, || "the pickle's memo".into())?;
+        }
+        memo.put(index, slot);
+        Ok::<(), ScanError>(())
+    };
     let take = |pos: &mut usize, n: u64| -> Result<&[u8], ScanError> {
         if n > MAX_LITERAL {
             return Err(ScanError::TooLarge {
@@ -162,8 +191,13 @@ pub fn scan(data: &[u8], start: usize) -> Result<(Vec<String>, usize), ScanError
         let offset = pos;
         let &op = data.get(pos).ok_or(ScanError::Truncated(data.len()))?;
         pos += 1;
+        pending_work += 1;
+        if pending_work == WORK_BATCH || op == b'.' {
+            budget.work(pending_work, || "scanning the pickle".into())?;
+            pending_work = 0;
+        }
         match op {
-            b'.' => return Ok((globals, pos)),
+            b'.' => return Ok((globals.list, pos)),
             // No argument, no value we track.
             b'(' | b'0' | b'1' | b'2' | b'a' | b'e' | b'l' | b'd' | b's' | b'u' | b't' | b'b'
             | b'R' | b'o' | b'Q' | 0x81 | 0x85 | 0x86 | 0x87 | 0x90 | 0x91 | 0x92 | 0x97 | 0x98 => {
@@ -172,8 +206,12 @@ pub fn scan(data: &[u8], start: usize) -> Result<(Vec<String>, usize), ScanError
             b'N' | 0x88 | 0x89 | b'}' | b']' | b')' | 0x8f => push(&mut recent, Slot::Other),
             0x94 => {
                 // MEMOIZE: the top of the stack goes to the next memo index.
-                let index = memo.len() as u64;
-                memo.insert(index, recent.last().cloned().unwrap_or(Slot::Other));
+                let index = memo.len();
+                memoize(
+                    &mut memo,
+                    index,
+                    recent.last().cloned().unwrap_or(Slot::Other),
+                )?;
             }
             // Fixed-size arguments.
             b'J' => {
@@ -201,13 +239,17 @@ pub fn scan(data: &[u8], start: usize) -> Result<(Vec<String>, usize), ScanError
             b'h' | b'j' => {
                 let n = if op == b'h' { 1 } else { 4 };
                 let index = uint(take(&mut pos, n)?);
-                let slot = memo.get(&index).cloned().unwrap_or(Slot::Other);
+                let slot = memo.get(index).cloned().unwrap_or(Slot::Other);
                 push(&mut recent, slot);
             }
             b'q' | b'r' => {
                 let n = if op == b'q' { 1 } else { 4 };
                 let index = uint(take(&mut pos, n)?);
-                memo.insert(index, recent.last().cloned().unwrap_or(Slot::Other));
+                memoize(
+                    &mut memo,
+                    index,
+                    recent.last().cloned().unwrap_or(Slot::Other),
+                )?;
             }
             // Length-prefixed literals.
             b'U' | b'C' | 0x8c | 0x8a => {
@@ -232,21 +274,25 @@ pub fn scan(data: &[u8], start: usize) -> Result<(Vec<String>, usize), ScanError
             }
             b'V' => {
                 let text = line(&mut pos)?;
-                push(&mut recent, Slot::Str(text));
+                push(&mut recent, Slot::Str(text.into()));
             }
             b'g' => {
                 let index: u64 = line(&mut pos)?.trim().parse().unwrap_or(u64::MAX);
-                let slot = memo.get(&index).cloned().unwrap_or(Slot::Other);
+                let slot = memo.get(index).cloned().unwrap_or(Slot::Other);
                 push(&mut recent, slot);
             }
             b'p' => {
                 let index: u64 = line(&mut pos)?.trim().parse().unwrap_or(u64::MAX);
-                memo.insert(index, recent.last().cloned().unwrap_or(Slot::Other));
+                memoize(
+                    &mut memo,
+                    index,
+                    recent.last().cloned().unwrap_or(Slot::Other),
+                )?;
             }
             b'c' | b'i' => {
                 let module = line(&mut pos)?;
                 let name = line(&mut pos)?;
-                check(&module, &name, &mut globals)?;
+                check(&module, &name, &mut globals, budget)?;
                 push(&mut recent, Slot::Other);
             }
             0x93 => {
@@ -258,7 +304,7 @@ pub fn scan(data: &[u8], start: usize) -> Result<(Vec<String>, usize), ScanError
                 if recent.len() != 2 {
                     return Err(ScanError::DynamicGlobal(offset));
                 }
-                check(&module, &name, &mut globals)?;
+                check(&module, &name, &mut globals, budget)?;
                 recent.clear();
                 push(&mut recent, Slot::Other);
             }
@@ -270,18 +316,37 @@ pub fn scan(data: &[u8], start: usize) -> Result<(Vec<String>, usize), ScanError
 
 fn string_slot(is_text: bool, bytes: &[u8]) -> Slot {
     match (is_text, std::str::from_utf8(bytes)) {
-        (true, Ok(s)) => Slot::Str(s.to_owned()),
+        (true, Ok(s)) => Slot::Str(s.into()),
         _ => Slot::Other,
     }
 }
 
-fn check(module: &str, name: &str, globals: &mut Vec<String>) -> Result<(), ScanError> {
+/// The globals a pickle names, each once, in the order first named.
+#[derive(Default)]
+struct Globals {
+    list: Vec<String>,
+    seen: HashSet<String>,
+}
+
+fn check(
+    module: &str,
+    name: &str,
+    globals: &mut Globals,
+    budget: &Budget,
+) -> Result<(), ScanError> {
     let full = format!("{module}.{name}");
+    if globals.seen.contains(&full) {
+        return Ok(());
+    }
     if !is_allowed(module, name) {
         return Err(ScanError::Forbidden(full));
     }
-    if !globals.contains(&full) {
-        globals.push(full);
+    {
+        budget.memory(2 * full.len() as u64 + 64, || {
+            "the globals the pickle names".into()
+        })?;
+        globals.seen.insert(full.clone());
+        globals.list.push(full);
     }
     Ok(())
 }
@@ -289,6 +354,10 @@ fn check(module: &str, name: &str, globals: &mut Vec<String>) -> Result<(), Scan
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn budget() -> Budget {
+        Budget::for_input(1 << 20)
+    }
 
     #[test]
     fn allow_list() {
@@ -315,7 +384,7 @@ mod tests {
         p.extend_from_slice(b"cposix\nsystem\n");
         p.extend_from_slice(&[b'X', 2, 0, 0, 0, b'l', b's', 0x85, b'R', b'.']);
         assert_eq!(
-            scan(&p, 0),
+            scan(&p, 0, &budget()),
             Err(ScanError::Forbidden("posix.system".into()))
         );
     }
@@ -330,7 +399,7 @@ mod tests {
             p.push(0x94);
         }
         p.extend_from_slice(&[0x93, 0x94, b')', b'R', b'.']);
-        let (globals, end) = scan(&p, 0).unwrap();
+        let (globals, end) = scan(&p, 0, &budget()).unwrap();
         assert_eq!(globals, vec!["collections.OrderedDict".to_owned()]);
         assert_eq!(end, p.len());
         // The same names through the memo: h 0, h 1 → builtins eval is refused.
@@ -343,7 +412,7 @@ mod tests {
         }
         q.extend_from_slice(&[b'0', b'0', b'h', 0, b'h', 1, 0x93, b'.']);
         assert_eq!(
-            scan(&q, 0),
+            scan(&q, 0, &budget()),
             Err(ScanError::Forbidden("builtins.eval".into()))
         );
     }
@@ -351,12 +420,15 @@ mod tests {
     #[test]
     fn truncation_and_unknown_opcodes_are_errors() {
         assert!(matches!(
-            scan(&[0x80, 2, b'X', 9, 0], 0),
+            scan(&[0x80, 2, b'X', 9, 0], 0, &budget()),
             Err(ScanError::Truncated(_))
         ));
-        assert!(matches!(scan(&[0x80], 0), Err(ScanError::Truncated(_))));
         assert!(matches!(
-            scan(&[0x82, 1, b'.'], 0),
+            scan(&[0x80], 0, &budget()),
+            Err(ScanError::Truncated(_))
+        ));
+        assert!(matches!(
+            scan(&[0x82, 1, b'.'], 0, &budget()),
             Err(ScanError::Opcode { opcode: 0x82, .. })
         ));
     }
