@@ -26,6 +26,11 @@ bench:
 bench-pieces:
     cargo bench --locked --bench pipeline
 
+# `effnet run` against onnxruntime (CPU EP) on effnet's ONNX export, B0 224 and B7 600, same
+# run, ratios printed (random-weight full-size models written by effnet; the .ci venv).
+bench-exec:
+    benches/exec.sh
+
 # effnet against the Python pipelines it replaces, same run, ratios printed (needs the full-size
 # fixtures; installs the peers into the fixture venvs).
 bench-peers: fixtures-env fixtures-env-tf
@@ -54,9 +59,13 @@ fixtures: fixtures-env fixtures-env-tf
     .venv-keras33/bin/pip install -q -r fixtures/generate/requirements-keras33.txt
     .venv-keras33/bin/python fixtures/generate/keras33_fixtures.py fixtures/tf
     {{venv}}/bin/python fixtures/generate/torch_fixtures.py fixtures/torch
+    {{venv}}/bin/pip install -q -r fixtures/generate/requirements-onnx.txt
+    {{venv}}/bin/python fixtures/generate/onnx_fixtures.py fixtures/torch fixtures/onnx
     {{venv}}/bin/python fixtures/generate/hostile_fixtures.py fixtures/hostile
     {{venv}}/bin/python fixtures/generate/audit_fixtures.py fixtures/audit
     {{venv-tf}}/bin/python fixtures/generate/hostile_tf_fixtures.py fixtures/hostile fixtures/tf fixtures/keras
+    {{venv-tf}}/bin/python fixtures/generate/keras_deviation_fixtures.py fixtures/keras
+    python3 fixtures/generate/lite_shape_fixture.py fixtures/torch
 
 # Full-size B0–B7 files for the opt-in tier (not committed).
 fixtures-full: fixtures-env
@@ -78,7 +87,7 @@ check-torch: fixtures-env
 
 # Seed the fuzz corpora from the fixtures (fuzz/README.md).
 fuzz-seeds:
-    mkdir -p fuzz/corpus/pickle fuzz/corpus/open fuzz/corpus/safetensors fuzz/corpus/hdf5 fuzz/corpus/tf_index fuzz/corpus/saved_model fuzz/corpus/keras_config
+    mkdir -p fuzz/corpus/pickle fuzz/corpus/open fuzz/corpus/safetensors fuzz/corpus/hdf5 fuzz/corpus/tf_index fuzz/corpus/saved_model fuzz/corpus/keras_config fuzz/corpus/pickle_nested fuzz/corpus/zip fuzz/corpus/state_file fuzz/corpus/output
     cp fixtures/torch/*-tiny.pth fixtures/torch/*-tiny.safetensors fixtures/torch/*.pt fixtures/keras/*.h5 fixtures/keras/*.keras fuzz/corpus/open/
     cp fixtures/torch/*.safetensors fixtures/hostile/*.safetensors fuzz/corpus/safetensors/
     cp fixtures/keras/*.h5 fixtures/tf/*.h5 fixtures/hostile/*.h5 fuzz/corpus/hdf5/
@@ -86,7 +95,9 @@ fuzz-seeds:
     for f in fixtures/tf/*/saved_model.pb; do cp "$f" "fuzz/corpus/saved_model/$(echo "$f" | tr / _)"; done
     python3 -c "import zipfile;open('fuzz/corpus/keras_config/keras3-tiny.json','wb').write(zipfile.ZipFile('fixtures/keras/keras3-tiny.keras').read('config.json'))"
     python3 -c "import zipfile,glob,os;[open('fuzz/corpus/pickle/'+os.path.basename(f)+'.pkl','wb').write(zipfile.ZipFile(f).read([n for n in zipfile.ZipFile(f).namelist() if n.endswith('data.pkl')][0])) for f in glob.glob('fixtures/torch/*.pth')+glob.glob('fixtures/torch/*.pt') if zipfile.is_zipfile(f)]"
+    for f in fixtures/hostile/*.pth fixtures/hostile/*.keras; do [ "$(stat -c %s "$f")" -lt 1048576 ] && (printf '\002'; cat "$f") > "fuzz/corpus/zip/raw-$(basename "$f")" || true; done
+    python3 fuzz/seeds.py
 
 # Run one fuzz target for SECONDS (cargo-fuzz; not in CI). Files go through /dev/shm.
 fuzz target seconds="300":
-    cd fuzz && RUSTC_BOOTSTRAP=1 TMPDIR=/dev/shm cargo fuzz run {{target}} corpus/{{target}} -- -max_total_time={{seconds}} -detect_leaks=0 -max_len=1048576
+    cd fuzz && RUSTC_BOOTSTRAP=1 TMPDIR=/dev/shm cargo fuzz run -a {{target}} corpus/{{target}} -- -max_total_time={{seconds}} -detect_leaks=0 -max_len=1048576 -rss_limit_mb=1024 -timeout=5

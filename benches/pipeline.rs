@@ -104,7 +104,7 @@ fn exports(c: &mut Criterion) {
             dtype: DType::F16,
             keep_bn_f32: false,
             clamp: false,
-            allow_padding_change: false,
+            allow: Default::default(),
             force: true,
             verify: false,
         };

@@ -1,4 +1,4 @@
-//! The command line, as DESIGN.md's CLI contract defines it.
+//! The command line: subcommands, their flags and the values each flag accepts.
 
 use std::path::PathBuf;
 
@@ -37,9 +37,10 @@ pub enum Command {
         after_help = "Examples:\n  effnet audit model.pth\n  effnet audit model.pth --spec b1\n  effnet audit model.safetensors --width 1.3 --depth 1.6 --format md >> \"$GITHUB_STEP_SUMMARY\""
     )]
     Audit(AuditArgs),
-    /// Write a model in another naming scheme and dtype (safetensors).
+    /// Write a model as safetensors (any PyTorch naming scheme; f32, f16, bf16) or as ONNX
+    /// (the source's padding, epsilon and preprocessing kept; f32 or f16).
     #[command(
-        after_help = "Examples:\n  effnet convert efficientnet_b0.pth -o b0.safetensors --dtype f16 --verify\n  effnet convert tf_b3.pth --source-naming timm-tf -o b3.safetensors --naming lukemelas"
+        after_help = "Examples:\n  effnet convert efficientnet_b0.pth -o b0.safetensors --dtype f16 --verify\n  effnet convert model.h5 -o model.onnx --resolution 224\n  effnet convert model.pth -o model.onnx --dtype f16 --fold-bn\n  effnet convert tf_b3.pth --source-naming timm-tf -o b3.safetensors --naming lukemelas"
     )]
     Convert(ConvertArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -50,14 +51,27 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    #[command(after_help = "Example:\n  effnet man > ~/.local/share/man/man1/effnet.1")]
-    Man,
+    /// Print a manual page (roff): effnet(1), or a subcommand's; --dir writes them all.
+    #[command(
+        after_help = "Examples:\n  effnet man > ~/.local/share/man/man1/effnet.1\n  effnet man convert | man -l -\n  effnet man --dir ~/.local/share/man/man1"
+    )]
+    Man(ManArgs),
     /// Report params, MACs, FLOPs and activation memory per stage, block or layer.
     #[command(
         after_help = "Examples:\n  effnet cost --variant b0\n  effnet cost --variant b7 --by layer --format json\n  effnet cost --variant b2 --resolution 288 --batch 8 --dtype f16 --format md"
     )]
     Cost(CostArgs),
+    /// Run a model on a .npy array or on images: its output, and the top-5 classes.
+    #[command(
+        after_help = "Examples:\n  effnet run model.pth photo.jpg\n  effnet run model.h5 --input x.npy --layout nhwc --output y.npy\n  effnet run model.safetensors --input x.npy --logits --format json"
+    )]
+    Run(RunArgs),
+    /// Run two models on the same input and compare them stage by stage: exit 0 when the
+    /// outputs agree within the tolerance, 1 when not, 2 when they cannot be compared.
+    #[command(
+        after_help = "Examples:\n  effnet compare model.pth model-timm.safetensors --resolution 224\n  effnet compare a.pth b.safetensors --seed 7 --resolution 300 --format json\n  effnet compare a.pth b.safetensors --input pixels.npy --tolerance 1e-5"
+    )]
+    Compare(CompareArgs),
 }
 
 /// A variant and the coefficients that may override it.
@@ -74,7 +88,7 @@ pub struct ScalingArgs {
     pub resolution: Option<usize>,
     /// The implementation whose conventions (padding, BatchNorm epsilon, preprocessing,
     /// classifier activation) the model follows [default: tf-official].
-    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
     pub naming: Option<Scheme>,
 }
 
@@ -88,13 +102,26 @@ pub struct ReadArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print [default: effnet(1)].
+    #[arg(value_name = "SUBCOMMAND", conflicts_with = "dir")]
+    pub subcommand: Option<String>,
+    /// Write every page (effnet.1, effnet-<subcommand>.1) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Overwrite pages that exist in --dir.
+    #[arg(long, requires = "dir")]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct InspectArgs {
     /// A model file or checkpoint: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
     /// Keras (.h5, .keras, .weights.h5), a TensorFlow checkpoint (folder, prefix or .index)
     /// or a SavedModel directory.
     pub path: PathBuf,
     /// The naming scheme to read the tensor names with, instead of detecting it.
-    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
     pub naming: Option<Scheme>,
     #[command(flatten)]
     pub read: ReadArgs,
@@ -117,7 +144,7 @@ pub struct AuditArgs {
     /// or a SavedModel directory.
     pub path: PathBuf,
     /// The spec to compare with: b0 … b7, b8, l2, or `auto` (the closest).
-    #[arg(long, value_name = "V|auto", default_value = "auto")]
+    #[arg(long, value_name = "V|auto", default_value = "auto", value_parser = audit_spec_parser())]
     pub spec: String,
     /// Width coefficient of a custom spec (with --depth).
     #[arg(long, value_name = "W")]
@@ -126,7 +153,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "D")]
     pub depth: Option<f64>,
     /// The naming scheme to read the tensor names with, instead of detecting it.
-    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
     pub naming: Option<Scheme>,
     #[command(flatten)]
     pub read: ReadArgs,
@@ -149,10 +176,10 @@ pub struct ConvertArgs {
     #[arg(long, value_enum, default_value_t = ActivationDtype::F32)]
     pub dtype: ActivationDtype,
     /// Naming scheme of the output [default: the input's; timm-tf for TF/Keras inputs].
-    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
     pub naming: Option<Scheme>,
     /// Read the input's names with this scheme instead of detecting it (e.g. timm-tf).
-    #[arg(long, value_name = "SCHEME", value_parser = parse_scheme)]
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
     pub source_naming: Option<Scheme>,
     #[command(flatten)]
     pub read: ReadArgs,
@@ -162,18 +189,42 @@ pub struct ConvertArgs {
     /// Clamp values beyond the f16 range instead of refusing.
     #[arg(long)]
     pub clamp: bool,
-    /// Write even when the output scheme pads differently (its outputs will differ).
+    /// Write even when the output scheme pads differently (its outputs will differ; recorded
+    /// in the output's `effnet.changes`).
     #[arg(long)]
     pub allow_padding_change: bool,
+    /// Write even when the output scheme adds or drops a residual shortcut (EfficientNet-
+    /// PyTorch drops a stage's first one; its outputs will differ; recorded in the output).
+    #[arg(long)]
+    pub allow_shortcut_change: bool,
+    /// The activation of the stem, blocks and head, for a file that does not record it and
+    /// an architecture effnet does not recognise (e.g. EfficientNet-Lite: relu6).
+    #[arg(long, value_enum, value_name = "ACTIVATION")]
+    pub activation: Option<StatedActivation>,
+    /// For an architecture effnet does not recognise: accept EfficientNet's stage strides and
+    /// the naming scheme's padding and BatchNorm epsilon (recorded in the output).
+    #[arg(long)]
+    pub assume_architecture: bool,
     /// Overwrite OUT if it exists.
     #[arg(long)]
     pub force: bool,
     /// Re-read what was written and check every tensor against the source (safetensors).
     #[arg(long)]
     pub verify: bool,
-    /// ONNX opset (13–21).
-    #[arg(long, value_name = "N", default_value_t = 17)]
-    pub opset: i64,
+    /// Before the output replaces anything, run the source and the written output on a seeded
+    /// input at the model's resolution; refuse (exit 1, nothing written) when they differ.
+    #[arg(long)]
+    pub check: bool,
+    /// --check: the largest relative difference of the outputs accepted [default: 1e-4 for
+    /// f32 output, 5e-3 for f16, 1e-1 for bf16: what rounding the weights costs].
+    #[arg(long, value_name = "T", requires = "check", value_parser = parse_tolerance)]
+    pub tolerance: Option<f64>,
+    /// --check: the seed of the input's pixels.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "check")]
+    pub seed: u64,
+    /// ONNX opset (13–21) [default: 17].
+    #[arg(long, value_name = "N")]
+    pub opset: Option<i64>,
     /// ONNX: the input size to resolve TF "same" padding for (1–65536) [default: the model's].
     #[arg(long, value_name = "R", value_parser = parse_resolution)]
     pub resolution: Option<usize>,
@@ -189,9 +240,28 @@ pub struct ConvertArgs {
     /// ONNX: fold every BatchNorm into the convolution before it.
     #[arg(long)]
     pub fold_bn: bool,
-    /// ONNX: layout of the model input.
-    #[arg(long, value_enum, default_value_t = InputLayout::Nchw)]
-    pub input_layout: InputLayout,
+    /// ONNX: layout of the model input [default: nchw].
+    #[arg(long, value_enum)]
+    pub input_layout: Option<InputLayout>,
+}
+
+/// An activation `--activation` can state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatedActivation {
+    Swish,
+    Relu,
+    Relu6,
+}
+
+impl StatedActivation {
+    /// The IR's activation.
+    pub fn ir(self) -> effnet_ir::Activation {
+        match self {
+            StatedActivation::Swish => effnet_ir::Activation::Swish,
+            StatedActivation::Relu => effnet_ir::Activation::Relu,
+            StatedActivation::Relu6 => effnet_ir::Activation::Relu6,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -215,7 +285,7 @@ pub enum InspectFormat {
 #[derive(Debug, Args)]
 pub struct SpecArgs {
     /// b0 … b7, b8 or l2.
-    #[arg(value_parser = parse_variant)]
+    #[arg(value_parser = variant_parser())]
     pub variant: Variant,
     #[command(flatten)]
     pub scaling: ScalingArgs,
@@ -236,7 +306,7 @@ pub struct CostArgs {
     )]
     pub path: Option<PathBuf>,
     /// Cost a variant built from the spec instead of a file: b0 … b7, b8 or l2.
-    #[arg(long, value_name = "V", value_parser = parse_variant)]
+    #[arg(long, value_name = "V", value_parser = variant_parser())]
     pub variant: Option<Variant>,
     #[command(flatten)]
     pub scaling: ScalingArgs,
@@ -267,6 +337,9 @@ pub struct CostArgs {
     /// The growth a total may have over the baseline, in percent (`2%` or `2`).
     #[arg(long, value_name = "PCT", default_value = "0", value_parser = parse_percent, requires = "baseline")]
     pub max_increase: f64,
+    /// Compare with a baseline measured at another batch, dtype, resolution or naming.
+    #[arg(long, requires = "baseline")]
+    pub allow_different_settings: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -313,12 +386,78 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_variant(s: &str) -> Result<Variant, String> {
-    s.parse().map_err(|e: effnet_spec::SpecError| e.to_string())
+/// Parses with the type's own `FromStr` (any case, aliases such as `efficientnet-b0`) and
+/// lists the canonical names in `--help`, errors and completions.
+#[derive(Clone)]
+struct NamedParser<T> {
+    names: fn() -> Vec<&'static str>,
+    parse: fn(&str) -> Result<T, String>,
 }
 
-fn parse_scheme(s: &str) -> Result<Scheme, String> {
-    s.parse().map_err(|e: effnet_spec::SpecError| e.to_string())
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for NamedParser<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        (self.parse)(&text).map_err(|message| {
+            let arg = arg.map_or_else(|| "the value".to_owned(), |a| format!("--{}", a.get_id()));
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value '{text}' for {arg}: {message}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            (self.names)()
+                .into_iter()
+                .map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
+fn variant_parser() -> NamedParser<Variant> {
+    NamedParser {
+        names: || Variant::ALL.iter().map(|v| v.name()).collect(),
+        parse: |s| s.parse().map_err(|e: effnet_spec::SpecError| e.to_string()),
+    }
+}
+
+fn scheme_parser() -> NamedParser<Scheme> {
+    NamedParser {
+        names: || Scheme::ALL.iter().map(|v| v.name()).collect(),
+        parse: |s| s.parse().map_err(|e: effnet_spec::SpecError| e.to_string()),
+    }
+}
+
+/// `auto` or a variant, kept as text for the audit to resolve.
+fn audit_spec_parser() -> NamedParser<String> {
+    NamedParser {
+        names: || {
+            std::iter::once("auto")
+                .chain(Variant::ALL.iter().map(|v| v.name()))
+                .collect()
+        },
+        parse: |s| {
+            if s.eq_ignore_ascii_case("auto") || s.parse::<Variant>().is_ok() {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "unknown spec `{s}` (expected auto or a variant: {})",
+                    Variant::ALL.map(|v| v.name()).join(", ")
+                ))
+            }
+        },
+    }
 }
 
 /// The largest input size accepted anywhere (as the spec's).
@@ -327,16 +466,120 @@ const MAX_RESOLUTION: usize = 65_536;
 const MAX_BATCH: usize = 1 << 20;
 
 fn parse_in_range(text: &str, what: &str, max: usize) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("{what} must be a whole number from 1 to {max}")),
+    match text.trim().parse::<u128>() {
+        Ok(0) if what == "--batch" => Err("--batch must be at least 1".into()),
+        Ok(n) if (1..=max as u128).contains(&n) => Ok(n as usize),
+        Ok(_) => Err(format!(
+            "{what} {text} is out of range: it must be a whole number from 1 to {max}"
+        )),
+        Err(_) => Err(format!(
+            "{what} `{text}` is not a whole number from 1 to {max}"
+        )),
     }
 }
 
 fn parse_resolution(text: &str) -> Result<usize, String> {
-    parse_in_range(text, "the resolution", MAX_RESOLUTION)
+    parse_in_range(text, "resolution", MAX_RESOLUTION)
 }
 
 fn parse_batch(text: &str) -> Result<usize, String> {
-    parse_in_range(text, "the batch", MAX_BATCH)
+    parse_in_range(text, "--batch", MAX_BATCH)
+}
+
+/// How a `.npy` image batch is laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Layout {
+    /// `[n, c, h, w]` (PyTorch).
+    #[default]
+    Nchw,
+    /// `[n, h, w, c]` (TensorFlow/Keras).
+    Nhwc,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model file (any format effnet reads).
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// JPEG or PNG images: resized (bicubic) and center cropped the way the model's family
+    /// evaluates (torchvision's per-variant sizes, timm's 0.875, TensorFlow's 32-pixel
+    /// padding), then normalized as the model expects.
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// A .npy batch (float32; float16 and float64 accepted), fed as it is: what the source
+    /// framework's model takes (raw 0–255 pixels for a Keras model, normalized ones for a
+    /// PyTorch one).
+    #[arg(long, value_name = "X.npy", conflicts_with = "images")]
+    pub input: Option<PathBuf>,
+    /// Layout of the --input array.
+    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
+    pub layout: Layout,
+    /// Write the output (float32 .npy).
+    #[arg(short, long, value_name = "Y.npy")]
+    pub output: Option<PathBuf>,
+    /// Leave out a final softmax (Keras applications end in one).
+    #[arg(long)]
+    pub logits: bool,
+    /// Image crop size [default: the one the model records].
+    #[arg(long, value_name = "R", value_parser = parse_resolution)]
+    pub resolution: Option<usize>,
+    /// Read the tensor names with this scheme instead of detecting it.
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
+    pub naming: Option<Scheme>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Overwrite an existing --output.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, value_enum, default_value_t = RunFormat::Table)]
+    pub format: RunFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The first model.
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The second model, the reference of relative differences.
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// Raw pixels (0–255, .npy) both models get, each through its own preprocessing.
+    #[arg(long, value_name = "X.npy", conflicts_with_all = ["seed", "resolution"])]
+    pub input: Option<PathBuf>,
+    /// Layout of the --input array.
+    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
+    pub layout: Layout,
+    /// Seed of the random pixels used without --input [default: 0].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Input size of the random pixels [default: the one a model records, else 224].
+    #[arg(long, value_name = "R", value_parser = parse_resolution)]
+    pub resolution: Option<usize>,
+    /// Read A's tensor names with this scheme instead of detecting it.
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
+    pub naming_a: Option<Scheme>,
+    /// Read B's tensor names with this scheme instead of detecting it.
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
+    pub naming_b: Option<Scheme>,
+    /// Largest relative difference of the outputs, max|a−b| / max|b|, still equal.
+    #[arg(long, value_name = "T", default_value_t = effnet_exec::DEFAULT_TOLERANCE)]
+    pub tolerance: f64,
+    #[arg(long, value_enum, default_value_t = RunFormat::Table)]
+    pub format: RunFormat,
+}
+
+fn parse_tolerance(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!(
+            "the tolerance `{text}` must be a number ≥ 0 (e.g. 1e-4)"
+        )),
+    }
 }

@@ -13,7 +13,7 @@ use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command};
 
-/// Exit status for a usage or input error (DESIGN.md: 0 success, 1 deviation, 2 error).
+/// Exit status for a usage or input error (0 success, 1 deviation or budget exceeded, 2 error).
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
@@ -32,15 +32,10 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cli::Cli::command(), "effnet", &mut out);
             output::print(&String::from_utf8_lossy(&out)).map(|()| ExitCode::SUCCESS)
         }
-        Command::Man => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(cli::Cli::command())
-                .render(&mut out)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| output::print(&String::from_utf8_lossy(&out)))
-                .map(|()| ExitCode::SUCCESS)
-        }
+        Command::Man(args) => commands::man::run(&args),
         Command::Cost(args) => commands::cost::run(&args),
+        Command::Run(args) => commands::run::run(&args),
+        Command::Compare(args) => commands::compare::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -43,11 +43,21 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     };
     let mut report = audit(arch, &spec, evidence, scheme);
     audit_semantics(&mut report, &model.imported.graph, &spec, evidence);
+    // Tensors missing, unused or skipped, what the file records that the graph cannot carry,
+    // and the changes effnet recorded when it wrote the file.
+    let extra = model.findings();
+    report.conforms &= extra.iter().all(|f| f.severity != Severity::Error);
+    report.findings.extend(extra);
     let path = args.path.display().to_string();
     let text = match args.format {
         SpecFormat::Json => {
-            let mut doc =
-                serde_json::to_string_pretty(&document(&report, &path, how, model.naming.name()))?;
+            let mut doc = serde_json::to_string_pretty(&document(
+                &report,
+                &path,
+                how,
+                model.naming.name(),
+                &model.warnings,
+            ))?;
             doc.push('\n');
             doc
         }
@@ -70,7 +80,13 @@ fn errors(report: &AuditReport) -> usize {
         .count()
 }
 
-fn document(report: &AuditReport, path: &str, how: &str, naming: &str) -> serde_json::Value {
+fn document(
+    report: &AuditReport,
+    path: &str,
+    how: &str,
+    naming: &str,
+    warnings: &[String],
+) -> serde_json::Value {
     json!({
         "schema": "effnet.audit/1",
         "path": path,
@@ -88,13 +104,24 @@ fn document(report: &AuditReport, path: &str, how: &str, naming: &str) -> serde_
             "message": f.message,
         })).collect::<Vec<_>>(),
         "unverifiable": report.unverifiable,
+        "warnings": warnings,
     })
 }
 
 fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String {
     let deviations = errors(report);
-    let infos = report.findings.len() - deviations;
-    let verdict = if report.conforms {
+    let warned = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
+    let infos = report.findings.len() - deviations - warned;
+    let verdict = if report.conforms && warned > 0 {
+        format!(
+            "conforms to EfficientNet {}, with {warned} warning(s)",
+            report.spec
+        )
+    } else if report.conforms {
         format!("conforms to EfficientNet {}", report.spec)
     } else {
         format!(
@@ -147,6 +174,7 @@ fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String
     if !report.findings.is_empty() {
         let mut t = Table::new();
         t.load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
             .set_header(["Severity", "Stage", "Block", "Field", "Finding"]);
         for f in &report.findings {
             t.add_row(vec![
@@ -154,7 +182,7 @@ fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String
                 f.stage.map(|s| s.to_string()).unwrap_or_default(),
                 f.block.map(|b| b.to_string()).unwrap_or_default(),
                 f.field.to_owned(),
-                f.message.clone(),
+                f.detail().to_owned(),
             ]);
         }
         let _ = writeln!(out, "{t}");

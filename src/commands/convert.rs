@@ -1,6 +1,7 @@
 //! `effnet convert`: write a model in another naming scheme and dtype.
 
 use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -11,50 +12,174 @@ use effnet_ir::DType;
 use crate::cli::{ActivationDtype, ConvertArgs, InputLayout, OutputFormat};
 use crate::output;
 
-pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
-    let format = match args.to {
-        Some(f) => f,
-        None => match args.output.extension().and_then(|e| e.to_str()) {
-            Some("safetensors") => OutputFormat::Safetensors,
-            Some("onnx") => OutputFormat::Onnx,
-            _ => bail!(
-                "{}: cannot tell the output format from the extension; pass --to safetensors|onnx",
-                args.output.display()
-            ),
-        },
+/// The line saying what `--check` found.
+fn checked_line(c: &effnet_exec::Comparison, args: &ConvertArgs) -> String {
+    format!(
+        "checked: source and output run on seeded input (seed {}): outputs agree to {} (≤ {:e}), {} stages compared\n",
+        args.seed,
+        c.output
+            .diff
+            .map_or("—".to_owned(), |d| format!("{:.2e} relative", d.relative)),
+        c.tolerance,
+        c.stages.len()
+    )
+}
+
+/// What `--check` asks for.
+fn check_options(args: &ConvertArgs) -> Option<effnet_convert::CheckOptions> {
+    let tolerance = args.tolerance.unwrap_or(match args.dtype {
+        ActivationDtype::F32 => effnet_exec::DEFAULT_TOLERANCE,
+        ActivationDtype::F16 => 5e-3,
+        ActivationDtype::Bf16 => 1e-1,
+    });
+    args.check.then_some(effnet_convert::CheckOptions {
+        seed: args.seed,
+        tolerance,
+        resolution: args.resolution,
+    })
+}
+
+/// The opset written when `--opset` is not given.
+const DEFAULT_OPSET: i64 = 17;
+
+/// The format `--to` names, or the output's suffix says; a suffix that contradicts `--to` is
+/// refused.
+fn output_format(args: &ConvertArgs) -> anyhow::Result<OutputFormat> {
+    let by_suffix = match args.output.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") => Some(OutputFormat::Safetensors),
+        Some("onnx") => Some(OutputFormat::Onnx),
+        _ => None,
     };
-    // Checked before reading the input (again before the rename, with the input's own files).
-    effnet_io::check_output(&args.output, std::slice::from_ref(&args.input), args.force)?;
-    let model = super::open_model(&args.input, args.source_naming, &args.read)?;
-    super::warn(&model);
-    if format == OutputFormat::Onnx {
-        if args.dtype == ActivationDtype::Bf16 {
-            bail!("ONNX export writes f32 or f16; bf16 is not supported");
+    match (args.to, by_suffix) {
+        (Some(to), Some(suffix)) if to != suffix => bail!(
+            "{}: the suffix says {} but --to says {}; make them agree",
+            args.output.display(),
+            format_name(suffix),
+            format_name(to)
+        ),
+        (Some(to), _) => Ok(to),
+        (None, Some(suffix)) => Ok(suffix),
+        (None, None) if args.output.as_os_str() == "-" => {
+            bail!("-o - (standard output) needs --to safetensors|onnx")
         }
+        (None, None) => bail!(
+            "{}: cannot tell the output format from the extension; pass --to safetensors|onnx",
+            args.output.display()
+        ),
+    }
+}
+
+fn format_name(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Safetensors => "safetensors",
+        OutputFormat::Onnx => "onnx",
+    }
+}
+
+/// Flags of one output format given for the other are refused, not ignored.
+fn refuse_inapplicable(args: &ConvertArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let onnx_only = [
+        ("--opset", args.opset.is_some()),
+        ("--resolution", args.resolution.is_some()),
+        ("--dynamic-size", args.dynamic_size),
+        ("--logits", args.logits),
+        ("--no-preprocessing", args.no_preprocessing),
+        ("--fold-bn", args.fold_bn),
+        ("--input-layout", args.input_layout.is_some()),
+    ];
+    let safetensors_only = [
+        ("--naming", args.naming.is_some()),
+        ("--keep-bn-f32", args.keep_bn_f32),
+        ("--allow-padding-change", args.allow_padding_change),
+        ("--allow-shortcut-change", args.allow_shortcut_change),
+    ];
+    let (given, other) = match format {
+        OutputFormat::Safetensors => (&onnx_only[..], OutputFormat::Onnx),
+        OutputFormat::Onnx => (&safetensors_only[..], OutputFormat::Safetensors),
+    };
+    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+        bail!(
+            "{flag} applies to {} output, and {} is written as {}",
+            format_name(other),
+            args.output.display(),
+            format_name(format)
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
+    match convert(args) {
+        Err(err) => match err.downcast_ref::<effnet_convert::ConvertError>() {
+            // The check ran and the numbers differ: the per-stage table, exit 1.
+            Some(effnet_convert::ConvertError::CheckFailed { comparison, .. }) => {
+                output::print(&super::compare::stage_table(comparison))?;
+                output::error(&err);
+                Ok(ExitCode::from(1))
+            }
+            _ => Err(err),
+        },
+        ok => ok,
+    }
+}
+
+fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
+    let format = output_format(args)?;
+    refuse_inapplicable(args, format)?;
+    if args.dtype == ActivationDtype::Bf16 && format == OutputFormat::Onnx {
+        bail!(
+            "{}: ONNX export writes f32 or f16; bf16 is not supported (write bf16 as safetensors)",
+            args.output.display()
+        );
+    }
+    let destination = Destination::new(args, format)?;
+    let target = destination.path();
+    let mut model = super::open_model_as(
+        &args.input,
+        args.source_naming,
+        "--source-naming",
+        &args.read,
+    )?;
+    // On convert the source scheme is stated with --source-naming (--naming is the output's).
+    model.restate_naming_flag("--source-naming");
+    super::warn(&model);
+    let allow = effnet_convert::Allowances {
+        padding_change: args.allow_padding_change,
+        shortcut_change: args.allow_shortcut_change,
+        activation: args.activation.map(|a| a.ir()),
+        assume_architecture: args.assume_architecture,
+    };
+    if format == OutputFormat::Onnx {
         let report = to_onnx(
             &model,
-            &args.output,
+            target,
             &OnnxConvertOptions {
-                opset: args.opset,
+                opset: args.opset.unwrap_or(DEFAULT_OPSET),
                 resolution: args.resolution,
                 dynamic_size: args.dynamic_size,
                 logits: args.logits,
                 no_preprocessing: args.no_preprocessing,
                 fold_bn: args.fold_bn,
-                nhwc: args.input_layout == InputLayout::Nhwc,
+                nhwc: args.input_layout == Some(InputLayout::Nhwc),
                 half: args.dtype == ActivationDtype::F16,
+                clamp: args.clamp,
+                allow: allow.clone(),
                 force: args.force,
                 verify: args.verify,
+                check: check_options(args),
             },
         )?;
+        for change in &report.changes {
+            output::warn(&change.line());
+        }
         let size = match report.resolution {
             Some(r) => format!("{r}×{r} input"),
             None => "dynamic input size".to_owned(),
         };
-        output::print(&format!(
+        let mut out = format!(
             "wrote {}: ONNX opset {}, {}, {} nodes, {} initializers, {}, {size}, output `{}`\n",
-            report.output.display(),
-            args.opset,
+            destination.name(),
+            args.opset.unwrap_or(DEFAULT_OPSET),
             if args.dtype == ActivationDtype::F16 {
                 "f16 weights and compute, f32 interface"
             } else {
@@ -64,12 +189,28 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             report.initializers,
             human_bytes(report.bytes as u64),
             report.output_name
-        ))?;
-        if report.verified {
-            output::print(
-                "verified: the file re-reads as the model that was built (its outputs are checked in onnxruntime by CI)\n",
-            )?;
+        );
+        if args.dtype == ActivationDtype::F16 {
+            let s = &report.losses.stats;
+            out.push_str(&format!(
+                "f16: {} overflow{}, {} flushed to zero, {} subnormal, {} NaN/Inf; largest |value| {:.4}\n",
+                s.overflow,
+                if s.overflow > 0 { " (clamped)" } else { "" },
+                s.flushed_to_zero,
+                s.subnormal,
+                s.non_finite,
+                s.max_abs
+            ));
         }
+        if let Some(c) = &report.checked {
+            out.push_str(&checked_line(c, args));
+        }
+        if report.verified {
+            out.push_str(
+                "verified: the file re-read and decoded equals the model that was built, byte for byte (a check of the file, not of its numbers)\n",
+            );
+        }
+        destination.finish(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     let options = SafetensorsOptions {
@@ -81,9 +222,10 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
         },
         keep_bn_f32: args.keep_bn_f32,
         clamp: args.clamp,
-        allow_padding_change: args.allow_padding_change,
+        allow,
         force: args.force,
         verify: args.verify,
+        check: check_options(args),
     };
     let input_bytes = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
     let bar = output::progress("converting", input_bytes);
@@ -93,16 +235,19 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             bar.set_position(done);
         }
     };
-    let report = to_safetensors(&model, &args.output, &options, &mut tick);
+    let report = to_safetensors(&model, target, &options, &mut tick);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let report = report?;
+    for change in &report.changes {
+        output::warn(&change.line());
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
         "wrote {}: {} tensors, {} names, {}, {}",
-        report.output.display(),
+        destination.name(),
         thousands(report.tensors as u64),
         report.naming,
         options.dtype,
@@ -136,6 +281,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "  {n} value(s) flushed to zero in `{name}`");
         }
     }
+    if let Some(c) = &report.checked {
+        out.push_str(&checked_line(c, args));
+    }
     if let Some((err, name)) = &report.verified {
         if *err == 0.0 {
             let _ = writeln!(
@@ -154,6 +302,71 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "note: {note}");
         }
     }
-    output::print(&out)?;
+    destination.finish(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a conversion goes: the output file, or (for `-o -`) a private temporary file that is
+/// copied to standard output once complete, the report then going to stderr.
+enum Destination {
+    File(std::path::PathBuf),
+    Stdout {
+        _folder: tempfile::TempDir,
+        file: std::path::PathBuf,
+    },
+}
+
+impl Destination {
+    fn new(args: &ConvertArgs, format: OutputFormat) -> anyhow::Result<Self> {
+        if args.output.as_os_str() != "-" {
+            // Checked before reading the input (again before the rename, with the input's own
+            // files).
+            effnet_io::check_output(&args.output, std::slice::from_ref(&args.input), args.force)?;
+            return Ok(Destination::File(args.output.clone()));
+        }
+        if std::io::stdout().is_terminal() {
+            bail!(
+                "-o -: refusing to write {} to a terminal; redirect standard output or name a file",
+                format_name(format)
+            );
+        }
+        let folder = tempfile::tempdir()?;
+        let file = folder.path().join(format!("model.{}", format_name(format)));
+        Ok(Destination::Stdout {
+            _folder: folder,
+            file,
+        })
+    }
+
+    /// The path the converter writes.
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Destination::File(path) | Destination::Stdout { file: path, .. } => path,
+        }
+    }
+
+    /// The output's name for messages.
+    fn name(&self) -> String {
+        match self {
+            Destination::File(path) => path.display().to_string(),
+            Destination::Stdout { .. } => "standard output".to_owned(),
+        }
+    }
+
+    /// Sends the written bytes to stdout (for `-`) and prints the report.
+    fn finish(&self, report: &str) -> anyhow::Result<()> {
+        match self {
+            Destination::File(_) => output::print(report),
+            Destination::Stdout { file, .. } => {
+                let mut input = std::fs::File::open(file)?;
+                let mut stdout = std::io::stdout().lock();
+                std::io::copy(&mut input, &mut stdout)?;
+                stdout.flush()?;
+                for line in report.lines() {
+                    output::note(line);
+                }
+                Ok(())
+            }
+        }
+    }
 }

@@ -16,6 +16,14 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    if args.variant.is_some() && args.read.key.is_some() {
+        bail!("--key reads a checkpoint file; it does not apply to --variant");
+    }
+    if args.path.is_some() && (args.scaling.width.is_some() || args.scaling.depth.is_some()) {
+        bail!(
+            "--width and --depth scale a --variant; a model file's own coefficients are measured"
+        );
+    }
     let (graph, info): (Graph, ModelInfo) = match (&args.path, args.variant) {
         (_, Some(variant)) => {
             let model = SpecModel::build(variant, &args.scaling)?;
@@ -80,8 +88,13 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{}: the baseline is not JSON", path.display()))?;
             Some(
-                compare(&report, &doc, args.max_increase)
-                    .with_context(|| format!("{}: unusable baseline", path.display()))?,
+                compare(
+                    &report,
+                    &doc,
+                    args.max_increase,
+                    args.allow_different_settings,
+                )
+                .with_context(|| format!("{}: unusable baseline", path.display()))?,
             )
         }
         None => None,

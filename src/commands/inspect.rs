@@ -37,6 +37,11 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Tensors of the model read (under the chosen key), as the dtype counts and params are.
+fn read_tensors(model: &Model) -> usize {
+    model.dtypes.values().sum()
+}
+
 /// The dtype most tensors have, or `mixed` when floating-point dtypes differ.
 fn dominant_dtype(model: &Model) -> String {
     let floats: Vec<_> = model.dtypes.keys().filter(|d| d.is_float()).collect();
@@ -66,7 +71,8 @@ fn document(model: &Model) -> serde_json::Value {
         "key": model.key,
         "other_keys": model.other_keys,
         "stripped_prefix": model.stripped_prefix,
-        "tensors": model.tensors,
+        "tensors": read_tensors(model),
+        "tensors_in_file": model.tensors,
         "dtype": dominant_dtype(model),
         "dtypes": model.dtypes.iter().map(|(d, n)| (d.name().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "params": trainable,
@@ -121,10 +127,11 @@ fn table(model: &Model) -> String {
         ("variant", imported.identity.label()),
         (
             "resolution",
-            arch.resolution
-                .map_or("not recorded (weights only)".to_owned(), |r| {
-                    format!("{r}×{r} (native)")
-                }),
+            match (arch.resolution, model.has_architecture) {
+                (Some(r), _) => format!("{r}×{r} (the input size the file records)"),
+                (None, true) => "not fixed (the model is built for any input size)".to_owned(),
+                (None, false) => "not recorded in the file".to_owned(),
+            },
         ),
         (
             "blocks",
@@ -144,7 +151,14 @@ fn table(model: &Model) -> String {
             arch.num_classes
                 .map_or("none (no classifier)".to_owned(), |c| c.to_string()),
         ),
-        ("tensors", format!("{} ({dtypes})", model.tensors)),
+        ("tensors", {
+            let read = read_tensors(model);
+            if read == model.tensors {
+                format!("{read} ({dtypes})")
+            } else {
+                format!("{read} ({dtypes}) of the {} in the file", model.tensors)
+            }
+        }),
         (
             "params",
             format!(

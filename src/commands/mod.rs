@@ -1,9 +1,12 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod compare;
 pub mod convert;
 pub mod cost;
 pub mod inspect;
+pub mod man;
+pub mod run;
 pub mod spec;
 
 use anyhow::Context;
@@ -18,11 +21,53 @@ pub fn open_model(
     naming: Option<Scheme>,
     read: &crate::cli::ReadArgs,
 ) -> anyhow::Result<effnet_import::Model> {
+    open_model_as(path, naming, "--naming", read)
+}
+
+/// Opens a model file, `naming_flag` being the flag the user gave the scheme with.
+pub fn open_model_as(
+    path: &std::path::Path,
+    naming: Option<Scheme>,
+    naming_flag: &str,
+    read: &crate::cli::ReadArgs,
+) -> anyhow::Result<effnet_import::Model> {
     let options = effnet_import::ImportOptions {
         key: read.key.clone(),
         naming,
     };
-    Ok(effnet_import::open(path, &options)?)
+    effnet_import::open(path, &options).map_err(|err| {
+        if let effnet_import::ImportError::WrongNaming { looks_like, .. } = &err {
+            let flag = naming_flag;
+            let how = match looks_like {
+                Some(s) => format!("pass {flag} {s}, or leave {flag} out to detect the scheme"),
+                None => format!("leave {flag} out to detect the scheme"),
+            };
+            return anyhow::anyhow!("{err}: {how}");
+        }
+        let err = anyhow::Error::from(err);
+        match folder_hint(path) {
+            Some(hint) => err.context(hint),
+            None => err,
+        }
+    })
+}
+
+/// A pointer to the folder when `path` names a file that is read as part of one.
+fn folder_hint(path: &std::path::Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ => ".".to_owned(),
+    };
+    match name {
+        "saved_model.pb" | "saved_model.pbtxt" | "keras_metadata.pb" | "fingerprint.pb" => Some(
+            format!("{name} is part of a SavedModel: pass its folder ({folder})"),
+        ),
+        "checkpoint" => Some(format!(
+            "{name} is a checkpoint's state file: pass the checkpoint folder ({folder}) or its prefix"
+        )),
+        _ => None,
+    }
 }
 
 /// Prints the warnings of an import to stderr (for commands whose stdout is a report), and

@@ -122,6 +122,7 @@ fn table(model: &SpecModel, stages: &[StageInfo], blocks: &[BlockInfo], markdown
         let mut table = Table::new();
         table
             .load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
             .set_header(head);
         for row in rows {
             table.add_row(row);

@@ -1,16 +1,22 @@
-//! Converting an imported model: the tensors named by a target scheme (epsilon moved, padding
-//! changes refused), cast to a target dtype with every loss counted, written atomically, and
-//! optionally re-read and checked.
+//! Converting an imported model: checked against the rules of [`rules`] (what is refused, what
+//! a flag allows and records), the tensors named by a target scheme (epsilon moved), cast to a
+//! target dtype with every loss counted, written atomically, and optionally re-read and
+//! checked.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use effnet_import::Model;
+use effnet_import::{Change, Model};
 use effnet_ir::{ConversionStats, DType, Tensor};
 use effnet_naming::export::{ExportError, export};
 use effnet_naming::{Identity, ParsedKey};
 use effnet_spec::{PaddingStyle, Scheme};
 use rayon::prelude::*;
+
+pub mod check;
+pub mod rules;
+pub use check::CheckOptions;
+pub use rules::{Allowances, Plan, Target};
 
 /// How to write a safetensors file.
 #[derive(Clone, Debug)]
@@ -23,17 +29,24 @@ pub struct SafetensorsOptions {
     pub keep_bn_f32: bool,
     /// Clamp values beyond the f16 range instead of refusing.
     pub clamp: bool,
-    /// Write even when the target pads differently (its outputs then differ).
-    pub allow_padding_change: bool,
+    /// What the user allowed or stated (`--allow-padding-change`, `--allow-shortcut-change`,
+    /// `--activation`, `--assume-architecture`); see [`rules`].
+    pub allow: Allowances,
     /// Overwrite an existing output.
     pub force: bool,
     /// Re-read the output and check every tensor.
     pub verify: bool,
+    /// Run the source and the written output on a seeded input before the output replaces
+    /// anything (`--check`).
+    pub check: Option<CheckOptions>,
 }
 
 /// What a conversion did.
 #[derive(Clone, Debug)]
 pub struct ConvertReport {
+    /// The semantic changes allowed by a flag, recorded in the output's `effnet.changes`:
+    /// print one warning each.
+    pub changes: Vec<Change>,
     /// The file written.
     pub output: PathBuf,
     /// Its naming scheme.
@@ -53,12 +66,23 @@ pub struct ConvertReport {
     /// With `verify`: the largest relative error of any tensor against the source (0 for an
     /// exact copy), and its name.
     pub verified: Option<(f64, String)>,
+    /// With `check`: the source and the output run side by side.
+    pub checked: Option<effnet_exec::Comparison>,
 }
 
 /// Why a conversion failed. Messages name the file or tensor.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConvertError {
+    /// A rule of [`rules`] refuses the conversion: the output would not compute what the
+    /// source computes, or would rest on something the file does not say.
+    #[error("{}: {message}", path.display())]
+    Refused {
+        /// The input.
+        path: PathBuf,
+        /// Why, and the flag that states or allows what is missing.
+        message: String,
+    },
     /// The model cannot be expressed in the target scheme.
     #[error("{}: {reason}", path.display())]
     Export {
@@ -69,10 +93,13 @@ pub enum ConvertError {
     },
     /// Values beyond the target dtype's range.
     #[error(
-        "{count} value(s) in {} tensor(s) exceed the f16 range (±65504), e.g. in `{first}`: pass --clamp to clamp them, or keep f32",
+        "{}: {count} value(s) in {} tensor(s) exceed the f16 range (±65504), e.g. in `{first}`: pass --clamp to clamp them, or keep f32",
+        path.display(),
         tensors.len()
     )]
     Overflow {
+        /// The input holding the values.
+        path: PathBuf,
         /// Tensors with overflowing values.
         tensors: Vec<String>,
         /// The first of them.
@@ -101,6 +128,29 @@ pub enum ConvertError {
         path: PathBuf,
         /// Why.
         reason: effnet_onnx::OnnxError,
+    },
+    /// `--check` could not run the two models.
+    #[error("{}: --check failed: {message}", path.display())]
+    Check {
+        /// The output.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// `--check` ran both models and their outputs differ beyond the tolerance; nothing was
+    /// written.
+    #[error(
+        "{}: --check: the output computes something else than the source (relative difference {} > {:e}{}); nothing was written",
+        path.display(),
+        comparison.output.diff.map_or("of shapes".to_owned(), |d| format!("{:.3e}", d.relative)),
+        comparison.tolerance,
+        comparison.first_differing_stage.map_or(String::new(), |s| format!(", first differing at stage {s}"))
+    )]
+    CheckFailed {
+        /// The output.
+        path: PathBuf,
+        /// The comparison, stage by stage.
+        comparison: Box<effnet_exec::Comparison>,
     },
     /// Re-reading what was written failed or disagreed.
     #[error("{}: verification failed: {message}", path.display())]
@@ -133,22 +183,43 @@ pub fn to_safetensors(
         Scheme::Keras | Scheme::TfOfficial => Scheme::TimmTf,
         other => other,
     });
+    let plan = rules::check(
+        model,
+        Target::Safetensors {
+            scheme: naming,
+            explicit: options.naming.is_some(),
+        },
+        &options.allow,
+    )?;
+    let mut changes = plan.changes.clone();
     let imported = &model.imported;
     let variant = match imported.identity {
         Identity::Variant(v) => Some(v),
         _ => None,
     };
-    let exported = export(
-        &imported.graph,
+    // A graph whose BatchNorms were folded (ONNX) gets exact identity BatchNorms for a scheme
+    // that stores them.
+    let unfolded =
+        effnet_import::onnx::with_batchnorms(plan.graph(model), naming.semantics(variant).bn_eps)
+            .map_err(|e| ConvertError::Refused {
+            path: model.path.clone(),
+            message: e.to_string(),
+        })?;
+    let mut exported = export(
+        unfolded.as_ref().unwrap_or(plan.graph(model)),
         &imported.architecture,
         variant,
         naming,
-        options.allow_padding_change,
     )
     .map_err(|reason| ConvertError::Export {
         path: model.path.clone(),
         reason,
     })?;
+    if unfolded.is_some() && !model.evidence.batchnorm {
+        exported.notes.push(
+            "the source's BatchNorms were folded into its convolutions: written as exact identity BatchNorms (γ = 1, β = the bias, mean = 0, var = 1 − eps)".into(),
+        );
+    }
 
     // Which names are BatchNorm statistics (kept in f32 with --keep-bn-f32).
     let names: Vec<&str> = exported.tensors.iter().map(|(n, _)| n.as_str()).collect();
@@ -189,6 +260,25 @@ pub fn to_safetensors(
         .iter()
         .map(|(_, t)| t.nbytes() as u64)
         .sum();
+    // Clamping is a change the header records, so with --clamp the values beyond the f16
+    // range are counted before anything is written.
+    if options.clamp && options.dtype == DType::F16 {
+        let over: Vec<(String, usize)> = jobs
+            .par_iter()
+            .filter(|(_, tensor, target)| *target == DType::F16 && tensor.dtype().is_float())
+            .filter_map(|(name, tensor, _)| {
+                let values = tensor.to_f32_vec().ok()?;
+                let n = values
+                    .iter()
+                    .filter(|v| v.is_finite() && v.abs() > effnet_ir::F16_MAX)
+                    .count();
+                (n > 0).then(|| ((*name).clone(), n))
+            })
+            .collect();
+        if let Some(change) = clamp_change(&over) {
+            changes.push(change);
+        }
+    }
 
     let mut metadata = BTreeMap::new();
     metadata.insert("format".to_owned(), "pt".to_owned());
@@ -201,87 +291,130 @@ pub fn to_safetensors(
         "effnet.source_container".to_owned(),
         model.container.to_owned(),
     );
-    metadata.insert(
-        "effnet.source_naming".to_owned(),
-        model.naming.name().to_owned(),
-    );
-    metadata.insert("effnet.naming".to_owned(), naming.name().to_owned());
+    if plan.naming_candidates.is_empty() {
+        metadata.insert(
+            "effnet.source_naming".to_owned(),
+            model.naming.name().to_owned(),
+        );
+        metadata.insert("effnet.naming".to_owned(), naming.name().to_owned());
+        metadata.insert(
+            "effnet.padding".to_owned(),
+            match exported.padding {
+                PaddingStyle::TfSame => "same_upper",
+                PaddingStyle::Symmetric => "symmetric",
+            }
+            .to_owned(),
+        );
+        metadata.insert("effnet.bn_eps".to_owned(), format!("{:e}", exported.bn_eps));
+    } else {
+        // Names and values written unchanged: the output claims no more than the input did.
+        let candidates: Vec<&str> = plan.naming_candidates.iter().map(|s| s.name()).collect();
+        metadata.insert("effnet.naming_candidates".to_owned(), candidates.join(","));
+    }
     metadata.insert("effnet.variant".to_owned(), imported.identity.label());
-    metadata.insert(
-        "effnet.padding".to_owned(),
-        match exported.padding {
-            PaddingStyle::TfSame => "same_upper",
-            PaddingStyle::Symmetric => "symmetric",
-        }
-        .to_owned(),
-    );
-    metadata.insert("effnet.bn_eps".to_owned(), format!("{:e}", exported.bn_eps));
     metadata.insert("effnet.dtype".to_owned(), options.dtype.name().to_owned());
+    // The changes the source itself records stay recorded: the output computes them too.
+    let recorded: Vec<Change> = model.changes.iter().chain(&changes).cloned().collect();
+    if !recorded.is_empty() {
+        metadata.insert(
+            effnet_import::CHANGES_KEY.to_owned(),
+            effnet_import::encode_changes(&recorded),
+        );
+    }
+    if !plan.stated.is_empty() {
+        metadata.insert(
+            "effnet.stated".to_owned(),
+            serde_json::Value::from(plan.stated.clone()).to_string(),
+        );
+    }
+    // A source that preprocesses inside itself (Keras): the output, whose schemes have no such
+    // nodes, records what its input must go through to compute the same.
+    let steps = effnet_exec::in_graph_steps(&imported.graph);
+    if !steps.is_empty() {
+        metadata.insert(
+            effnet_exec::PREPROCESSING_KEY.to_owned(),
+            effnet_exec::encode_steps(&steps),
+        );
+    } else if let Some(recorded) = model.metadata.get(effnet_exec::PREPROCESSING_KEY) {
+        metadata.insert(effnet_exec::PREPROCESSING_KEY.to_owned(), recorded.clone());
+    }
+    let mut checked = None;
     let mut stats = ConversionStats::default();
     let mut flushed = Vec::new();
     let mut overflowing: Vec<(String, usize)> = Vec::new();
     // Converted on every core a batch at a time and written as they come: the output is never
     // held whole.
-    effnet_io::write_atomic(out, &inputs_of(model), options.force, |file| {
-        let file = file.try_clone().map_err(|reason| ConvertError::Io {
-            path: out.to_owned(),
-            reason,
-        })?;
-        let mut writer = effnet_safetensors::StreamWriter::create(file, out, &layout, &metadata)?;
-        let mut done = 0u64;
-        let batches: Vec<&[(&String, &Tensor, DType)]> = jobs.chunks(32).collect();
-        let prefetch = |batch: Option<&&[(&String, &Tensor, DType)]>| {
-            for (_, tensor, _) in batch.into_iter().flat_map(|b| b.iter()) {
-                if let Some(b) = tensor.data() {
-                    b.prefetch();
+    effnet_io::write_atomic_checked(
+        out,
+        &inputs_of(model),
+        options.force,
+        |file| {
+            let file = file.try_clone().map_err(|reason| ConvertError::Io {
+                path: out.to_owned(),
+                reason,
+            })?;
+            let mut writer =
+                effnet_safetensors::StreamWriter::create(file, out, &layout, &metadata)?;
+            let mut done = 0u64;
+            let batches: Vec<&[(&String, &Tensor, DType)]> = jobs.chunks(32).collect();
+            let prefetch = |batch: Option<&&[(&String, &Tensor, DType)]>| {
+                for (_, tensor, _) in batch.into_iter().flat_map(|b| b.iter()) {
+                    if let Some(b) = tensor.data() {
+                        b.prefetch();
+                    }
                 }
+            };
+            prefetch(batches.first());
+            for (i, batch) in batches.iter().enumerate() {
+                // The next batch's pages are read in while this one converts.
+                prefetch(batches.get(i + 1));
+                done += batch.iter().map(|(_, t, _)| t.nbytes() as u64).sum::<u64>();
+                let converted: Vec<_> = batch
+                    .par_iter()
+                    .map(|(name, tensor, target)| (*name, tensor.to_dtype(*target, options.clamp)))
+                    .collect();
+                for (name, result) in converted {
+                    let (converted, s) = result.map_err(|e| ConvertError::Verify {
+                        path: model.path.clone(),
+                        message: format!("`{name}`: {e}"),
+                    })?;
+                    if s.overflow > 0 {
+                        overflowing.push((name.clone(), s.overflow));
+                    }
+                    if s.flushed_to_zero > 0 {
+                        flushed.push((name.clone(), s.flushed_to_zero));
+                    }
+                    stats.merge(&s);
+                    // After an overflow nothing more is written; the rest is still converted to
+                    // report every tensor that overflows.
+                    if overflowing.is_empty() || options.clamp {
+                        let bytes = converted.data().map_or(&[][..], |b| b.as_slice());
+                        writer.write_tensor(name, bytes)?;
+                    }
+                }
+                // The source bytes are done with: a mapped input gives its pages back.
+                for (_, tensor, _) in batch.iter() {
+                    if let Some(b) = tensor.data() {
+                        b.release();
+                    }
+                }
+                progress(done.min(total), total);
             }
-        };
-        prefetch(batches.first());
-        for (i, batch) in batches.iter().enumerate() {
-            // The next batch's pages are read in while this one converts.
-            prefetch(batches.get(i + 1));
-            done += batch.iter().map(|(_, t, _)| t.nbytes() as u64).sum::<u64>();
-            let converted: Vec<_> = batch
-                .par_iter()
-                .map(|(name, tensor, target)| (*name, tensor.to_dtype(*target, options.clamp)))
-                .collect();
-            for (name, result) in converted {
-                let (converted, s) = result.map_err(|e| ConvertError::Verify {
+            if !overflowing.is_empty() && !options.clamp {
+                return Err(ConvertError::Overflow {
                     path: model.path.clone(),
-                    message: format!("`{name}`: {e}"),
-                })?;
-                if s.overflow > 0 {
-                    overflowing.push((name.clone(), s.overflow));
-                }
-                if s.flushed_to_zero > 0 {
-                    flushed.push((name.clone(), s.flushed_to_zero));
-                }
-                stats.merge(&s);
-                // After an overflow nothing more is written; the rest is still converted to
-                // report every tensor that overflows.
-                if overflowing.is_empty() || options.clamp {
-                    let bytes = converted.data().map_or(&[][..], |b| b.as_slice());
-                    writer.write_tensor(name, bytes)?;
-                }
+                    first: overflowing[0].0.clone(),
+                    count: overflowing.iter().map(|(_, n)| n).sum(),
+                    tensors: overflowing.iter().map(|(n, _)| n.clone()).collect(),
+                });
             }
-            // The source bytes are done with: a mapped input gives its pages back.
-            for (_, tensor, _) in batch.iter() {
-                if let Some(b) = tensor.data() {
-                    b.release();
-                }
-            }
-            progress(done.min(total), total);
-        }
-        if !overflowing.is_empty() && !options.clamp {
-            return Err(ConvertError::Overflow {
-                first: overflowing[0].0.clone(),
-                count: overflowing.iter().map(|(_, n)| n).sum(),
-                tensors: overflowing.iter().map(|(n, _)| n.clone()).collect(),
-            });
-        }
-        writer.finish().map_err(ConvertError::from)
-    })?;
+            writer.finish().map_err(ConvertError::from)
+        },
+        |written| {
+            checked = run_check(model, written, out, options.check.as_ref())?;
+            Ok(())
+        },
+    )?;
 
     let verified = if options.verify {
         Some(verify(out, &jobs, options.clamp)?)
@@ -301,7 +434,44 @@ pub fn to_safetensors(
         eps_moved: exported.eps_moved,
         notes: exported.notes,
         verified,
+        changes,
+        checked,
     })
+}
+
+/// With `check`: the comparison of the source with the file at `written`, an error when they
+/// differ.
+fn run_check(
+    model: &Model,
+    written: &Path,
+    out: &Path,
+    check: Option<&CheckOptions>,
+) -> Result<Option<effnet_exec::Comparison>, ConvertError> {
+    let Some(options) = check else {
+        return Ok(None);
+    };
+    let comparison = check::check_written(model, written, out, options)?;
+    if !comparison.equal {
+        return Err(ConvertError::CheckFailed {
+            path: out.to_owned(),
+            comparison: Box::new(comparison),
+        });
+    }
+    Ok(Some(comparison))
+}
+
+/// The change `--clamp` makes, from the tensors with values beyond the f16 range.
+fn clamp_change(over: &[(String, usize)]) -> Option<Change> {
+    let (first, _) = over.first()?;
+    let count: usize = over.iter().map(|(_, n)| n).sum();
+    Some(Change::new(
+        "clamp",
+        "--clamp",
+        format!(
+            "{count} value(s) in {} tensor(s) beyond the f16 range clamped to ±65504, e.g. in `{first}`",
+            over.len()
+        ),
+    ))
 }
 
 /// The files, folders or checkpoint prefixes `model` was read from: an output may be none of
@@ -333,15 +503,28 @@ pub struct OnnxConvertOptions {
     pub nhwc: bool,
     /// f16 weights and compute (f32 interface).
     pub half: bool,
+    /// With `half`: clamp values beyond the f16 range instead of refusing.
+    pub clamp: bool,
+    /// What the user allowed or stated (`--activation`, `--assume-architecture`); see
+    /// [`rules`].
+    pub allow: Allowances,
     /// Overwrite an existing output.
     pub force: bool,
     /// Re-read the file and check it decodes to the model that was built.
     pub verify: bool,
+    /// Run the source and the written output on a seeded input before the output replaces
+    /// anything (`--check`).
+    pub check: Option<CheckOptions>,
 }
 
 /// What an ONNX export did.
 #[derive(Clone, Debug)]
 pub struct OnnxReport {
+    /// The semantic changes allowed by a flag (`--clamp`), recorded in the output's
+    /// `metadata_props` under `effnet.changes`: print one warning each.
+    pub changes: Vec<Change>,
+    /// With `half`: what storing the weights in f16 lost.
+    pub losses: effnet_onnx::Losses,
     /// The file written.
     pub output: PathBuf,
     /// Nodes in the ONNX graph.
@@ -356,6 +539,8 @@ pub struct OnnxReport {
     pub output_name: String,
     /// With `verify`: the file re-read and decoded equal to the model built.
     pub verified: bool,
+    /// With `check`: the source and the output run side by side.
+    pub checked: Option<effnet_exec::Comparison>,
 }
 
 /// Writes `model` as an ONNX file at `out`.
@@ -365,6 +550,8 @@ pub fn to_onnx(
     options: &OnnxConvertOptions,
 ) -> Result<OnnxReport, ConvertError> {
     effnet_io::check_output(out, &inputs_of(model), options.force)?;
+    let plan = rules::check(model, Target::Onnx, &options.allow)?;
+    let mut changes = plan.changes.clone();
     let imported = &model.imported;
     let resolution = if options.dynamic_size {
         None
@@ -391,26 +578,77 @@ pub fn to_onnx(
         nhwc: options.nhwc,
         half: options.half,
     };
-    let proto = effnet_onnx::build(&imported.graph, &onnx_options).map_err(|reason| {
-        ConvertError::Onnx {
+    let (mut proto, losses) = effnet_onnx::build_counted(plan.graph(model), &onnx_options)
+        .map_err(|reason| ConvertError::Onnx {
             path: model.path.clone(),
             reason,
+        })?;
+    // Values beyond the f16 range: refused as for safetensors, or clamped and recorded.
+    if !losses.overflowing.is_empty() {
+        if !options.clamp {
+            return Err(ConvertError::Overflow {
+                path: model.path.clone(),
+                first: losses.overflowing[0].0.clone(),
+                count: losses.overflowing.iter().map(|(_, n)| n).sum(),
+                tensors: losses.overflowing.iter().map(|(n, _)| n.clone()).collect(),
+            });
         }
-    })?;
+        changes.extend(clamp_change(&losses.overflowing));
+    }
+    let mut extra = Vec::new();
+    // The changes the source itself records stay recorded: the output computes them too.
+    let recorded: Vec<Change> = model.changes.iter().chain(&changes).cloned().collect();
+    if !recorded.is_empty() {
+        extra.push((
+            effnet_import::CHANGES_KEY.to_owned(),
+            effnet_import::encode_changes(&recorded),
+        ));
+    }
+    if !plan.stated.is_empty() {
+        extra.push((
+            "effnet.stated".to_owned(),
+            serde_json::Value::from(plan.stated.clone()).to_string(),
+        ));
+    }
+    // Preprocessing left out of the graph (`--no-preprocessing`) is recorded, so what feeds the
+    // file knows what its input must go through.
+    let steps = effnet_exec::in_graph_steps(&imported.graph);
+    if options.no_preprocessing && !steps.is_empty() {
+        extra.push((
+            effnet_exec::PREPROCESSING_KEY.to_owned(),
+            effnet_exec::encode_steps(&steps),
+        ));
+    }
+    proto.metadata_props.extend(extra.into_iter().map(|(k, v)| {
+        effnet_onnx::proto::StringStringEntryProto {
+            key: Some(k),
+            value: Some(v),
+        }
+    }));
     let graph = proto.graph.as_ref().expect("built with a graph");
     let (nodes, initializers) = (graph.node.len(), graph.initializer.len());
     let output_name = graph.output[0].name.clone().unwrap_or_default();
     let mut bytes = 0u64;
-    effnet_io::write_atomic(out, &inputs_of(model), options.force, |file| {
-        let io = |reason| ConvertError::Io {
-            path: out.to_owned(),
-            reason,
-        };
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-        bytes = effnet_onnx::write(&proto, &mut writer).map_err(io)?;
-        writer.into_inner().map_err(|e| io(e.into_error()))?;
-        Ok::<(), ConvertError>(())
-    })?;
+    let mut checked = None;
+    effnet_io::write_atomic_checked(
+        out,
+        &inputs_of(model),
+        options.force,
+        |file| {
+            let io = |reason| ConvertError::Io {
+                path: out.to_owned(),
+                reason,
+            };
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            bytes = effnet_onnx::write(&proto, &mut writer).map_err(io)?;
+            writer.into_inner().map_err(|e| io(e.into_error()))?;
+            Ok::<(), ConvertError>(())
+        },
+        |written| {
+            checked = run_check(model, written, out, options.check.as_ref())?;
+            Ok(())
+        },
+    )?;
     if options.verify {
         let fail = |message: String| ConvertError::Verify {
             path: out.to_owned(),
@@ -432,6 +670,9 @@ pub fn to_onnx(
         resolution,
         output_name,
         verified: options.verify,
+        changes,
+        losses,
+        checked,
     })
 }
 

@@ -15,6 +15,57 @@ pub enum BaselineError {
     /// Not an `effnet.cost/1` document.
     #[error("not an effnet.cost/1 report: {0}")]
     Schema(String),
+    /// The baseline was measured at other settings, so its figures are not comparable.
+    #[error(
+        "the baseline was measured with {setting} {baseline}, this report with {current}; measure both alike or pass --allow-different-settings"
+    )]
+    Settings {
+        /// `batch`, `dtype`, `resolution` or `naming`.
+        setting: &'static str,
+        /// The baseline's value.
+        baseline: String,
+        /// This report's value.
+        current: String,
+    },
+}
+
+/// The settings a baseline must share with the report it is compared with.
+fn check_settings(report: &CostReport, baseline: &Value) -> Result<(), BaselineError> {
+    let text = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "none".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let model = baseline.get("model");
+    let current = [
+        ("batch", baseline.get("batch"), report.batch.to_string()),
+        (
+            "dtype",
+            baseline.get("dtype"),
+            report.dtype.name().to_owned(),
+        ),
+        (
+            "resolution",
+            model.and_then(|m| m.get("resolution")),
+            report.model.resolution.to_string(),
+        ),
+        (
+            "naming",
+            model.and_then(|m| m.get("naming")),
+            report.model.naming.clone().unwrap_or_else(|| "none".into()),
+        ),
+    ];
+    for (setting, base, now) in current {
+        let base = text(base);
+        if base != now {
+            return Err(BaselineError::Settings {
+                setting,
+                baseline: base,
+                current: now,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One compared figure.
@@ -74,11 +125,13 @@ fn get(v: &Value, key: &str) -> u64 {
 }
 
 /// Compares `report` with `baseline` (an `effnet.cost/1` document); totals growing more than
-/// `max_increase` percent are exceeded.
+/// `max_increase` percent are exceeded. A baseline measured at another batch, dtype,
+/// resolution or naming is refused unless `allow_different_settings`.
 pub fn compare(
     report: &CostReport,
     baseline: &Value,
     max_increase: f64,
+    allow_different_settings: bool,
 ) -> Result<Comparison, BaselineError> {
     if baseline.get("schema").and_then(Value::as_str) != Some(SCHEMA) {
         return Err(BaselineError::Schema(format!(
@@ -87,6 +140,9 @@ pub fn compare(
                 .get("schema")
                 .map_or("missing".to_owned(), Value::to_string)
         )));
+    }
+    if !allow_different_settings {
+        check_settings(report, baseline)?;
     }
     let base_total = baseline
         .get("total")

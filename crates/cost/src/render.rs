@@ -290,7 +290,7 @@ pub fn table(report: &CostReport, by: Granularity) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(head.clone());
     for row in rows(report, by) {
         table.add_row(row.cells);

@@ -1,6 +1,6 @@
 //! Costs against figures measured on real models: `tests/data/golden.json` is a copy of
 //! `shared/reference/golden.json` (torchvision models at native resolution, per paper stage),
-//! the other figures come from reference §2.5 and from torchvision at other resolutions.
+//! the other figures come from the published B0–B7 counts and from torchvision at other resolutions.
 
 use effnet_cost::{CostOptions, CostReport, ModelInfo, analyze};
 use effnet_ir::DType;

@@ -4,13 +4,17 @@
 //! metadata, or detection), and the graph is built and bound by [`effnet_naming`].
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use effnet_ir::{Checkpoint, DType};
 use effnet_naming::{Imported, NamingError, detect, import_with};
 use effnet_spec::{Evidence, Scheme};
+
+mod keras_config;
+pub mod onnx;
+mod trust;
+pub use trust::{CHANGES_KEY, Change, ambiguity_warning, decode_changes, encode_changes};
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +49,8 @@ pub enum NamingSource {
     ModuleClasses,
     /// The tensor names.
     Detected,
+    /// The conventions an ONNX graph computes (padding, preprocessing).
+    Graph,
 }
 
 impl NamingSource {
@@ -55,6 +61,7 @@ impl NamingSource {
             NamingSource::Metadata => "file metadata",
             NamingSource::ModuleClasses => "module classes",
             NamingSource::Detected => "tensor names",
+            NamingSource::Graph => "the graph's conventions",
         }
     }
 }
@@ -90,6 +97,17 @@ pub struct Model {
     pub has_architecture: bool,
     /// What a user should know.
     pub warnings: Vec<String>,
+    /// The schemes the file could be in when its names cannot tell them apart (timm and
+    /// timm-tf) and nothing else in the file says which: the output of a conversion may
+    /// depend on the answer. Empty when the scheme is known.
+    pub naming_candidates: Vec<Scheme>,
+    /// Entries of the file left out while reading, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// What the file records that the graph cannot carry (a Keras activation effnet does not
+    /// model): deviations an audit reports and a conversion refuses.
+    pub deviations: Vec<effnet_spec::Finding>,
+    /// The semantic changes effnet made when it wrote this file (its `effnet.changes`).
+    pub changes: Vec<Change>,
 }
 
 /// Why a file could not be opened. Messages name the file.
@@ -124,6 +142,22 @@ pub enum ImportError {
         /// What is wrong.
         reason: NamingError,
     },
+    /// The naming scheme asked for does not read the file's tensor names.
+    #[error(
+        "{}: the tensor names are not {given} names (e.g. `{example}`){}",
+        path.display(),
+        looks_like.map_or(String::new(), |s| format!("; they look like {s} names"))
+    )]
+    WrongNaming {
+        /// The file.
+        path: PathBuf,
+        /// The scheme asked for.
+        given: Scheme,
+        /// The scheme that reads most of the names, if any does.
+        looks_like: Option<Scheme>,
+        /// A name the given scheme does not read.
+        example: String,
+    },
     /// A format effnet does not read (yet), or not a model file.
     #[error("{}: {message}", path.display())]
     Unsupported {
@@ -133,7 +167,7 @@ pub enum ImportError {
         message: String,
     },
     /// `--key` names nothing in the file.
-    #[error("{}: no tensors under key `{key}`; keys holding tensors: {available}", path.display())]
+    #[error("{}: no tensors under key `{key}`; {available}", path.display())]
     NoSuchKey {
         /// The file.
         path: PathBuf,
@@ -146,6 +180,9 @@ pub enum ImportError {
 
 /// Opens `path` and reads it into the graph IR.
 pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> {
+    if is_onnx(path) {
+        return onnx::open(path, options);
+    }
     let Tensors {
         container,
         checkpoint,
@@ -157,9 +194,14 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     } = read_tensors(path)?;
     let mut warnings = Vec::new();
     warnings.extend(skipped_summary(&skipped));
+    let mut naming_candidates = Vec::new();
     let tensors = checkpoint.len();
     let metadata = checkpoint.metadata.clone();
 
+    // Every layer of a config accounted for, wired and in range, or the file is refused.
+    if let Some(config) = &keras_config {
+        keras_config::check(config).map_err(|message| unsupported(path, &message))?;
+    }
     let keras_config = keras_config.map(flatten_keras_config);
     let mut unwrapped = unwrap(path, checkpoint, options.key.as_deref())?;
     if unwrapped.checkpoint.get("stem_conv/kernel").is_some() {
@@ -173,6 +215,16 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         .collect();
 
     let (naming, naming_source) = if let Some(scheme) = options.naming {
+        let parsed = effnet_naming::parse_all(scheme, &names);
+        if !names.is_empty() && parsed.iter().all(Option::is_none) {
+            let (best, count) = detect(&names)[0];
+            return Err(ImportError::WrongNaming {
+                path: path.to_owned(),
+                given: scheme,
+                looks_like: (count > 0 && best != scheme).then_some(best),
+                example: effnet_io::escape(names[0]).into_owned(),
+            });
+        }
         (scheme, NamingSource::Option)
     } else if let Some(scheme) = metadata
         .get("effnet.naming")
@@ -196,9 +248,12 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
             {
                 (Scheme::TimmTf, NamingSource::ModuleClasses)
             } else {
-                warnings.push(
-                    "timm and timm-tf (tf_efficientnet_*) use the same tensor names: read as timm (symmetric padding, BatchNorm eps 1e-5); pass --naming timm-tf for TF-ported weights".into(),
-                );
+                naming_candidates = vec![Scheme::Timm, Scheme::TimmTf];
+                warnings.push(ambiguity_warning(
+                    &naming_candidates,
+                    Scheme::Timm,
+                    "--naming",
+                ));
                 (Scheme::Timm, NamingSource::Detected)
             }
         } else {
@@ -258,6 +313,44 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         reason,
     })?;
     imported.graph.meta.source = Some(path.display().to_string());
+    let mut deviations = Vec::new();
+    if let Some(keras) = &keras {
+        // What the config records layer by layer: kept in the graph (so the audit checks it
+        // and an export keeps it), or a deviation where the graph cannot carry it.
+        let ids: Vec<effnet_ir::NodeId> = imported.graph.nodes().map(|(id, _)| id).collect();
+        for id in ids {
+            let node = imported.graph.node_mut(id);
+            if let Some((_, a)) = keras
+                .layer_activations
+                .iter()
+                .find(|(n, _)| *n == node.name)
+            {
+                if let effnet_ir::Op::Activation(slot) = &mut node.op {
+                    *slot = *a;
+                }
+            }
+            if let Some((_, p)) = keras.layer_padding.iter().find(|(n, _)| *n == node.name) {
+                if let effnet_ir::Op::Conv2d(c) = &mut node.op {
+                    c.padding = *p;
+                }
+            }
+        }
+        for d in &keras.deviations {
+            warnings.push(format!(
+                "{}: inspect and cost count it as {}; audit reports it, convert refuses it",
+                d.message,
+                imported
+                    .graph
+                    .nodes()
+                    .find_map(|(_, n)| match (&n.op, n.tag.role) {
+                        (effnet_ir::Op::Activation(a), effnet_ir::Role::StemAct) => Some(a.name()),
+                        _ => None,
+                    })
+                    .unwrap_or("swish")
+            ));
+        }
+        deviations.extend(keras.deviations.iter().cloned());
+    }
     if positional {
         imported.assumptions.push(
             "layer names reconstructed from the order and shapes of the weights (the file records none); stages from where channels, kernel or expansion change".into(),
@@ -283,6 +376,7 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
                 // Checked layer by layer against TF "same" (a config, not a function graph).
                 padding: keras_config.is_some(),
                 dropout: dropout.is_some(),
+                batchnorm: true,
             }
         }
         _ => Evidence::WEIGHTS_ONLY,
@@ -302,7 +396,18 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
             imported.report.missing[0]
         ));
     }
+    let changes = metadata
+        .get(CHANGES_KEY)
+        .map(|c| decode_changes(c))
+        .unwrap_or_default();
+    for c in &changes {
+        warnings.push(format!("written with a semantic change: {}", c.line()));
+    }
     Ok(Model {
+        naming_candidates,
+        skipped,
+        deviations,
+        changes,
         path: path.to_owned(),
         container,
         naming,
@@ -356,7 +461,9 @@ pub fn read_tensors(path: &Path) -> Result<Tensors, ImportError> {
     }
     let (container, checkpoint, globals, skipped) = {
         let mut head = Vec::with_capacity(16);
-        File::open(path)
+        // Regular files only, checked on the descriptor: a FIFO never blocks, a device is
+        // never read.
+        effnet_io::open_regular(path)
             .map_err(io)?
             .take(16)
             .read_to_end(&mut head)
@@ -399,10 +506,12 @@ pub fn read_tensors(path: &Path) -> Result<Tensors, ImportError> {
         } else if effnet_safetensors::sniff(&head) {
             let file = effnet_safetensors::read(path)?;
             ("safetensors", file.checkpoint, Vec::new(), file.skipped)
+        } else if effnet_onnx::read::sniff(&head) {
+            return onnx::tensors(path);
         } else {
             return Err(unsupported(
                 path,
-                "not a model file effnet reads (expected a PyTorch checkpoint, a safetensors file, a Keras .h5/.keras or a TensorFlow checkpoint)",
+                "not a model file effnet reads (expected a PyTorch checkpoint, a safetensors file, a Keras .h5/.keras, a TensorFlow checkpoint or an ONNX model)",
             ));
         }
     };
@@ -422,7 +531,12 @@ fn read_saved_model(path: &Path) -> Result<Tensors, ImportError> {
     let saved = effnet_tf::saved_model::read_saved_model(path)?;
     let keras_config = match &saved.keras_metadata {
         Some(json) => Some(untuple(
-            serde_json::from_str::<serde_json::Value>(json).map_err(|e| {
+            effnet_keras::parse_json(
+                json.as_bytes(),
+                &effnet_io::Budget::for_input(json.len() as u64),
+                "the root's Keras metadata",
+            )
+            .map_err(|e| {
                 unsupported(
                     &path.join("keras_metadata.pb"),
                     &format!("the root's metadata is not JSON: {e}"),
@@ -533,6 +647,20 @@ fn untuple(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// Whether `path` is a regular file whose first bytes are an ONNX `ModelProto`'s (after the
+/// containers whose magic numbers are checked first).
+fn is_onnx(path: &Path) -> bool {
+    let mut head = Vec::with_capacity(16);
+    let read = effnet_io::open_regular(path)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
+        .is_ok();
+    read && !head.starts_with(effnet_keras::HDF5_MAGIC)
+        && !head.starts_with(b"PK\x03\x04")
+        && !effnet_torch::is_legacy(&head)
+        && !effnet_safetensors::sniff(&head)
+        && effnet_onnx::read::sniff(&head)
+}
+
 /// Whether `path` denotes a tensor-bundle checkpoint: a folder (not a SavedModel), an
 /// `.index` or `.data-*` file, a prefix with an `.index` beside it, or a file ending in the
 /// table magic.
@@ -551,7 +679,7 @@ fn looks_like_tf_checkpoint(path: &Path) -> bool {
     }
     let tail = (|| {
         use std::io::{Seek, SeekFrom};
-        let mut file = File::open(path).ok()?;
+        let mut file = effnet_io::open_regular(path).ok()?;
         let len = file.metadata().ok()?.len();
         if len < 48 {
             return None;
@@ -618,13 +746,15 @@ fn read_tf(path: &Path) -> Result<Tensors, ImportError> {
                 path,
                 &format!(
                     "`{}` is not a layer of a keras.applications EfficientNet (variables {})",
-                    layer.path,
-                    layer
-                        .variables
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    keras_config::elide(&layer.path),
+                    keras_config::elide(
+                        &layer
+                            .variables
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 ),
             ));
         };
@@ -713,6 +843,13 @@ struct KerasSemantics {
     activation: Option<effnet_ir::Activation>,
     /// From a config: the rate of `top_dropout`.
     dropout: Option<f64>,
+    /// From a config: layers whose activation differs from the model's (`activation`), by
+    /// Keras layer name (the graph's node name).
+    layer_activations: Vec<(String, effnet_ir::Activation)>,
+    /// From a config: convolutions that do not pad TF "same", with what they pad.
+    layer_padding: Vec<(String, effnet_ir::Padding)>,
+    /// From a config: what it records that the graph cannot carry.
+    deviations: Vec<effnet_spec::Finding>,
 }
 
 /// A Keras activation setting (`"swish"`, or Keras 3's `{"class_name": "function",
@@ -738,6 +875,28 @@ fn keras_activation(value: &serde_json::Value) -> Result<Option<effnet_ir::Activ
 fn keras_block_name(stage: u8, index: u16) -> String {
     let letter = char::from_u32(u32::from('a') + u32::from(index)).unwrap_or('?');
     format!("block{}{letter}", stage.saturating_sub(1))
+}
+
+/// The paper stage and block (from 1) of a Keras layer name: `stem_*` is stage 1, `top_*`
+/// stage 9, `block2b_*` stage 3 block 2.
+fn keras_layer_place(layer: &str) -> (Option<u8>, Option<u16>) {
+    if layer.starts_with("stem_") {
+        return (Some(1), None);
+    }
+    if layer.starts_with("top_") {
+        return (Some(9), None);
+    }
+    let Some(rest) = layer.strip_prefix("block") else {
+        return (None, None);
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let letter = rest[digits.len()..].chars().next();
+    match (digits.parse::<u8>(), letter) {
+        (Ok(n), Some(c)) if c.is_ascii_lowercase() => {
+            (n.checked_add(1), Some(u16::from(c as u8 - b'a') + 1))
+        }
+        _ => (None, None),
+    }
 }
 
 /// From a full model's config: a second `Rescaling` after `Normalization` (the Keras ≥ 2.9
@@ -847,28 +1006,65 @@ fn keras_semantics(
             .and_then(serde_json::Value::as_u64)
             .and_then(|r| usize::try_from(r).ok())
             .filter(|&r| (1..=65_536).contains(&r));
-        // Every Activation layer but the SE gate uses the model's `activation` argument.
-        let mut activation = None;
+        // Every Activation layer but the SE gate uses the model's `activation` argument. A
+        // layer with another one is kept in the graph where effnet models it, and is a
+        // deviation the audit reports where it does not.
+        let mut found_activations: Vec<(String, effnet_ir::Activation)> = Vec::new();
+        let mut deviations = Vec::new();
         for l in layers.iter().filter(|l| class(l) == "Activation") {
             let layer = name(l);
             if layer.ends_with("_se_expand") {
                 continue;
             }
-            let found = keras_activation(l.pointer("/config/activation").unwrap_or_default())
-                .map_err(|e| format!("layer `{layer}` uses {e}"))?;
-            match (activation, found) {
-                (_, None) => {}
-                (None, Some(a)) => activation = Some(a),
-                (Some(a), Some(b)) if a != b => {
-                    return Err(format!(
-                        "layer `{layer}` uses {}, other layers {}: effnet models one activation",
-                        b.name(),
-                        a.name()
-                    ));
+            match keras_activation(l.pointer("/config/activation").unwrap_or_default()) {
+                Ok(Some(a)) => found_activations.push((layer, a)),
+                Ok(None) => {}
+                Err(_) => {
+                    let (stage, block) = keras_layer_place(&layer);
+                    let found = l
+                        .pointer("/config/activation")
+                        .map(|v| {
+                            v.as_str()
+                                .or_else(|| v.get("config").and_then(|c| c.as_str()))
+                                .unwrap_or("?")
+                        })
+                        .map(keras_config::elide)
+                        .unwrap_or_default();
+                    let layer = keras_config::elide(&layer);
+                    deviations.push(effnet_spec::Finding {
+                        severity: effnet_spec::Severity::Error,
+                        stage,
+                        block,
+                        field: "activation",
+                        expected: "swish".into(),
+                        found: found.clone(),
+                        message: format!(
+                            "{}activation `{found}` in `{layer}`, spec says swish (an activation effnet does not model)",
+                            match (stage, block) {
+                                (Some(s), Some(b)) => format!("stage {s} block {b}: "),
+                                (Some(s), None) => format!("stage {s}: "),
+                                _ => String::new(),
+                            }
+                        ),
+                    });
                 }
-                _ => {}
             }
         }
+        // The model's activation is the one most layers use; the others are per layer.
+        let activation = {
+            let mut counts: Vec<(effnet_ir::Activation, usize)> = Vec::new();
+            for (_, a) in &found_activations {
+                match counts.iter_mut().find(|(b, _)| b == a) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((*a, 1)),
+                }
+            }
+            counts.iter().max_by_key(|(_, n)| *n).map(|(a, _)| *a)
+        };
+        let layer_activations: Vec<(String, effnet_ir::Activation)> = found_activations
+            .into_iter()
+            .filter(|(_, a)| Some(*a) != activation)
+            .collect();
         let dropout = layers
             .iter()
             .find(|l| name(l) == "top_dropout")
@@ -881,7 +1077,7 @@ fn keras_semantics(
             .filter(|l| class(l) == "ZeroPadding2D")
             .filter_map(|l| l.pointer("/config/padding/0"))
             .any(|p| p.get(0) != p.get(1));
-        check_keras_padding(layers, resolution)?;
+        let layer_padding = check_keras_padding(layers, resolution)?;
         if resolution.is_none() && asymmetric {
             warnings.push(
                 "the Keras model was built without a fixed input size, so it pads stride-2 convolutions by (k/2 − 1, k/2) at any size; effnet's TF \"same\" padding equals that at even input sizes only".into(),
@@ -895,6 +1091,9 @@ fn keras_semantics(
             blocks: Some(blocks),
             activation,
             dropout,
+            layer_activations,
+            layer_padding,
+            deviations,
         });
     }
     let shipped_std = holds_imagenet_std(checkpoint);
@@ -914,17 +1113,22 @@ fn keras_semantics(
         resolution: None,
         activation: None,
         dropout: None,
+        layer_activations: Vec::new(),
+        layer_padding: Vec::new(),
+        deviations: Vec::new(),
     })
 }
 
 /// Walks a Keras config's convolutions in order, tracking the spatial size from `resolution`:
-/// a `ZeroPadding2D` must be followed by a "valid" convolution and pad exactly what TF "same"
-/// pads at that size (what effnet's graph computes); a "valid" convolution larger than 1×1
-/// without one is not TF "same" at all.
+/// a `ZeroPadding2D` must be followed by a "valid" convolution. Returns the convolutions that
+/// do not pad what TF "same" pads at that size (a `ZeroPadding2D` with other amounts, a "valid"
+/// convolution larger than 1×1 without one), with the fixed pads they have: the graph keeps
+/// them, the audit reports them. What cannot be read is an error.
 fn check_keras_padding(
     layers: &[serde_json::Value],
     resolution: Option<usize>,
-) -> Result<(), String> {
+) -> Result<Vec<(String, effnet_ir::Padding)>, String> {
+    let mut odd = Vec::new();
     let number = |l: &serde_json::Value, key: &str| {
         l.pointer(&format!("/config/{key}/0"))
             .and_then(serde_json::Value::as_u64)
@@ -937,7 +1141,7 @@ fn check_keras_padding(
             .to_owned()
     };
     let mut size = resolution;
-    let mut pending: Option<(String, usize, usize)> = None;
+    let mut pending: Option<(String, [usize; 4])> = None;
     for l in layers {
         match l.get("class_name").and_then(|c| c.as_str()).unwrap_or("") {
             "ZeroPadding2D" => {
@@ -952,7 +1156,13 @@ fn check_keras_padding(
                         name(l)
                     ));
                 };
-                pending = Some((name(l), top, bottom));
+                let side = |i: &str| {
+                    l.pointer(&format!("/config/padding/1/{i}"))
+                        .and_then(serde_json::Value::as_u64)
+                        .map(|v| v as usize)
+                };
+                let (left, right) = (side("0").unwrap_or(top), side("1").unwrap_or(bottom));
+                pending = Some((name(l), [top, left, bottom, right]));
             }
             "Conv2D" | "DepthwiseConv2D" => {
                 let (Some(k), Some(stride)) = (number(l, "kernel_size"), number(l, "strides"))
@@ -977,7 +1187,7 @@ fn check_keras_padding(
                         .ok_or_else(vanished)
                 };
                 match (pending.take(), mode) {
-                    (Some((pad, top, bottom)), "valid") => {
+                    (Some((_, [top, left, bottom, right])), "valid") => {
                         if let Some(n) = size {
                             let out = n.div_ceil(stride);
                             let total = out
@@ -987,10 +1197,15 @@ fn check_keras_padding(
                                 .ok_or_else(vanished)?
                                 .saturating_sub(n);
                             let want = (total / 2, total - total / 2);
-                            if (top, bottom) != want {
-                                return Err(format!(
-                                    "layer `{pad}` pads ({top}, {bottom}) before the {k}×{k} stride-{stride} `{}` at {n}×{n}, where TF \"same\" pads {want:?}",
-                                    name(l)
+                            if (top, bottom) != want || (left, right) != want {
+                                odd.push((
+                                    name(l),
+                                    effnet_ir::Padding::Explicit {
+                                        top,
+                                        left,
+                                        bottom,
+                                        right,
+                                    },
                                 ));
                             }
                             size = Some(valid(n + top + bottom)?);
@@ -998,6 +1213,10 @@ fn check_keras_padding(
                     }
                     (None, "same") => size = size.map(|n| n.div_ceil(stride)),
                     (None, "valid") if k == 1 => size = size.map(valid).transpose()?,
+                    (None, "valid") => {
+                        odd.push((name(l), effnet_ir::Padding::Valid));
+                        size = size.map(valid).transpose()?;
+                    }
                     (_, other) => {
                         return Err(format!(
                             "layer `{}` is a {k}×{k} convolution with padding \"{other}\" where keras.applications uses TF \"same\"",
@@ -1009,7 +1228,7 @@ fn check_keras_padding(
             _ => {}
         }
     }
-    Ok(())
+    Ok(odd)
 }
 
 /// Whether the Normalization "variance" is ImageNet's standard deviation (the values the
@@ -1069,6 +1288,9 @@ fn function_semantics(
         resolution: facts.resolution,
         activation: Some(activation),
         dropout: None,
+        layer_activations: Vec::new(),
+        layer_padding: Vec::new(),
+        deviations: Vec::new(),
     }
 }
 
@@ -1086,10 +1308,16 @@ struct Unwrapped {
     prefix: Option<String>,
 }
 
-/// How many names the best scheme understands, once wrapper prefixes are stripped.
-fn score(checkpoint: &Checkpoint) -> usize {
-    let (stripped, _) = strip_wrappers(checkpoint.clone());
-    let names: Vec<&str> = stripped.tensors.iter().map(|(n, _)| n.as_str()).collect();
+/// How many names the best scheme understands, once wrapper prefixes are stripped (linear in
+/// the number of names: no checkpoint is copied).
+fn score(mut names: Vec<&str>) -> usize {
+    for wrapper in ["module.", "model.", "module."] {
+        if !names.is_empty() && names.iter().all(|n| n.starts_with(wrapper)) {
+            for n in &mut names {
+                *n = &n[wrapper.len()..];
+            }
+        }
+    }
     detect(&names).first().map_or(0, |(_, n)| *n)
 }
 
@@ -1124,50 +1352,127 @@ fn under(checkpoint: &Checkpoint, prefix: &str) -> Checkpoint {
     }
 }
 
-/// Picks the nested dictionary holding the model and strips wrapper prefixes.
+/// Picks the nested dictionary holding the model and strips wrapper prefixes. Every pass is
+/// linear in the number of tensors: names are grouped by their first component once, and
+/// each group is scored once.
 fn unwrap(
     path: &Path,
     checkpoint: Checkpoint,
     key: Option<&str>,
 ) -> Result<Unwrapped, ImportError> {
     let mut top: Vec<String> = Vec::new();
+    let mut groups: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
     for (n, _) in &checkpoint.tensors {
-        if let Some((first, _)) = n.split_once('.') {
-            if !top.iter().any(|t| t == first) {
-                top.push(first.to_owned());
+        if let Some((first, rest)) = n.split_once('.') {
+            match groups.entry(first) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    top.push(first.to_owned());
+                    e.insert(vec![rest]);
+                }
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(rest),
             }
         }
     }
+    let best = match key {
+        Some(_) => None,
+        None => {
+            let whole = score(checkpoint.tensors.iter().map(|(n, _)| n.as_str()).collect());
+            // A group scores at most its size: groups are scored largest first, and those
+            // that cannot beat the whole file or the best so far are skipped; groups with the
+            // same names are scored once.
+            // Ties go to the later key, as `max_by_key` over `top` would.
+            let mut order: Vec<(usize, &String, Vec<&str>)> = top
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i, t, groups.remove(t.as_str()).unwrap_or_default()))
+                .collect();
+            order.sort_by_key(|(_, _, names)| std::cmp::Reverse(names.len()));
+            let mut known: std::collections::HashMap<Vec<&str>, usize> =
+                std::collections::HashMap::new();
+            let mut best: Option<(usize, &String, usize)> = None;
+            let rank = |t: &str| {
+                PREFERRED_KEYS
+                    .iter()
+                    .position(|p| *p == t)
+                    .unwrap_or(PREFERRED_KEYS.len())
+            };
+            for (i, t, names) in order {
+                let bound = names.len();
+                if bound <= whole || best.is_some_and(|(_, _, s)| bound < s) {
+                    continue;
+                }
+                let s = match known.get(&names) {
+                    Some(&s) => s,
+                    None => {
+                        let s = score(names.clone());
+                        known.insert(names, s);
+                        s
+                    }
+                };
+                let key = (s, std::cmp::Reverse(rank(t)), i);
+                let better = match best {
+                    None => s > whole,
+                    Some((bi, b, bs)) => key > (bs, std::cmp::Reverse(rank(b)), bi),
+                };
+                if better {
+                    best = Some((i, t, s));
+                }
+            }
+            best.map(|(_, t, _)| t.clone())
+        }
+    };
+    drop(groups);
     let (chosen, taken) = match key {
         Some(k) => {
             let sub = under(&checkpoint, k);
             if sub.is_empty() {
+                const SHOWN: usize = 20;
+                // Keys are the top-level names under which a model's weights sit, not the
+                // first component of every tensor name (`features` of a plain state dict).
+                let mut by_key: std::collections::HashMap<&str, Vec<&str>> =
+                    std::collections::HashMap::new();
+                for (n, _) in &checkpoint.tensors {
+                    if let Some((first, rest)) = n.split_once('.') {
+                        by_key.entry(first).or_default().push(rest);
+                    }
+                }
+                let keys: Vec<&String> = top
+                    .iter()
+                    .filter(|t| {
+                        by_key
+                            .remove(t.as_str())
+                            .is_some_and(|names| score(names) > 0)
+                    })
+                    .collect();
+                if keys.is_empty() {
+                    return Err(ImportError::NoSuchKey {
+                        path: path.to_owned(),
+                        key: k.to_owned(),
+                        available: "the file holds one model's weights, not a dictionary of them: leave out --key".into(),
+                    });
+                }
+                let mut available = "keys holding a model: ".to_owned();
+                available += &keys
+                    .iter()
+                    .take(SHOWN)
+                    .map(|k| effnet_io::escape(k).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if keys.len() > SHOWN {
+                    available.push_str(&format!(" and {} more", keys.len() - SHOWN));
+                }
                 return Err(ImportError::NoSuchKey {
                     path: path.to_owned(),
                     key: k.to_owned(),
-                    available: top.join(", "),
+                    available,
                 });
             }
             (sub, Some(k.to_owned()))
         }
-        None => {
-            let whole = score(&checkpoint);
-            let best = top
-                .iter()
-                .map(|t| (t, score(&under(&checkpoint, t))))
-                .filter(|(_, s)| *s > whole)
-                .max_by_key(|(t, s)| {
-                    let rank = PREFERRED_KEYS
-                        .iter()
-                        .position(|p| p == t)
-                        .unwrap_or(PREFERRED_KEYS.len());
-                    (*s, std::cmp::Reverse(rank))
-                });
-            match best {
-                Some((t, _)) => (under(&checkpoint, t), Some(t.clone())),
-                None => (checkpoint, None),
-            }
-        }
+        None => match best {
+            Some(t) => (under(&checkpoint, &t), Some(t)),
+            None => (checkpoint, None),
+        },
     };
     let other_keys = match &taken {
         Some(t) => top.iter().filter(|k| *k != t).cloned().collect(),
@@ -1200,10 +1505,22 @@ mod tests {
     #[test]
     fn padding_walk_checks_tf_same_and_never_underflows() {
         let stem = [pad("stem_conv_pad", 0, 1), conv("stem_conv", 3, 2, "valid")];
-        assert!(check_keras_padding(&stem, Some(64)).is_ok());
-        // Odd sizes pad symmetrically under TF "same".
-        assert!(check_keras_padding(&stem, Some(65)).is_err());
-        assert!(check_keras_padding(&[pad("p", 1, 1), conv("c", 3, 2, "valid")], Some(65)).is_ok());
+        assert_eq!(check_keras_padding(&stem, Some(64)), Ok(vec![]));
+        // Odd sizes pad symmetrically under TF "same": (0, 1) there is kept as what it is.
+        let odd = effnet_ir::Padding::Explicit {
+            top: 0,
+            left: 0,
+            bottom: 1,
+            right: 1,
+        };
+        assert_eq!(
+            check_keras_padding(&stem, Some(65)),
+            Ok(vec![("stem_conv".to_owned(), odd)])
+        );
+        assert_eq!(
+            check_keras_padding(&[pad("p", 1, 1), conv("c", 3, 2, "valid")], Some(65)),
+            Ok(vec![])
+        );
         // Sizes a hostile config can give: nothing left, or a kernel wider than the map.
         for n in [1, 2] {
             let tiny = [conv("c", 7, 1, "valid")];
@@ -1214,8 +1531,13 @@ mod tests {
             conv("c", u64::MAX / 2, u64::MAX / 2, "valid"),
         ];
         assert!(check_keras_padding(&huge, Some(3)).is_err());
-        // A 3×3 "valid" convolution is not TF "same".
-        assert!(check_keras_padding(&[conv("c", 3, 1, "valid")], None).is_err());
+        // A 3×3 "valid" convolution is not TF "same": kept as "valid".
+        assert_eq!(
+            check_keras_padding(&[conv("c", 3, 1, "valid")], None),
+            Ok(vec![("c".to_owned(), effnet_ir::Padding::Valid)])
+        );
+        // A padding followed by a "same" convolution is not a layout effnet reads.
+        assert!(check_keras_padding(&[pad("p", 1, 1), conv("c", 3, 1, "same")], None).is_err());
     }
 
     #[test]
@@ -1239,5 +1561,76 @@ mod tests {
         let semantics =
             keras_semantics(Some(&config), &Checkpoint::default(), &mut Vec::new()).unwrap();
         assert_eq!(semantics.resolution, None);
+    }
+}
+
+#[cfg(test)]
+mod unwrap_tests {
+    use super::*;
+    use effnet_ir::Tensor;
+
+    fn checkpoint(names: impl IntoIterator<Item = String>) -> Checkpoint {
+        let t = Tensor::shape_only(DType::F32, vec![1]).unwrap();
+        Checkpoint {
+            tensors: names.into_iter().map(|n| (n, t.clone())).collect(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    const TORCHVISION: [&str; 4] = [
+        "features.0.0.weight",
+        "features.0.1.weight",
+        "features.1.0.block.0.0.weight",
+        "classifier.1.weight",
+    ];
+
+    #[test]
+    fn the_preferred_key_wins_a_tie_and_wrappers_are_stripped() {
+        let names = ["model_ema", "state_dict", "other"]
+            .iter()
+            .flat_map(|k| TORCHVISION.iter().map(move |n| format!("{k}.module.{n}")))
+            .chain(["epoch".to_owned()]);
+        let u = unwrap(Path::new("x.pth"), checkpoint(names), None).unwrap();
+        assert_eq!(u.key.as_deref(), Some("state_dict"));
+        assert_eq!(u.prefix.as_deref(), Some("module."));
+        assert_eq!(u.other_keys, ["model_ema", "other"]);
+        assert_eq!(u.checkpoint.tensors[0].0, "features.0.0.weight");
+        // A larger group beats the preferred key.
+        let names = TORCHVISION
+            .iter()
+            .map(|n| format!("ema.{n}"))
+            .chain(TORCHVISION[..2].iter().map(|n| format!("model.{n}")));
+        let u = unwrap(Path::new("x.pth"), checkpoint(names), None).unwrap();
+        assert_eq!(u.key.as_deref(), Some("ema"));
+    }
+
+    #[test]
+    fn a_hundred_thousand_top_level_keys_unwrap_in_linear_time() {
+        let n = 100_000;
+        let names = (0..n).map(|i| format!("k{i}.w{i}"));
+        let start = std::time::Instant::now();
+        let u = unwrap(Path::new("x.pth"), checkpoint(names), None).unwrap();
+        assert_eq!(u.checkpoint.len(), n);
+        assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
+        // None of these prefixes holds a model: the error says so, in linear time too.
+        let names = (0..n).map(|i| format!("k{i}.w{i}"));
+        let start = std::time::Instant::now();
+        let err = unwrap(Path::new("x.pth"), checkpoint(names), Some("nope"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
+        assert!(err.contains("leave out --key"), "{err}");
+        // 100,000 keys that each hold a model are listed 20 at a time.
+        let names = (0..n).flat_map(|i| TORCHVISION.iter().map(move |t| format!("k{i}.{t}")));
+        let err = unwrap(
+            Path::new("x.pth"),
+            checkpoint(names.take(20_000 * TORCHVISION.len())),
+            Some("nope"),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("and 19980 more"), "{err}");
     }
 }

@@ -22,7 +22,7 @@ pub struct Rescale {
 /// `y = (x − mean) / max(sqrt(variance), std_floor)` per channel (Keras `Normalization`).
 ///
 /// `variance` is what the source stored. The Keras EfficientNet weights stored the ImageNet
-/// *standard deviation* there (reference G3); that quirk stays visible in the values rather than
+/// *standard deviation* there (the Keras applications weights); that quirk stays visible in the values rather than
 /// being fixed up here.
 #[derive(Clone, Debug)]
 pub struct Normalize {

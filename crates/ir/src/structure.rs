@@ -169,11 +169,17 @@ pub fn stages(graph: &Graph, shapes: Option<&Shapes>) -> Vec<StageInfo> {
             });
             let (operator, kernel, stride, layers) = match stage_blocks.first() {
                 Some(first) => (
+                    // Blocks of a stage that differ (a custom model) show every value, in order.
                     format!(
-                        "MBConv{}, k{}x{}",
-                        format_ratio(first.expand_ratio()),
-                        first.kernel[0],
-                        first.kernel[1]
+                        "MBConv{}, {}",
+                        distinct(stage_blocks.iter().map(|b| format_ratio(b.expand_ratio())))
+                            .join("/"),
+                        distinct(
+                            stage_blocks
+                                .iter()
+                                .map(|b| format!("k{}x{}", b.kernel[0], b.kernel[1]))
+                        )
+                        .join("/")
                     ),
                     Some(first.kernel),
                     Some(first.stride),
@@ -207,6 +213,17 @@ pub fn stages(graph: &Graph, shapes: Option<&Shapes>) -> Vec<StageInfo> {
             }
         })
         .collect()
+}
+
+/// The distinct values of `items`, in first-seen order.
+fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for item in items {
+        if !seen.contains(&item) {
+            seen.push(item);
+        }
+    }
+    seen
 }
 
 /// Whether `node` is a global pooling output (1×1 maps that are not a stage's resolution).

@@ -1,6 +1,8 @@
 //! Writing a graph's tensors under a scheme's names, with the scheme's conventions: BatchNorm
-//! epsilon moved exactly (`running_var' = running_var + eps_source − eps_target`), padding
-//! changes refused unless allowed (they change the outputs), PyTorch's step counters added.
+//! epsilon moved exactly (`running_var' = running_var + eps_source − eps_target`), PyTorch's
+//! step counters added. What the target would compute differently (padding, shortcuts,
+//! activation) is listed by [`differences`]; refusing or allowing it is the caller's rule
+//! (effnet-convert's `rules`).
 
 use std::collections::HashMap;
 
@@ -14,44 +16,6 @@ use crate::layout::names_for;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExportError {
-    /// The target pads differently from the source, which changes the outputs.
-    #[error(
-        "the model pads {source_padding}; {target} pads {target_padding}, which changes its outputs (reference G1). Use --naming {keeps} to keep its numbers, or pass --allow-padding-change"
-    )]
-    PaddingChange {
-        /// How the source pads.
-        source_padding: &'static str,
-        /// The target scheme.
-        target: Scheme,
-        /// How the target pads.
-        target_padding: &'static str,
-        /// Schemes that keep the numbers.
-        keeps: &'static str,
-    },
-    /// The target builds a residual shortcut where the source has none, or the reverse.
-    #[error(
-        "stage {stage} block 1 {source_has} residual shortcut; {target} {target_has}, which changes the outputs. Keep the source scheme, or pass --allow-padding-change"
-    )]
-    ResidualChange {
-        /// The stage of the block.
-        stage: u8,
-        /// `has` or `has no`.
-        source_has: &'static str,
-        /// The target scheme.
-        target: Scheme,
-        /// What the target builds.
-        target_has: &'static str,
-    },
-    /// The model's activation is not the swish every PyTorch scheme computes.
-    #[error(
-        "the model uses {activation} activations; {target} computes swish, so its weights would give other numbers (ONNX export keeps the activation)"
-    )]
-    ActivationChange {
-        /// The model's activation.
-        activation: &'static str,
-        /// The target scheme.
-        target: Scheme,
-    },
     /// The scheme cannot be written (Keras, TF names).
     #[error("writing `{0}` names is not supported yet")]
     Unsupported(&'static str),
@@ -110,61 +74,164 @@ pub fn source_padding(graph: &Graph) -> Option<PaddingStyle> {
     })
 }
 
-/// The tensors of `graph` (of architecture `arch`) named by `scheme`.
+/// Whether a convolution's padding computes what `style` computes at every input size.
+fn pads_like(c: &effnet_ir::Conv2d, style: PaddingStyle) -> bool {
+    let symmetric = Padding::symmetric(c.kernel, c.dilation);
+    let odd = c.kernel.iter().all(|k| k % 2 == 1);
+    let pointwise = c.kernel == [1, 1];
+    let zero = Padding::Explicit {
+        top: 0,
+        left: 0,
+        bottom: 0,
+        right: 0,
+    };
+    if pointwise && (c.padding == Padding::Valid || c.padding == zero) {
+        // TF "same" pads nothing around a 1×1 kernel either.
+        return true;
+    }
+    match style {
+        PaddingStyle::TfSame => {
+            c.padding == Padding::SameUpper || (c.stride == [1, 1] && odd && c.padding == symmetric)
+        }
+        PaddingStyle::Symmetric => {
+            c.padding == symmetric
+                || (c.stride == [1, 1] && odd && c.padding == Padding::SameUpper)
+                || (pointwise && c.padding == Padding::SameUpper)
+        }
+    }
+}
+
+/// A difference between what a graph computes and what the same tensors compute in a target
+/// scheme's model: the conversion changes the outputs. (BatchNorm epsilon is not one: it
+/// moves exactly.)
+#[derive(Debug, Clone, PartialEq)]
+pub enum Difference {
+    /// The model's activations are not the target's.
+    Activation {
+        /// What the model computes.
+        found: &'static str,
+        /// What the target computes.
+        target: &'static str,
+    },
+    /// Convolutions that pad otherwise than the target.
+    Padding {
+        /// How the source pads (`TF "same"`, `symmetrically`, `explicitly in `stem_conv``).
+        source: String,
+        /// How the target pads.
+        target: &'static str,
+        /// PyTorch schemes that keep the numbers, if any.
+        keeps: Option<&'static str>,
+        /// Convolutions affected.
+        convs: usize,
+    },
+    /// A block the target gives a residual shortcut the source does not have, or the reverse.
+    Shortcut {
+        /// The paper stage.
+        stage: u8,
+        /// The block within the stage, from 1.
+        block: u16,
+        /// Whether the source has the shortcut.
+        source_has: bool,
+    },
+}
+
+/// What writing `graph` (of architecture `arch`) in `scheme` would change.
+pub fn differences(
+    graph: &Graph,
+    arch: &Architecture,
+    variant: Option<Variant>,
+    scheme: Scheme,
+) -> Vec<Difference> {
+    let target = scheme.semantics(variant);
+    let mut out = Vec::new();
+    let activation = graph.nodes().find_map(|(_, n)| match (&n.op, n.tag.role) {
+        (Op::Activation(a), role) if body_activation(role) && *a != target.activation => Some(*a),
+        _ => None,
+    });
+    if let Some(a) = activation {
+        out.push(Difference::Activation {
+            found: a.name(),
+            target: target.activation.name(),
+        });
+    }
+    let convs: Vec<(&str, &effnet_ir::Conv2d)> = graph
+        .nodes()
+        .filter_map(|(_, n)| match &n.op {
+            Op::Conv2d(c) => Some((n.name.as_str(), c)),
+            _ => None,
+        })
+        .collect();
+    let odd: Vec<&(&str, &effnet_ir::Conv2d)> = convs
+        .iter()
+        .filter(|(_, c)| !pads_like(c, target.padding))
+        .collect();
+    if !odd.is_empty() {
+        let uniform = [PaddingStyle::TfSame, PaddingStyle::Symmetric]
+            .into_iter()
+            .find(|&style| convs.iter().all(|(_, c)| pads_like(c, style)));
+        let source = match uniform {
+            Some(style) => padding_name(style).to_owned(),
+            None => {
+                let (name, c) = odd
+                    .iter()
+                    .find(|(_, c)| {
+                        !pads_like(c, PaddingStyle::TfSame)
+                            && !pads_like(c, PaddingStyle::Symmetric)
+                    })
+                    .or(odd.first())
+                    .expect("non-empty");
+                format!(
+                    "with mixed conventions ({} in `{name}`)",
+                    c.padding.describe()
+                )
+            }
+        };
+        out.push(Difference::Padding {
+            source,
+            target: padding_name(target.padding),
+            keeps: uniform.map(|style| match style {
+                PaddingStyle::TfSame => "timm-tf or lukemelas",
+                PaddingStyle::Symmetric => "torchvision or timm",
+            }),
+            convs: odd.len(),
+        });
+    }
+    for b in &arch.blocks {
+        let target_residual = b.stride == 1
+            && b.in_channels == b.out_channels
+            && (b.index > 0 || target.stage_first_residual);
+        if target_residual != b.residual {
+            out.push(Difference::Shortcut {
+                stage: b.stage,
+                block: b.index + 1,
+                source_has: b.residual,
+            });
+        }
+    }
+    out
+}
+
+/// The roles whose activation is the model's (not the SE gate, not the classifier's).
+fn body_activation(role: Role) -> bool {
+    matches!(
+        role,
+        Role::StemAct | Role::ExpandAct | Role::DepthwiseAct | Role::SeReduceAct | Role::HeadAct
+    )
+}
+
+/// The tensors of `graph` (of architecture `arch`) named by `scheme`. Nothing is refused
+/// here: what the target would compute differently is [`differences`], for the caller to
+/// refuse or allow.
 pub fn export(
     graph: &Graph,
     arch: &Architecture,
     variant: Option<Variant>,
     scheme: Scheme,
-    allow_padding_change: bool,
 ) -> Result<Exported, ExportError> {
     if matches!(scheme, Scheme::Keras | Scheme::TfOfficial) {
         return Err(ExportError::Unsupported(scheme.name()));
     }
     let target = scheme.semantics(variant);
-    let activation = graph.nodes().find_map(|(_, n)| match (&n.op, n.tag.role) {
-        (Op::Activation(a), effnet_ir::Role::StemAct) => Some(*a),
-        _ => None,
-    });
-    if let Some(a) = activation.filter(|&a| a != target.activation) {
-        return Err(ExportError::ActivationChange {
-            activation: a.name(),
-            target: scheme,
-        });
-    }
-    if let Some(source) = source_padding(graph) {
-        if source != target.padding && !allow_padding_change {
-            return Err(ExportError::PaddingChange {
-                source_padding: padding_name(source),
-                target: scheme,
-                target_padding: padding_name(target.padding),
-                keeps: match source {
-                    PaddingStyle::TfSame => "timm-tf or lukemelas",
-                    PaddingStyle::Symmetric => "torchvision or timm",
-                },
-            });
-        }
-    }
-    if !allow_padding_change {
-        for b in &arch.blocks {
-            let target_residual = b.stride == 1
-                && b.in_channels == b.out_channels
-                && (b.index > 0 || target.stage_first_residual);
-            if target_residual != b.residual {
-                let has = |r: bool| if r { "has a" } else { "has no" };
-                return Err(ExportError::ResidualChange {
-                    stage: b.stage,
-                    source_has: has(b.residual),
-                    target: scheme,
-                    target_has: if target_residual {
-                        "would add one"
-                    } else {
-                        "drops it (EfficientNet-PyTorch stores a stage's first stride as a list)"
-                    },
-                });
-            }
-        }
-    }
     let index: HashMap<(u8, Option<u16>, Role), NodeId> = graph
         .nodes()
         .map(|(id, n)| ((n.tag.stage, n.tag.block, n.tag.role), id))
@@ -301,4 +368,73 @@ fn move_eps(name: &str, var: &Tensor, from: f64, to: f64) -> Result<Tensor, Expo
     let (bytes, _) = effnet_ir::encode_f32(&moved, var.dtype(), false);
     Tensor::with_data(var.dtype(), var.shape().to_vec(), Bytes::from_vec(bytes))
         .map_err(|e| ExportError::Graph(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use effnet_spec::{ModelSpec, build_graph};
+
+    #[test]
+    fn differences_name_padding_shortcuts_and_activation() {
+        let spec = ModelSpec::custom(0.1, 0.5, 64).unwrap();
+        let arch = spec.architecture();
+        let graph = build_graph(&arch, &Scheme::TimmTf.semantics(None)).unwrap();
+        assert!(differences(&graph, &arch, None, Scheme::TimmTf).is_empty());
+        // Into a symmetric scheme: a padding change that timm-tf or lukemelas would keep.
+        let diffs = differences(&graph, &arch, None, Scheme::Torchvision);
+        assert!(
+            matches!(
+                diffs.as_slice(),
+                [Difference::Padding {
+                    keeps: Some("timm-tf or lukemelas"),
+                    ..
+                }]
+            ),
+            "{diffs:?}"
+        );
+        // EfficientNet-PyTorch drops stage 2's first shortcut at w=0.1: only that.
+        let diffs = differences(&graph, &arch, None, Scheme::Lukemelas);
+        assert_eq!(
+            diffs,
+            [Difference::Shortcut {
+                stage: 2,
+                block: 1,
+                source_has: true
+            }]
+        );
+        // One convolution padded otherwise: mixed, no PyTorch scheme keeps it.
+        let mut mixed = graph.clone();
+        let stem = mixed
+            .nodes()
+            .find(|(_, n)| n.tag.role == Role::StemConv)
+            .map(|(id, _)| id)
+            .unwrap();
+        if let Op::Conv2d(c) = &mut mixed.node_mut(stem).op {
+            c.padding = Padding::symmetric(c.kernel, c.dilation);
+        }
+        for scheme in [Scheme::TimmTf, Scheme::Torchvision] {
+            let diffs = differences(&mixed, &arch, None, scheme);
+            assert!(
+                diffs
+                    .iter()
+                    .any(|d| matches!(d, Difference::Padding { keeps: None, .. })),
+                "{scheme}: {diffs:?}"
+            );
+        }
+        // Another activation.
+        let mut relu = graph.clone();
+        let ids: Vec<_> = relu.nodes().map(|(id, _)| id).collect();
+        for id in ids {
+            let node = relu.node_mut(id);
+            if node.tag.role == Role::DepthwiseAct {
+                node.op = Op::Activation(effnet_ir::Activation::Relu6);
+            }
+        }
+        assert!(
+            differences(&relu, &arch, None, Scheme::TimmTf)
+                .iter()
+                .any(|d| matches!(d, Difference::Activation { found: "relu6", .. }))
+        );
+    }
 }

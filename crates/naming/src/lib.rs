@@ -32,8 +32,8 @@ pub enum NamingError {
     /// No scheme understands the names.
     #[error("no naming scheme effnet knows matches these tensor names (e.g. `{0}`)")]
     Unrecognized(String),
-    /// A layer the architecture needs has no tensor.
-    #[error("the file has no {0}")]
+    /// A layer every EfficientNet has is not in the file.
+    #[error("not an EfficientNet: no {0}")]
     Missing(String),
     /// A tensor disagrees with the rest of the model.
     #[error("tensor `{tensor}`: {message}")]

@@ -131,7 +131,7 @@ pub fn keras_layer_names(
     if let Some(n) = queues.pop(LayerKind::Normalization) {
         named.push(("normalization".into(), n));
     }
-    let stem = queues.next(LayerKind::Conv, "stem conv")?;
+    let stem = queues.next(LayerKind::Conv, "stem convolution")?;
     let mut current = channels(&stem, 3)?;
     named.push(("stem_conv".into(), stem));
     named.push((
@@ -239,7 +239,7 @@ pub fn keras_layer_names(
 
     named.push((
         "top_conv".into(),
-        queues.next(LayerKind::Conv, "head conv")?,
+        queues.next(LayerKind::Conv, "head convolution")?,
     ));
     named.push((
         "top_bn".into(),

@@ -1,4 +1,4 @@
-//! The PyTorch naming schemes, both directions (reference §3).
+//! The PyTorch naming schemes, both directions (docs/naming.md).
 //!
 //! | scheme | stem | block layer | head | classifier |
 //! |---|---|---|---|---|

@@ -1,5 +1,5 @@
 //! Both directions of every PyTorch scheme on full-size B0–B7: each slot gets a distinct name,
-//! each name parses back to its slot, the counts are reference §3's, and importing shape-only
+//! each name parses back to its slot, the counts are the published ones, and importing shape-only
 //! tensors under those names identifies the variant with torchvision's parameter count.
 
 use std::collections::HashSet;

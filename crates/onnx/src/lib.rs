@@ -8,6 +8,7 @@
 //! `GlobalAveragePool` → 1×1 `Conv`. The batch dimension is dynamic.
 
 pub mod proto;
+pub mod read;
 
 use std::collections::HashMap;
 
@@ -75,6 +76,19 @@ struct Builder {
     initializers: Vec<TensorProto>,
     used: HashMap<String, usize>,
     half: bool,
+    losses: Losses,
+}
+
+/// What storing the weights in f16 lost: counts over every initializer, and the initializers
+/// with values beyond ±65504 (stored clamped to ±65504) or flushed to zero. Empty in f32.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Losses {
+    /// Counts over all initializers.
+    pub stats: effnet_ir::ConversionStats,
+    /// Initializers with values beyond the f16 range, with the count.
+    pub overflowing: Vec<(String, usize)>,
+    /// Initializers with values that flushed to zero, with the count.
+    pub flushed: Vec<(String, usize)>,
 }
 
 fn attr_int(name: &str, v: i64) -> AttributeProto {
@@ -142,7 +156,16 @@ impl Builder {
     fn initializer(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
         let name = self.name(name);
         let (data_type, raw) = if self.half {
-            let (bytes, _) = effnet_ir::encode_f32(values, effnet_ir::DType::F16, true);
+            let (bytes, stats) = effnet_ir::encode_f32(values, effnet_ir::DType::F16, true);
+            if stats.overflow > 0 {
+                self.losses.overflowing.push((name.clone(), stats.overflow));
+            }
+            if stats.flushed_to_zero > 0 {
+                self.losses
+                    .flushed
+                    .push((name.clone(), stats.flushed_to_zero));
+            }
+            self.losses.stats.merge(&stats);
             (data_type::FLOAT16, bytes)
         } else {
             (data_type::FLOAT, f32_bytes(values))
@@ -199,8 +222,17 @@ fn tensor_type(dims: Vec<DimensionValue>) -> Option<TypeProto> {
     })
 }
 
-/// Builds the ONNX model of `graph`.
+/// Builds the ONNX model of `graph`. With `half`, values beyond the f16 range are stored
+/// clamped: use [`build_counted`] to see them (effnet's `convert` refuses them unless told).
 pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxError> {
+    build_counted(graph, options).map(|(model, _)| model)
+}
+
+/// Builds the ONNX model of `graph`, with what storing its weights in f16 lost.
+pub fn build_counted(
+    graph: &Graph,
+    options: &OnnxOptions,
+) -> Result<(ModelProto, Losses), OnnxError> {
     if !(13..=21).contains(&options.opset) {
         return Err(OnnxError::Opset(options.opset));
     }
@@ -214,6 +246,7 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
         initializers: Vec::new(),
         used: HashMap::new(),
         half: options.half,
+        losses: Losses::default(),
     };
     b.used.insert("input".into(), 1);
     let mut value: HashMap<NodeId, String> = HashMap::new();
@@ -513,7 +546,7 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
             DimensionValue::DimValue(out_shape.channels() as i64),
         ]),
     };
-    Ok(ModelProto {
+    let model = ModelProto {
         ir_version: Some(ir_version(options.opset)),
         opset_import: vec![OperatorSetIdProto {
             domain: Some(String::new()),
@@ -538,7 +571,8 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
                 value: Some(v.clone()),
             })
             .collect(),
-    })
+    };
+    Ok((model, b.losses))
 }
 
 /// A convolution with the BatchNorm after it folded in: `W·s`, `(b − mean)·s + beta` with

@@ -77,7 +77,7 @@ fn tf_same_padding_becomes_asymmetric_pads_or_same_upper() {
         .iter()
         .find(|n| n.op_type.as_deref() == Some("Conv"))
         .unwrap();
-    // 224 is even: TF pads (0, 1) for a 3×3 stride-2 conv (reference G1).
+    // 224 is even: TF pads (0, 1) for a 3×3 stride-2 conv.
     assert_eq!(attr_ints(stem, "pads"), Some(&[0, 0, 1, 1][..]));
     let dynamic = build(&graph, &options(None)).unwrap();
     let stem = dynamic

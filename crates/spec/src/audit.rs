@@ -26,6 +26,9 @@ pub struct Evidence {
     pub bn_eps: bool,
     /// Dropout and drop-connect rates.
     pub dropout: bool,
+    /// BatchNorm layers as layers (false when the source folded them into the convolutions'
+    /// bias, as ONNX exporters do: whether each layer has one cannot be checked).
+    pub batchnorm: bool,
 }
 
 impl Evidence {
@@ -37,6 +40,7 @@ impl Evidence {
         padding: false,
         bn_eps: false,
         dropout: false,
+        batchnorm: true,
     };
     /// A graph built from the spec itself, or a file with its full architecture.
     pub const EVERYTHING: Evidence = Evidence {
@@ -46,6 +50,7 @@ impl Evidence {
         padding: true,
         bn_eps: true,
         dropout: true,
+        batchnorm: true,
     };
 }
 
@@ -54,15 +59,19 @@ impl Evidence {
 pub enum Severity {
     /// A convention or a benign difference (classes): does not fail the audit.
     Info,
+    /// Something a person must know that is not a deviation from the spec (a semantic change
+    /// effnet made when it wrote the file): does not fail the audit, but the verdict says it.
+    Warning,
     /// A deviation from the spec.
     Error,
 }
 
 impl Severity {
-    /// `info` or `error`.
+    /// `info`, `warning` or `error`.
     pub const fn name(self) -> &'static str {
         match self {
             Severity::Info => "info",
+            Severity::Warning => "warning",
             Severity::Error => "error",
         }
     }
@@ -103,6 +112,17 @@ pub struct AuditReport {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+impl Finding {
+    /// The message without its leading place (`stage 6 block 2: `), for a table whose
+    /// columns already say it.
+    pub fn detail(&self) -> &str {
+        let place = place(self.stage, self.block);
+        self.message
+            .strip_prefix(place.as_str())
+            .unwrap_or(&self.message)
     }
 }
 
@@ -384,7 +404,12 @@ pub fn audit(
     if !evidence.padding {
         unverifiable.push("padding: implied by the naming scheme, not recorded".to_owned());
     }
-    if !evidence.bn_eps {
+    if !evidence.batchnorm {
+        unverifiable.push(
+            "BatchNorm: folded into the convolutions (whether each layer has one, and its epsilon, cannot be checked)"
+                .to_owned(),
+        );
+    } else if !evidence.bn_eps {
         unverifiable
             .push("BatchNorm epsilon: implied by the naming scheme, not recorded".to_owned());
     }
@@ -446,7 +471,7 @@ pub fn audit_semantics(
     let shapes = graph.infer_shapes(1, Some(resolution)).ok();
     let mut eps: Vec<f64> = Vec::new();
     // Convs whose pads are only TF's "same", only symmetric (where the two differ), or neither.
-    let (mut same_only, mut symmetric_only, mut other) = (0usize, 0usize, Vec::new());
+    let (mut same_only, mut symmetric_only, mut other) = (Vec::new(), Vec::new(), Vec::new());
     for (id, node) in graph.nodes() {
         let tag = node.tag;
         match &node.op {
@@ -487,8 +512,8 @@ pub fn audit_semantics(
                 let is_same = pads == resolve(Padding::SameUpper);
                 let is_symmetric = pads == resolve(Padding::symmetric(c.kernel, c.dilation));
                 match (is_same, is_symmetric) {
-                    (true, false) => same_only += 1,
-                    (false, true) => symmetric_only += 1,
+                    (true, false) => same_only.push((tag, node.name.clone())),
+                    (false, true) => symmetric_only.push((tag, node.name.clone())),
                     (false, false) => other.push((tag, node.name.clone(), c.padding.describe())),
                     (true, true) => {}
                 }
@@ -541,7 +566,7 @@ pub fn audit_semantics(
             "padding",
         );
     }
-    match (same_only, symmetric_only) {
+    match (same_only.len(), symmetric_only.len()) {
         (0, n) if n > 0 => f.add(
             Severity::Info,
             None,
@@ -551,14 +576,24 @@ pub fn audit_semantics(
             "symmetric",
             "padding (a PyTorch convention: torchvision, timm)",
         ),
-        (s, n) if s > 0 && n > 0 => f.error(
-            None,
-            None,
-            "padding",
-            "one padding convention",
-            format!("{s} convs TF \"same\", {n} symmetric"),
-            "padding:",
-        ),
+        // Mixed conventions: each convolution of the minority is a deviation, where it is.
+        (s, n) if s > 0 && n > 0 => {
+            let (odd, want, found, rest) = if n <= s {
+                (&symmetric_only, "TF \"same\"", "symmetric", s)
+            } else {
+                (&same_only, "symmetric", "TF \"same\"", n)
+            };
+            for (tag, name) in odd {
+                f.error(
+                    Some(tag.stage),
+                    block(*tag),
+                    "padding",
+                    format!("{want}, as the other {rest} convolutions"),
+                    format!("{found} in `{name}`"),
+                    "padding",
+                );
+            }
+        }
         _ => {}
     }
     if evidence.bn_eps && !eps.is_empty() {
@@ -698,6 +733,33 @@ mod tests {
             errors,
             [(Some(4), Some(2), "activation"), (None, None, "bn_eps")]
         );
+    }
+
+    #[test]
+    fn one_convolution_padded_otherwise_is_a_finding_where_it_is() {
+        use effnet_ir::{Op, Padding, Role};
+        let spec = ModelSpec::variant(Variant::B0);
+        let mut graph =
+            crate::build_graph(&spec.architecture(), &Scheme::Keras.semantics(spec.variant))
+                .unwrap();
+        let stem = graph
+            .nodes()
+            .find(|(_, n)| n.tag.role == Role::StemConv)
+            .map(|(id, _)| id)
+            .unwrap();
+        if let Op::Conv2d(c) = &mut graph.node_mut(stem).op {
+            c.padding = Padding::symmetric(c.kernel, c.dilation);
+        }
+        let mut report = audit(&spec.architecture(), &spec, Evidence::EVERYTHING, None);
+        audit_semantics(&mut report, &graph, &spec, Evidence::EVERYTHING);
+        assert!(!report.conforms);
+        let errors: Vec<(Option<u8>, Option<u16>, &str)> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| (f.stage, f.block, f.field))
+            .collect();
+        assert_eq!(errors, [(Some(1), None, "padding")]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ pub const MAX_COEFFICIENT: f64 = 100.0;
 /// Largest input resolution accepted.
 pub const MAX_RESOLUTION: usize = 1 << 16;
 
-/// One row of the B0 block table (reference §2.2, the TF block strings
+/// One row of the B0 block table (the TF block strings
 /// `r1_k3_s11_e1_i32_o16_se0.25` …).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BaseStage {

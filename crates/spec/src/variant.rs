@@ -28,7 +28,7 @@ pub enum Variant {
     L2,
 }
 
-/// Compound-scaling coefficients of a variant (reference §2.1).
+/// Compound-scaling coefficients of a variant (the paper's Table 1 and the TF release).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Coefficients {
     /// Width multiplier.

@@ -1,4 +1,4 @@
-//! The scaled architecture against reference §2.3–§2.4 (`shared/reference/efficientnet.md`).
+//! The scaled architecture against the published per-stage tables of the B0–B7 release.
 
 use effnet_ir::structure;
 use effnet_spec::{ModelSpec, Scheme, Variant, build_graph};
@@ -183,7 +183,7 @@ fn b0_has_nine_residual_blocks_and_se_from_block_input() {
     let spec = ModelSpec::variant(Variant::B0);
     let blocks = spec.blocks();
     assert_eq!(blocks.iter().filter(|b| b.residual).count(), 9);
-    // Block 2a: 16 → expand 96 → SE 96 → 4 → 96 (reference G5).
+    // Block 2a: 16 → expand 96 → SE 96 → 4 → 96 (SE width from the block input).
     let b2a = blocks
         .iter()
         .find(|b| b.stage == 3 && b.index == 0)
