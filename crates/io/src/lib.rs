@@ -16,5 +16,5 @@ pub mod text;
 
 pub use budget::{Budget, BudgetError};
 pub use input::{FileId, open_regular};
-pub use output::{OutputError, check_output, write_atomic};
+pub use output::{OutputError, check_output, write_atomic, write_atomic_checked};
 pub use text::escape;

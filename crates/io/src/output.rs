@@ -9,7 +9,7 @@
 //! complete; a failure removes it. No message ever names the temporary file.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::input::{FileId, kind_of};
@@ -173,6 +173,20 @@ pub fn write_atomic<E: From<OutputError>>(
     force: bool,
     write: impl FnOnce(&mut File) -> Result<(), E>,
 ) -> Result<(), E> {
+    write_atomic_checked(out, inputs, force, write, |_| Ok(()))
+}
+
+/// Like [`write_atomic`], with `check` run on the complete temporary file (its path keeps the
+/// output's extension) before the rename: an error from it removes the file and leaves an
+/// existing output as it was. Whatever `check` reports must name `out`, never the temporary
+/// path.
+pub fn write_atomic_checked<E: From<OutputError>>(
+    out: &Path,
+    inputs: &[PathBuf],
+    force: bool,
+    write: impl FnOnce(&mut File) -> Result<(), E>,
+    check: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
     check_output(out, inputs, force)?;
     let io_error = |source: io::Error| OutputError::Io {
         path: out.to_owned(),
@@ -182,12 +196,18 @@ pub fn write_atomic<E: From<OutputError>>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let extension = out
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
-        .suffix(".effnet-tmp")
+        .suffix(&format!(".effnet-tmp{extension}"))
         .tempfile_in(folder_of(out))
         .map_err(io_error)?;
     write(tmp.as_file_mut())?;
+    tmp.as_file_mut().flush().map_err(io_error)?;
+    check(tmp.path())?;
     // Checked again just before the rename: the output may have appeared meanwhile.
     check_output(out, inputs, force)?;
     if force {
