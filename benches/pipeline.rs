@@ -107,6 +107,7 @@ fn exports(c: &mut Criterion) {
             allow: Default::default(),
             force: true,
             verify: false,
+            check: None,
         };
         b.iter(|| effnet_convert::to_safetensors(&model, &out, &options, &mut |_, _| {}).unwrap())
     });

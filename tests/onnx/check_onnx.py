@@ -11,6 +11,11 @@ preprocessing and softmax; the official release's graph takes normalized input a
 logits), and once more through a timm-tf safetensors file: TF → timm-tf → ONNX, with Keras'
 preprocessing applied outside and softmax on the logits, must still match the source.
 
+ONNX import (issue 19): the f32 exports of every `-tiny` model (explicit pads, dynamic size
+with SAME_UPPER, folded BatchNorm, NHWC input) and the torch.onnx fixtures of `fixtures/onnx/`
+are read back by effnet and written again, as safetensors in the matching scheme then ONNX, and
+as ONNX directly; both must reproduce the source framework's output within 1e-4.
+
 Usage: python check_onnx.py EFFNET_BINARY FIXTURE_DIR [FIXTURE_DIR …]
 Prints one line per check and closes with "N passed, N failed".
 """
@@ -50,6 +55,43 @@ def softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def round_trip(effnet, tmp, onnx_path, scheme, io, label):
+    """An ONNX model read by effnet and written back: safetensors in the matching scheme, then
+    ONNX again (64×64); the result, and a direct ONNX re-export, run in onnxruntime against
+    the source framework's output. Returns a list of (ok, line)."""
+    results = []
+    st = os.path.join(tmp, f"{label}.safetensors")
+    back = os.path.join(tmp, f"{label}-back.onnx")
+    again = os.path.join(tmp, f"{label}-again.onnx")
+    target = "timm-tf" if scheme in ("keras", "tf-official") else scheme
+    runs = [
+        [effnet, "convert", onnx_path, "-o", st, "--naming", target],
+        [effnet, "convert", st, "-o", back, "--resolution", "64"],
+        [effnet, "convert", onnx_path, "-o", again, "--resolution", "64"],
+    ]
+    for cmd in runs:
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            return [(False, f"FAIL {label} round trip: {' '.join(cmd[1:3])} exited {run.returncode}: {run.stderr.strip()}")]
+    ref = io["output"].astype(np.float32)
+    for path, what in ((back, f"→ {target} safetensors → ONNX"), (again, "→ ONNX again")):
+        try:
+            onnx.checker.check_model(onnx.load(path), full_check=True)
+            session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            x = io["input"].astype(np.float32)
+            if scheme == "keras" and path == back:
+                results.append((True, f"ok   {label} {what}: skipped (Keras preprocessing is not part of a state_dict)"))
+                continue
+            (y,) = session.run(None, {"input": x})
+        except Exception as e:  # noqa: BLE001 - report any runtime failure
+            results.append((False, f"FAIL {label} {what}: {e}"))
+            continue
+        err = float(np.abs(y - ref).max() / np.abs(ref).max())
+        ok = y.shape == ref.shape and err <= 1e-4
+        results.append((ok, f"{'ok  ' if ok else 'FAIL'} {label} {what}: max|diff|/max|ref| = {err:.2e} (≤ 1e-04)"))
+    return results
+
+
 def main(effnet, fixture_dirs):
     passed = failed = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,6 +101,23 @@ def main(effnet, fixture_dirs):
                 continue
             case = json.load(open(os.path.join(fixtures, case_file)))
             name = case["case"]
+            if "exporter" in case:
+                # An ONNX file a framework exported (fixtures/onnx): read by effnet and written back.
+                io = read_safetensors(os.path.join(fixtures, case["io"]))
+                source = os.path.join(fixtures, case["file"])
+                # Also as onnxruntime's offline optimizer leaves it (basic level: constants
+                # folded, BatchNorm fused, standard opset).
+                optimized = os.path.join(tmp, f"{name}-ort-basic.onnx")
+                options = ort.SessionOptions()
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+                options.optimized_model_filepath = optimized
+                ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+                for path, label in ((source, name), (optimized, f"{name}-ort-basic")):
+                    for ok, line in round_trip(effnet, tmp, path, case["naming"], io, label):
+                        passed += ok
+                        failed += not ok
+                        print(line)
+                continue
             if name.endswith(("-train-ema", "-f16-overflow")):
                 continue  # other weights than the reference model
             io = read_safetensors(os.path.join(fixtures, case.get("io", f"{case['naming']}-tiny-io.safetensors")))
@@ -101,6 +160,14 @@ def main(effnet, fixture_dirs):
                 passed += ok
                 failed += not ok
                 print(f"{'ok  ' if ok else 'FAIL'} {name} {label}: max|diff|/max|ref| = {err:.2e} (≤ {tol:g})")
+                # effnet's own export read back (issue 19): every flag variant of the f32 tiny
+                # models, written back as safetensors and ONNX.
+                if name.endswith("-tiny") and label in ("64x64", "dynamic", "fold-bn", "nhwc") and not logits:
+                    # (an NHWC model is written back with the IR's NCHW input)
+                    for ok, line in round_trip(effnet, tmp, out, case["naming"], io, f"{name}-{label}-import"):
+                        passed += ok
+                        failed += not ok
+                        print(line)
             keras = case["naming"] == "keras" and case.get("kind") in ("full", "tf2-object", "saved-model",
                                                                      "keras3-export")
             if case.get("activation", "swish") != "swish":
