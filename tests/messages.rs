@@ -397,3 +397,14 @@ fn key_lists_the_keys_that_hold_a_model_not_name_prefixes() {
         "{stderr}"
     );
 }
+
+#[test]
+fn onnx_verify_says_what_it_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.onnx");
+    let stdout = stdout_of(&["convert", TORCH, "-o", out.to_str().unwrap(), "--verify"]);
+    assert!(
+        stdout.contains("a check of the file, not of its numbers"),
+        "{stdout}"
+    );
+}

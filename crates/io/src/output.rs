@@ -110,35 +110,35 @@ pub fn check_output(out: &Path, inputs: &[PathBuf], force: bool) -> Result<(), O
     }
     let folder_id = FileId::of(&folder_meta);
     for input in inputs {
-        match std::fs::metadata(input) {
-            Ok(meta) if meta.is_dir() => {
-                if is_within(folder, FileId::of(&meta)) {
-                    return Err(OutputError::InsideInput {
-                        path: out.to_owned(),
-                        input: input.clone(),
-                    });
-                }
+        let meta = std::fs::metadata(input);
+        if let Ok(meta) = &meta {
+            if meta.is_dir() && is_within(folder, FileId::of(meta)) {
+                return Err(OutputError::InsideInput {
+                    path: out.to_owned(),
+                    input: input.clone(),
+                });
             }
-            Ok(_) => {}
-            Err(_) => {
-                // A checkpoint prefix: `prefix.index`, `prefix.data-*` beside it.
-                let (Some(stem), Some(prefix_folder)) = (
-                    input.file_name().and_then(|n| n.to_str()),
-                    FileId::of_path(folder_of(input)),
-                ) else {
-                    continue;
-                };
-                let of_prefix = name
-                    .to_str()
-                    .and_then(|n| n.strip_prefix(stem))
-                    .is_some_and(|rest| rest.starts_with('.'));
-                if prefix_folder == folder_id && of_prefix {
-                    return Err(OutputError::InsideInput {
-                        path: out.to_owned(),
-                        input: input.clone(),
-                    });
-                }
-            }
+        }
+        // A checkpoint prefix: `prefix.index`, `prefix.data-*` beside it — whatever is at the
+        // prefix's own path (nothing, a file, a folder, a symlink to a device).
+        if meta.is_ok() && !index_of(input).exists() {
+            continue;
+        }
+        let (Some(stem), Some(prefix_folder)) = (
+            input.file_name().and_then(|n| n.to_str()),
+            FileId::of_path(folder_of(input)),
+        ) else {
+            continue;
+        };
+        let of_prefix = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(stem))
+            .is_some_and(|rest| rest.starts_with('.'));
+        if prefix_folder == folder_id && of_prefix {
+            return Err(OutputError::InsideInput {
+                path: out.to_owned(),
+                input: input.clone(),
+            });
         }
     }
     if existing.is_some() && !force {
@@ -147,6 +147,13 @@ pub fn check_output(out: &Path, inputs: &[PathBuf], force: bool) -> Result<(), O
         });
     }
     Ok(())
+}
+
+/// `prefix.index`, the file that makes `prefix` a TF checkpoint.
+fn index_of(prefix: &Path) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(".index");
+    PathBuf::from(s)
 }
 
 /// Whether `folder` or one of its ancestors is the folder `target`.
@@ -200,7 +207,10 @@ pub fn write_atomic_checked<E: From<OutputError>>(
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
+    // Created with mode 0666 less the umask, as `File::create` would make the output (the
+    // crate's default, 0600, would leave outputs unreadable to the group).
     let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .prefix(&format!(".{name}."))
         .suffix(&format!(".effnet-tmp{extension}"))
         .tempfile_in(folder_of(out))
@@ -261,6 +271,18 @@ mod tests {
     }
 
     #[test]
+    fn outputs_get_the_mode_file_create_would_give() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, input) = setup();
+        let out = dir.path().join("out.safetensors");
+        write(&out, &[input], false).unwrap();
+        let reference = dir.path().join("reference");
+        std::fs::File::create(&reference).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&out), mode(&reference));
+    }
+
+    #[test]
     fn the_input_by_any_name_is_refused_even_with_force() {
         let (dir, input) = setup();
         let hard = dir.path().join("hard.pth");
@@ -296,6 +318,49 @@ mod tests {
             write(&out, &[prefix], true),
             Err(OutputError::InsideInput { .. })
         ));
+    }
+
+    /// `output` fuzz target (crash-aaf92caf…): the input checkpoint's prefix path `in/ckpt` held
+    /// a symlink to `/dev/null`, so the prefix rule was skipped and `-o in/ckpt.data-00000-of-00001
+    /// --force` replaced the checkpoint's data shard. The rule now holds whatever is at the
+    /// prefix's path (a file, a folder, a symlink), while an ordinary input file's name stays
+    /// free to extend (`model.pth` → `model.pth.onnx`).
+    #[test]
+    fn a_checkpoint_prefix_is_protected_whatever_is_at_its_own_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("ckpt");
+        std::fs::write(dir.path().join("ckpt.index"), b"INDEX").unwrap();
+        std::fs::write(dir.path().join("ckpt.data-00000-of-00001"), b"DATA").unwrap();
+        let at_prefix: [&dyn Fn(&Path); 3] = [
+            &|p| std::os::unix::fs::symlink("/dev/null", p).unwrap(),
+            &|p| std::fs::write(p, b"x").unwrap(),
+            &|p| std::fs::create_dir(p).unwrap(),
+        ];
+        for plant in at_prefix {
+            plant(&prefix);
+            for out in ["ckpt.data-00000-of-00001", "ckpt.index"] {
+                let out = dir.path().join(out);
+                assert!(
+                    matches!(
+                        write(&out, std::slice::from_ref(&prefix), true),
+                        Err(OutputError::InsideInput { .. })
+                    ),
+                    "{}",
+                    out.display()
+                );
+            }
+            let _ = std::fs::remove_file(&prefix).or_else(|_| std::fs::remove_dir(&prefix));
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("ckpt.data-00000-of-00001")).unwrap(),
+            b"DATA"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("ckpt.index")).unwrap(),
+            b"INDEX"
+        );
+        let (dir, input) = setup();
+        write(&dir.path().join("model.pth.onnx"), &[input], false).unwrap();
     }
 
     #[test]

@@ -525,7 +525,7 @@ fn read_zip(path: &Path, map: &Arc<Mmap>, budget: &Budget) -> Result<Parsed, Tor
     }
     let pickle: std::borrow::Cow<'_, [u8]> = if place.stored {
         let bytes = stored_bytes(map, place);
-        verify_crcs(&[(place, bytes)]).map_err(archive_err)?;
+        verify_crcs(&[(place, bytes)], &|_| {}).map_err(archive_err)?;
         std::borrow::Cow::Borrowed(bytes)
     } else {
         budget
@@ -575,7 +575,14 @@ fn read_zip(path: &Path, map: &Arc<Mmap>, budget: &Budget) -> Result<Parsed, Tor
         };
         storages.insert(t.storage.key.clone(), bytes);
     }
-    verify_crcs(&to_verify).map_err(archive_err)?;
+    // Each piece's pages leave the process once hashed (the file keeps them): checking a
+    // 267 MB archive does not make it resident; a conversion reads each tensor again as it
+    // goes (from the page cache) and releases it in turn.
+    let base = map.as_ptr() as usize;
+    let release = |piece: &[u8]| {
+        effnet_ir::Storage::release(&**map, piece.as_ptr() as usize - base, piece.len());
+    };
+    verify_crcs(&to_verify, &release).map_err(archive_err)?;
     let container = if torchscript {
         Container::TorchScript
     } else {
@@ -631,11 +638,19 @@ fn check_entry_bounds(places: &[EntryPlace], directory: u64, file_len: u64) -> R
 /// Checks the CRC-32 of stored entries against their mapped bytes, in parallel: every entry
 /// is cut into 8 MiB pieces hashed by as many threads as there are cores, the pieces' CRCs
 /// then combined in order.
-fn verify_crcs(entries: &[(&EntryPlace, &[u8])]) -> Result<(), String> {
-    verify_crcs_in_pieces(entries, 8 << 20)
+/// `release` is called on each piece once it is hashed.
+fn verify_crcs(
+    entries: &[(&EntryPlace, &[u8])],
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Result<(), String> {
+    verify_crcs_in_pieces(entries, 8 << 20, release)
 }
 
-fn verify_crcs_in_pieces(entries: &[(&EntryPlace, &[u8])], piece: usize) -> Result<(), String> {
+fn verify_crcs_in_pieces(
+    entries: &[(&EntryPlace, &[u8])],
+    piece: usize,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Result<(), String> {
     let pieces: Vec<(usize, &[u8])> = entries
         .iter()
         .enumerate()
@@ -651,6 +666,7 @@ fn verify_crcs_in_pieces(entries: &[(&EntryPlace, &[u8])], piece: usize) -> Resu
             .map(|(_, c)| {
                 let mut h = crc32fast::Hasher::new();
                 h.update(c);
+                release(c);
                 h
             })
             .collect()
@@ -669,6 +685,7 @@ fn verify_crcs_in_pieces(entries: &[(&EntryPlace, &[u8])], piece: usize) -> Resu
                             .map(|(k, (_, c))| {
                                 let mut h = crc32fast::Hasher::new();
                                 h.update(c);
+                                release(c);
                                 (k, h)
                             })
                             .collect::<Vec<_>>()
@@ -1022,11 +1039,13 @@ mod tests {
         b.crc = crc32fast::hash(b"xyz");
         let empty = place("c", 0, 0, 0);
         for piece in [1000, 4096, 1 << 20] {
-            verify_crcs_in_pieces(&[(&a, &data), (&b, b"xyz"), (&empty, b"")], piece).unwrap();
+            verify_crcs_in_pieces(&[(&a, &data), (&b, b"xyz"), (&empty, b"")], piece, &|_| {})
+                .unwrap();
         }
         let mut flipped = data.clone();
         flipped[99_999] ^= 1;
-        let err = verify_crcs_in_pieces(&[(&b, b"xyz"), (&a, &flipped)], 1000).unwrap_err();
+        let err =
+            verify_crcs_in_pieces(&[(&b, b"xyz"), (&a, &flipped)], 1000, &|_| {}).unwrap_err();
         assert!(err.contains("`a` fails its CRC-32"), "{err}");
     }
 }
