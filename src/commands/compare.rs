@@ -177,7 +177,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
                 }
             );
             (
-                seeded_pixels(seed, 1, channels, hw),
+                seeded_pixels(seed, 1, channels, hw)?,
                 json!({"seed": seed, "shape": [1, channels, hw[0], hw[1]]}),
                 text,
             )

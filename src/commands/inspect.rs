@@ -118,10 +118,13 @@ fn table(model: &Model) -> String {
                 model.other_keys.join(", ")
             )
         };
-        rows.push(("key", format!("{key}{also}")));
+        rows.push(("key", format!("{}{also}", effnet_io::escape(key))));
     }
     if let Some(prefix) = &model.stripped_prefix {
-        rows.push(("prefix", format!("`{prefix}` removed from every name")));
+        rows.push((
+            "prefix",
+            format!("`{}` removed from every name", effnet_io::escape(prefix)),
+        ));
     }
     rows.extend([
         ("variant", imported.identity.label()),
@@ -179,8 +182,12 @@ fn table(model: &Model) -> String {
             report.unused.len()
         ),
     ));
+    // The file's own text: escaped, so a metadata value cannot forge lines or colours.
     for (k, v) in &model.metadata {
-        rows.push(("metadata", format!("{k} = {v}")));
+        rows.push((
+            "metadata",
+            format!("{} = {}", effnet_io::escape(k), effnet_io::escape(v)),
+        ));
     }
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);

@@ -55,6 +55,11 @@ pub(crate) fn resolution_of(graph: &effnet_ir::Graph, flag: Option<usize>) -> Op
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // `-` is standard output elsewhere; here stdout carries the report, so it is refused
+    // rather than written as a file called `-`.
+    if args.output.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+        bail!("-o - : standard output carries the report; give the .npy a file name");
+    }
     let started = Instant::now();
     let model = super::open_model(&args.model, args.naming, &args.read)?;
     super::warn(&model);
@@ -82,7 +87,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let raw = load_images(images, &prep)?;
             let how = format!("{}, then {}", prep.describe(), feed.describe());
             let names: Vec<String> = images.iter().map(|p| p.display().to_string()).collect();
-            (feed.apply(&raw), json!({"images": names}), how)
+            (feed.apply(&raw)?, json!({"images": names}), how)
         }
     };
     let input_shape = input.shape.clone();

@@ -7,6 +7,7 @@ mod arguments;
 mod keras;
 mod onnx;
 mod outputs;
+mod run;
 mod tf;
 mod torch;
 

@@ -258,3 +258,40 @@ fn cut_and_garbage_models_are_refused() {
     let line = refused_both(&path);
     assert!(line.contains("group"), "{line}");
 }
+
+#[test]
+fn a_zero_stride_measured_by_shape_is_refused_not_a_division_by_zero() {
+    // x → Conv(w, strides [0, 0]) → Shape: the shape is inferred while translating, before
+    // the graph is validated.
+    let mut raw = Vec::new();
+    pb_bytes(&mut raw, 9, &[0u8; 8 * 3 * 3 * 3 * 4]);
+    let mut g = Vec::new();
+    let mut attr = Vec::new();
+    pb_bytes(&mut attr, 1, b"strides");
+    pb_varint(&mut attr, 8, 0);
+    pb_varint(&mut attr, 8, 0);
+    pb_varint(&mut attr, 20, 7);
+    let mut conv = Vec::new();
+    pb_bytes(&mut conv, 1, b"x");
+    pb_bytes(&mut conv, 1, b"w");
+    pb_bytes(&mut conv, 2, b"c");
+    pb_bytes(&mut conv, 3, b"conv");
+    pb_bytes(&mut conv, 4, b"Conv");
+    pb_bytes(&mut conv, 5, &attr);
+    pb_bytes(&mut g, 1, &conv);
+    let mut shape = Vec::new();
+    pb_bytes(&mut shape, 1, b"c");
+    pb_bytes(&mut shape, 2, b"s");
+    pb_bytes(&mut shape, 3, b"shape");
+    pb_bytes(&mut shape, 4, b"Shape");
+    pb_bytes(&mut g, 1, &shape);
+    pb_bytes(&mut g, 5, &tensor(&[8, 3, 3, 3], &raw));
+    pb_bytes(&mut g, 11, &input());
+    let mut output = Vec::new();
+    pb_bytes(&mut output, 1, b"s");
+    pb_bytes(&mut g, 12, &output);
+    let dir = scratch();
+    let path = file(dir.path(), "stride0.onnx", &model(&g));
+    let line = refused_both(&path);
+    assert!(line.contains("stride"), "{line}");
+}

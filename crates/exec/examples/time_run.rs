@@ -30,7 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let feed = Feed::for_model(&model.imported.graph, &model.metadata)?;
     for _ in 0..runs {
-        let x = feed.apply(&seeded_pixels(1, 1, 3, [resolution, resolution]));
+        let x = feed
+            .apply(&seeded_pixels(1, 1, 3, [resolution, resolution]).unwrap())
+            .unwrap();
         let t = Instant::now();
         let out = exec.run(x)?;
         println!(

@@ -96,7 +96,12 @@ pub struct Comparison {
 }
 
 /// Raw pixels in 0–255 from `seed` (a splitmix64 stream, the same on every platform), NCHW.
-pub fn seeded_pixels(seed: u64, batch: usize, channels: usize, hw: [usize; 2]) -> Array {
+pub fn seeded_pixels(
+    seed: u64,
+    batch: usize,
+    channels: usize,
+    hw: [usize; 2],
+) -> Result<Array, ExecError> {
     let mut state = seed;
     let mut next = || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -105,14 +110,15 @@ pub fn seeded_pixels(seed: u64, batch: usize, channels: usize, hw: [usize; 2]) -
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     };
-    let n = batch * channels * hw[0] * hw[1];
-    let data = (0..n)
-        .map(|_| ((next() >> 40) as f64 / (1u64 << 24) as f64 * 255.0) as f32)
-        .collect();
-    Array {
+    let n = crate::numel(&[batch, channels, hw[0], hw[1]], "seeded pixels")?;
+    let mut data = crate::zeroed(n, "seeded pixels")?;
+    for v in &mut data {
+        *v = ((next() >> 40) as f64 / (1u64 << 24) as f64 * 255.0) as f32;
+    }
+    Ok(Array {
         shape: vec![batch, channels, hw[0], hw[1]],
         data,
-    }
+    })
 }
 
 /// Runs `a` and `b` on the raw input `raw`, each through its own feed, and compares the
@@ -131,7 +137,7 @@ pub fn compare_graphs(
             let exec = Executor::new(graph, &options)?;
             let stages = stage_outputs(graph);
             let nodes: Vec<NodeId> = stages.iter().map(|&(_, id)| id).collect();
-            let out = exec.run_capturing(feed.apply(raw), &nodes)?;
+            let out = exec.run_capturing(feed.apply(raw)?, &nodes)?;
             Ok((stages, out))
         };
     let (stages_a, out_a) = run(a.0, a.1)?;
@@ -182,6 +188,6 @@ pub fn check_conversion(
     tolerance: f64,
 ) -> Result<Comparison, ExecError> {
     let channels = crate::input_channels(source.0)?;
-    let raw = seeded_pixels(seed, 1, channels, resolution);
+    let raw = seeded_pixels(seed, 1, channels, resolution)?;
     compare_graphs(source, output, &raw, tolerance)
 }

@@ -60,6 +60,16 @@ pub enum ExecError {
     /// Two graphs that cannot be compared.
     #[error("not comparable: {0}")]
     Incomparable(String),
+    /// A buffer the input's size calls for cannot be allocated.
+    #[error(
+        "{what}: a buffer of {bytes} bytes does not fit in memory; run at a smaller input size"
+    )]
+    Memory {
+        /// Bytes asked for.
+        bytes: u64,
+        /// What the buffer holds.
+        what: &'static str,
+    },
     /// A file could not be read or written.
     #[error("{}: {reason}", path.display())]
     Io {

@@ -80,7 +80,7 @@ impl Pool {
     /// A buffer of `len` floats: the smallest pooled one that fits, else a new one (and then
     /// the largest pooled buffer, too small for this request, is released, so what the pool
     /// holds stays bounded by what the run held at its peak).
-    fn get(&mut self, len: usize) -> Vec<f32> {
+    fn get(&mut self, len: usize) -> Result<Vec<f32>, ExecError> {
         let best = self
             .free
             .iter()
@@ -97,14 +97,14 @@ impl Pool {
                 } else {
                     b.resize(len, 0.0);
                 }
-                b
+                Ok(b)
             }
             None => {
                 if let Some(i) = (0..self.free.len()).max_by_key(|&i| self.free[i].capacity()) {
                     let b = self.free.swap_remove(i);
                     self.bytes -= (b.capacity() * 4) as u64;
                 }
-                vec![0.0; len]
+                crate::zeroed(len, "an activation")
             }
         }
     }
@@ -116,14 +116,14 @@ impl Pool {
         }
     }
 
-    fn copy_of(&mut self, v: &Value) -> Value {
-        let mut data = self.get(v.data.len());
+    fn copy_of(&mut self, v: &Value) -> Result<Value, ExecError> {
+        let mut data = self.get(v.data.len())?;
         data.copy_from_slice(&v.data);
-        Value {
+        Ok(Value {
             data,
             shape: v.shape,
             vector: v.vector,
-        }
+        })
     }
 }
 
@@ -253,18 +253,18 @@ impl Executor {
                         v: ValueId,
                         live: &mut u64,
                         pool: &mut Pool|
-             -> Value {
+             -> Result<Value, ExecError> {
                 if owned(v) {
                     let value = slots[v].take().expect("value computed before use");
                     *live -= value.bytes();
-                    value
+                    Ok(value)
                 } else {
                     pool.copy_of(slots[v].as_ref().expect("value computed before use"))
                 }
             };
             let out = match &step.kernel {
                 Kernel::Affine { scale, offset } => {
-                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool);
+                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool)?;
                     check_channels(&step.name, &v, scale.len().max(offset.len()), true)?;
                     let (plane, ch) = (v.plane(), v.shape[1]);
                     per_plane(&mut v.data, plane, ch, |c, p| {
@@ -275,7 +275,7 @@ impl Executor {
                     v
                 }
                 Kernel::Normalize { mean, divisor } => {
-                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool);
+                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool)?;
                     check_channels(&step.name, &v, mean.len(), false)?;
                     let (plane, ch) = (v.plane(), v.shape[1]);
                     per_plane(&mut v.data, plane, ch, |c, p| {
@@ -284,18 +284,18 @@ impl Executor {
                     v
                 }
                 Kernel::Act(a) => {
-                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool);
+                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool)?;
                     let (plane, ch) = (v.plane(), v.shape[1]);
                     per_plane(&mut v.data, plane, ch, |_, p| bias_act(p, 0.0, *a));
                     v
                 }
                 Kernel::Softmax => {
-                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool);
+                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool)?;
                     softmax(&mut v);
                     v
                 }
                 Kernel::Flatten => {
-                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool);
+                    let mut v = take(&mut slots, step.inputs[0], &mut live, &mut pool)?;
                     let [n, c, h, w] = v.shape;
                     v.shape = [n, c * h * w, 1, 1];
                     v.vector = true;
@@ -343,7 +343,7 @@ impl Executor {
                             message: format!("operands {sa:?} and {sb:?} do not broadcast"),
                         });
                     };
-                    let mut v = take(&mut slots, big, &mut live, &mut pool);
+                    let mut v = take(&mut slots, big, &mut live, &mut pool)?;
                     let other = slots[small].as_ref().expect("value computed");
                     if v.shape == other.shape {
                         if mul {
@@ -457,7 +457,10 @@ fn run_conv(
         .resolve(name, [h, w], cs.kernel, cs.stride, cs.dilation)
         .map_err(ExecError::Ir)?;
     let [oh, ow] = resolved.output;
-    let mut out = pool.get(n * cs.out_channels * oh * ow);
+    let mut out = pool.get(crate::numel(
+        &[n, cs.out_channels, oh, ow],
+        "an activation",
+    )?)?;
     *peak = (*peak).max(held + (out.len() * 4) as u64 + (scratch.capacity() * 4) as u64);
     if cs.depthwise {
         let g = DwGeometry {
@@ -493,6 +496,13 @@ fn run_conv(
             shift: &cs.shift,
             act: cs.act,
         };
+        let need = g.scratch_len().saturating_sub(scratch.len());
+        scratch
+            .try_reserve_exact(need)
+            .map_err(|_| ExecError::Memory {
+                bytes: (g.scratch_len() as u64).saturating_mul(4),
+                what: "a convolution's im2col buffer",
+            })?;
         conv(&x.data, filter, n, &g, scratch, &mut out);
     }
     Ok(Value {
@@ -538,7 +548,8 @@ fn dense(
             ),
         });
     }
-    let mut yt = vec![0.0f32; out_features * n];
+    let len = crate::numel(&[n, out_features], "a dense layer's output")?;
+    let mut yt = crate::zeroed(len, "a dense layer's output")?;
     let epilogue = |row: usize, data: &mut [f32]| bias_act(data, bias[row], Act::None);
     matmul(
         MatRef::new(weight, out_features, in_features),
@@ -547,7 +558,7 @@ fn dense(
         n,
         &epilogue,
     );
-    let mut data = vec![0.0f32; n * out_features];
+    let mut data = crate::zeroed(len, "a dense layer's output")?;
     for o in 0..out_features {
         for s in 0..n {
             data[s * out_features + o] = yt[o * n + s];

@@ -86,9 +86,14 @@ impl Feed {
             });
         }
         if let Some(text) = metadata.get(PREPROCESSING_KEY) {
-            let steps = decode_steps(text).map_err(|m| {
-                ExecError::Preprocessing(format!("`{PREPROCESSING_KEY}` in the metadata: {m}"))
-            })?;
+            let steps = decode_steps(text)
+                .and_then(|steps| {
+                    check_channels(&steps, crate::input_channels(graph).unwrap_or(0))?;
+                    Ok(steps)
+                })
+                .map_err(|m| {
+                    ExecError::Preprocessing(format!("`{PREPROCESSING_KEY}` in the metadata: {m}"))
+                })?;
             return Ok(Feed {
                 steps,
                 origin: FeedOrigin::Metadata,
@@ -126,14 +131,19 @@ impl Feed {
     }
 
     /// `raw` with the steps applied.
-    pub fn apply(&self, raw: &Array) -> Array {
-        let mut out = raw.clone();
+    pub fn apply(&self, raw: &Array) -> Result<Array, ExecError> {
+        let mut data = crate::zeroed(raw.data.len(), "the preprocessed input")?;
+        data.copy_from_slice(&raw.data);
+        let mut out = Array {
+            shape: raw.shape.clone(),
+            data,
+        };
         if out.shape.len() != 4 {
-            return out;
+            return Ok(out);
         }
         let (c, plane) = (out.shape[1], out.shape[2] * out.shape[3]);
         if c == 0 || plane == 0 {
-            return out;
+            return Ok(out);
         }
         let pick = |v: &[f64], ch: usize| v[if v.len() == 1 { 0 } else { ch.min(v.len() - 1) }];
         for step in &self.steps {
@@ -165,7 +175,7 @@ impl Feed {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// One line for people: `x · 0.00392…, then (x − [0.485, …]) / sqrt([…])`.
@@ -260,6 +270,33 @@ pub fn encode_steps(steps: &[PreStep]) -> String {
     Value::Array(list).to_string()
 }
 
+/// Every per-channel list of `steps` holds one value or one per input channel, and no
+/// divisor is 0: [`Feed::apply`] would otherwise reuse the last value for the missing channels
+/// (or ignore the extra ones) and feed the model a guess.
+fn check_channels(steps: &[PreStep], channels: usize) -> Result<(), String> {
+    for step in steps {
+        let lists: &[(&str, &Vec<f64>)] = match step {
+            PreStep::Rescale { scale, offset } => &[("scale", scale), ("offset", offset)],
+            PreStep::Normalize { mean, variance, .. } => &[("mean", mean), ("variance", variance)],
+            PreStep::Standardize { mean, std, .. } => &[("mean", mean), ("std", std)],
+        };
+        for (key, list) in lists {
+            if list.len() != 1 && list.len() != channels {
+                return Err(format!(
+                    "`{key}` holds {} values for an input of {channels} channels (1 or {channels})",
+                    list.len()
+                ));
+            }
+        }
+        if let PreStep::Standardize { std, .. } = step {
+            if std.contains(&0.0) {
+                return Err("`std` holds 0".into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses what [`encode_steps`] wrote.
 pub fn decode_steps(text: &str) -> Result<Vec<PreStep>, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
@@ -326,5 +363,32 @@ mod tests {
         assert_eq!(decode_steps(&encode_steps(&steps)).unwrap(), steps);
         assert!(decode_steps("[{\"op\": \"rescale\"}]").is_err());
         assert!(decode_steps("{}").is_err());
+    }
+
+    #[test]
+    fn recorded_steps_must_fit_the_input_channels() {
+        let steps = |mean: &str| {
+            decode_steps(&format!(
+                "[{{\"op\": \"normalize\", \"mean\": {mean}, \"variance\": [1.0], \"std_floor\": 1e-7}}]"
+            ))
+            .unwrap()
+        };
+        assert!(check_channels(&steps("[0.5]"), 3).is_ok());
+        assert!(check_channels(&steps("[0.1, 0.2, 0.3]"), 3).is_ok());
+        let two = check_channels(&steps("[0.1, 0.2]"), 3).unwrap_err();
+        assert!(
+            two.contains("`mean` holds 2 values for an input of 3 channels"),
+            "{two}"
+        );
+        assert!(check_channels(&steps("[0.1, 0.2, 0.3, 0.4]"), 3).is_err());
+        let zero = decode_steps(
+            "[{\"op\": \"standardize\", \"pixel_scale\": 1.0, \"mean\": [0.0], \"std\": [0.0]}]",
+        )
+        .unwrap();
+        assert!(
+            check_channels(&zero, 3)
+                .unwrap_err()
+                .contains("`std` holds 0")
+        );
     }
 }

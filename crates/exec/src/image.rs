@@ -74,10 +74,17 @@ impl ImagePrep {
     }
 }
 
+/// The largest ratio of an image's sides that is resized and cropped.
+const MAX_ASPECT: u64 = 64;
+
+/// The most bytes of pixels an image is decoded or resized to.
+const MAX_PIXEL_BYTES: u64 = 1 << 30;
+
 /// Decodes `paths` (JPEG or PNG, by content) into one NCHW batch of 0–255 RGB values.
 pub fn load_images(paths: &[PathBuf], prep: &ImagePrep) -> Result<Array, ExecError> {
     let r = prep.resolution;
-    let mut data = Vec::with_capacity(paths.len() * 3 * r * r);
+    let mut data = crate::zeroed(crate::numel(&[paths.len(), 3, r, r], "images")?, "images")?;
+    data.clear();
     for path in paths {
         load_one(path, prep, &mut data)?;
     }
@@ -92,11 +99,12 @@ fn load_one(path: &Path, prep: &ImagePrep, out: &mut Vec<f32>) -> Result<(), Exe
         path: path.to_owned(),
         message,
     };
-    let mut reader = ImageReader::open(path)
-        .map_err(|reason| ExecError::Io {
-            path: path.to_owned(),
-            reason,
-        })?
+    // Regular files only, checked on the descriptor: a FIFO is never waited on.
+    let file = effnet_io::open_regular(path).map_err(|reason| ExecError::Io {
+        path: path.to_owned(),
+        reason,
+    })?;
+    let mut reader = ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| err(e.to_string()))?;
     match reader.format() {
@@ -107,7 +115,7 @@ fn load_one(path: &Path, prep: &ImagePrep, out: &mut Vec<f32>) -> Result<(), Exe
     let mut limits = Limits::default();
     limits.max_image_width = Some(1 << 14);
     limits.max_image_height = Some(1 << 14);
-    limits.max_alloc = Some(1 << 30);
+    limits.max_alloc = Some(MAX_PIXEL_BYTES);
     reader.limits(limits);
     let image = reader.decode().map_err(|e| err(e.to_string()))?.to_rgb8();
     let (w, h) = image.dimensions();
@@ -120,6 +128,22 @@ fn load_one(path: &Path, prep: &ImagePrep, out: &mut Vec<f32>) -> Result<(), Exe
     } else {
         ((u64::from(w) * side / u64::from(h)).max(side), side)
     };
+    // The resized image is allocated whole: a 16384×1 PNG of a few bytes would become
+    // 4 million × 256 pixels (3 GB). Its longer side is kept within 64 × the shorter one, so
+    // it holds at most 16× the bytes of the model input it is cropped to.
+    if nw.max(nh) > side.saturating_mul(MAX_ASPECT) {
+        return Err(err(format!(
+            "{w}×{h} pixels: sides in a ratio past {MAX_ASPECT}:1 are not cropped to a square"
+        )));
+    }
+    // The resized image within the decoding limit too (a recorded resolution of 65,536
+    // would resize every image to 17 GB).
+    if nw.saturating_mul(nh).saturating_mul(3) > MAX_PIXEL_BYTES {
+        return Err(err(format!(
+            "resizing to {nw}×{nh} pixels would take more than {MAX_PIXEL_BYTES} bytes; \
+             give a smaller --resolution"
+        )));
+    }
     let resized = image::imageops::resize(&image, nw as u32, nh as u32, FilterType::CatmullRom);
     let r = prep.resolution as u64;
     let (x0, y0) = ((nw - r) / 2, (nh - r) / 2);
@@ -133,4 +157,33 @@ fn load_one(path: &Path, prep: &ImagePrep, out: &mut Vec<f32>) -> Result<(), Exe
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sliver_is_refused_before_it_is_resized() {
+        let dir = std::env::temp_dir().join(format!("effnet-exec-image-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, w: u32, h: u32| {
+            let path = dir.join(name);
+            image::RgbImage::new(w, h).save(&path).unwrap();
+            path
+        };
+        let prep = ImagePrep::for_family(Some("timm"), 224);
+        // 16384×1 resizes to 4,194,304×256 (3 GB) without the bound.
+        let sliver = write("sliver.png", 1 << 14, 1);
+        let e = load_images(&[sliver], &prep).unwrap_err().to_string();
+        assert!(e.contains("16384×1 pixels") && e.contains("64:1"), "{e}");
+        let tall = write("tall.png", 1, 65);
+        assert!(load_images(&[tall], &prep).is_err());
+        // 64:1 still runs.
+        let wide = write("wide.png", 64, 1);
+        let a = load_images(&[wide], &prep).unwrap();
+        assert_eq!(a.shape, vec![1, 3, 224, 224]);
+        assert_eq!(a.data.len(), 3 * 224 * 224);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

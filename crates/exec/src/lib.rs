@@ -58,6 +58,28 @@ impl Array {
     }
 }
 
+/// A zeroed buffer of `len` floats, or an error when it cannot be allocated: sizes come from
+/// a file or an argument (a recorded resolution of 65,536), and must not abort the process.
+pub(crate) fn zeroed(len: usize, what: &'static str) -> Result<Vec<f32>, ExecError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| ExecError::Memory {
+        bytes: (len as u64).saturating_mul(4),
+        what,
+    })?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
+/// The element count of `dims`, an error when it overflows.
+pub(crate) fn numel(dims: &[usize], what: &'static str) -> Result<usize, ExecError> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or(ExecError::Memory {
+            bytes: u64::MAX,
+            what,
+        })
+}
+
 /// Channels of the graph's input.
 pub fn input_channels(graph: &Graph) -> Result<usize, ExecError> {
     let id = graph.input().map_err(ExecError::Ir)?;

@@ -124,9 +124,9 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array, ExecError> {
     })
 }
 
-/// Reads a `.npy` file.
+/// Reads a `.npy` file (a regular file, checked on the open descriptor).
 pub fn read_npy(path: &Path) -> Result<Array, ExecError> {
-    let bytes = std::fs::read(path).map_err(|reason| ExecError::Io {
+    let bytes = effnet_io::input::read_regular(path, 1 << 40).map_err(|reason| ExecError::Io {
         path: path.to_owned(),
         reason,
     })?;

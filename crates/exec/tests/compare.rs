@@ -94,7 +94,7 @@ fn images_are_resized_cropped_and_normalized_by_the_feed() {
     .unwrap();
     let feed = Feed::for_model(&model.imported.graph, &model.metadata).unwrap();
     assert_eq!(feed.origin, FeedOrigin::Scheme);
-    let x = feed.apply(&batch);
+    let x = feed.apply(&batch).unwrap();
     let expected = ((200.0f64 / 255.0 - 0.406) / 0.225) as f32;
     assert_eq!(x.data[2 * plane], expected);
     let out = Executor::new(&model.imported.graph, &ExecOptions::default())

@@ -245,7 +245,7 @@ fn any_batch_and_input_size_runs() {
         assert_eq!(out.output.data[..10], out.output.data[10..]);
         // Odd and non-square sizes resolve TF "same" padding per size.
         for hw in [[33, 47], [1, 1], [97, 64]] {
-            let x = effnet_exec::seeded_pixels(3, 1, 3, hw);
+            let x = effnet_exec::seeded_pixels(3, 1, 3, hw).unwrap();
             let out = exec.run(x).unwrap();
             assert_eq!(out.output.shape, vec![1, 10]);
             assert!(out.output.data.iter().all(|v| v.is_finite()));

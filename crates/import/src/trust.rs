@@ -68,7 +68,8 @@ pub fn encode_changes(changes: &[Change]) -> String {
 }
 
 /// The changes a file's [`CHANGES_KEY`] lists. A value that is not such a list is itself
-/// reported as one change, so an unreadable record is never taken for "no change".
+/// reported as one change, so an unreadable record is never taken for "no change". The text
+/// is the file's: escaped here, as audit and inspect print it on standard output too.
 pub fn decode_changes(text: &str) -> Vec<Change> {
     let parsed: Option<Vec<Change>> = serde_json::from_str::<serde_json::Value>(text)
         .ok()
@@ -77,7 +78,10 @@ pub fn decode_changes(text: &str) -> Vec<Change> {
             items
                 .iter()
                 .map(|c| {
-                    let s = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                    let s = |k: &str| {
+                        effnet_io::escape(c.get(k).and_then(|v| v.as_str()).unwrap_or(""))
+                            .into_owned()
+                    };
                     Change {
                         kind: s("kind"),
                         flag: s("flag"),
@@ -139,9 +143,13 @@ fn expected_skip(reason: &str) -> bool {
     EXPECTED.iter().any(|e| reason.contains(e))
 }
 
-/// Up to five names in backquotes, and how many more.
+/// Up to five names in backquotes (escaped: they are the file's), and how many more.
 fn some(names: &[String]) -> String {
-    let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+    let shown: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|n| format!("`{}`", effnet_io::escape(n)))
+        .collect();
     let more = names.len().saturating_sub(5);
     if more > 0 {
         format!("{} and {more} more", shown.join(", "))
@@ -251,5 +259,23 @@ impl Model {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_the_file_is_escaped_for_standard_output() {
+        let forged = r#"[{"kind": "padding", "flag": "--x\u001b[0m",
+            "message": "ok\n\u001b[32mmodel.safetensors: conforms to EfficientNet"}]"#;
+        let changes = decode_changes(forged);
+        assert_eq!(changes.len(), 1);
+        let line = changes[0].line();
+        assert!(!line.contains('\n') && !line.contains('\u{1b}'), "{line:?}");
+        assert!(line.contains("ok\\n\\u{1b}[32mmodel"), "{line}");
+        let names = some(&["a\u{202e}b".to_owned(), "c\nd".to_owned()]);
+        assert_eq!(names, "`a\\u{202e}b`, `c\\nd`");
     }
 }

@@ -82,6 +82,14 @@ impl Padding {
             kernel,
             input,
         };
+        // Shape inference runs before a graph is validated (an ONNX `Shape` of a feature
+        // map): a stride of 0 is an error here, not a division by zero.
+        if stride.contains(&0) || dilation.contains(&0) {
+            return Err(IrError::BadAttribute {
+                node: node.to_owned(),
+                message: format!("stride {stride:?} and dilation {dilation:?} must be positive"),
+            });
+        }
         let mut pads = [0usize; 4];
         let mut output = [0usize; 2];
         for axis in 0..2 {
@@ -115,7 +123,10 @@ impl Padding {
                     }
                 }
             };
-            let padded = input[axis] + before + after;
+            let padded = input[axis]
+                .checked_add(before)
+                .and_then(|v| v.checked_add(after))
+                .ok_or_else(too_large)?;
             if padded < effective {
                 return Err(too_large());
             }
@@ -176,5 +187,25 @@ mod tests {
     fn kernel_larger_than_input_is_an_error() {
         let err = Padding::Valid.resolve("conv", [2, 2], [3, 3], [1, 1], [1, 1]);
         assert!(matches!(err, Err(IrError::KernelTooLarge { .. })));
+    }
+
+    #[test]
+    fn a_zero_stride_or_dilation_is_an_error_not_a_division_by_zero() {
+        for padding in [Padding::Valid, Padding::SameUpper, Padding::SameLower] {
+            let err = padding.resolve("conv", [8, 8], [3, 3], [0, 1], [1, 1]);
+            assert!(matches!(err, Err(IrError::BadAttribute { .. })), "{err:?}");
+            let err = padding.resolve("conv", [8, 8], [3, 3], [1, 1], [1, 0]);
+            assert!(matches!(err, Err(IrError::BadAttribute { .. })), "{err:?}");
+        }
+        let huge = Padding::Explicit {
+            top: usize::MAX,
+            left: 0,
+            bottom: 1,
+            right: 0,
+        };
+        assert!(
+            huge.resolve("conv", [8, 8], [3, 3], [1, 1], [1, 1])
+                .is_err()
+        );
     }
 }

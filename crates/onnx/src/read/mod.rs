@@ -420,10 +420,16 @@ pub(crate) fn materialize(
             }
             DType::F16 | DType::BF16 => {
                 count(t.int32_data.len(), "int32_data")?;
-                t.int32_data
+                // Each value holds the 16 bits of one half float: anything wider is not one.
+                let halves: Vec<u16> = t
+                    .int32_data
                     .iter()
-                    .flat_map(|&v| (v as u16).to_le_bytes())
-                    .collect()
+                    .map(|&v| u16::try_from(v))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        "int32_data holds a value that is not a 16-bit float's bits".to_owned()
+                    })?;
+                halves.iter().flat_map(|v| v.to_le_bytes()).collect()
             }
             DType::F64 => {
                 count(t.double_data.len(), "double_data")?;

@@ -1054,8 +1054,12 @@ impl T<'_> {
         for slot in 0..node.inputs.len() {
             match self.input(node, slot)? {
                 Some(Val::Const(t, _)) => {
+                    // The extent, not the element count: an empty constant may claim
+                    // dimensions the fold allocates per index (`Slice`) or multiplies.
                     self.budget
-                        .memory(t.numel() as u64 * 16, || "a folded constant".into())
+                        .memory(extent(t.shape())? as u64 * 16, || {
+                            "a folded constant".into()
+                        })
                         .map_err(|e| e.to_string())?;
                     inputs.push(Some(Folded::of(&t)?));
                 }
@@ -1063,10 +1067,8 @@ impl T<'_> {
             }
         }
         let value = value.as_ref().map(Folded::of).transpose()?;
-        let out = fold(node, &inputs, value.as_ref())?;
-        self.budget
-            .memory(out.values.len() as u64 * 16, || "a folded constant".into())
-            .map_err(|e| e.to_string())?;
+        // `fold` charges what it allocates beyond its inputs (already charged above).
+        let out = fold(node, &inputs, value.as_ref(), self.budget)?;
         Ok(Val::Const(out.tensor()?, None))
     }
 
@@ -1178,6 +1180,13 @@ fn count(shape: &[usize]) -> Result<usize, String> {
         })
 }
 
+/// The product of the non-zero dimensions of `shape`, refused past [`MAX_FOLDED`]: what the
+/// fold's strides and per-axis index lists can reach, also for a constant with no elements
+/// (a `[0, 2^40]` constant holds nothing but would be sliced over 2^40 indices).
+fn extent(shape: &[usize]) -> Result<usize, String> {
+    count(&shape.iter().map(|&d| d.max(1)).collect::<Vec<_>>())
+}
+
 /// Numpy broadcasting of two shapes.
 fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let n = a.len().max(b.len());
@@ -1219,7 +1228,15 @@ fn fold(
     node: &wire::Node,
     inputs: &[Option<Folded>],
     value: Option<&Folded>,
+    budget: &Budget,
 ) -> Result<Folded, String> {
+    // Outputs larger than the inputs (broadcasting, gathering, ConstantOfShape) are charged
+    // before they are built: two 4,096-value constants broadcast to 2^24 values.
+    let charge = |n: usize| {
+        budget
+            .memory(n as u64 * 16, || "a folded constant".into())
+            .map_err(|e| e.to_string())
+    };
     let op = node.op_type.as_str();
     let get = |i: usize| -> Result<&Folded, String> {
         inputs
@@ -1235,6 +1252,9 @@ fn fold(
         values,
         int,
     };
+    for t in inputs.iter().flatten().chain(value) {
+        extent(&t.shape)?;
+    }
     if rank == 0 && matches!(op, "Gather" | "Concat" | "Slice" | "Flatten") {
         return Err(format!("a {op} of a scalar constant"));
     }
@@ -1276,6 +1296,7 @@ fn fold(
             let y = get(1)?;
             let shape = broadcast(&x.shape, &y.shape)?;
             let n = count(&shape)?;
+            charge(n)?;
             let int = x.int && y.int;
             let values = (0..n)
                 .map(|i| {
@@ -1302,8 +1323,15 @@ fn fold(
             Folded { shape, values, int }
         }
         "Clip" => {
-            let lo = inputs.get(1).and_then(Option::as_ref).map(|t| t.values[0]);
-            let hi = inputs.get(2).and_then(Option::as_ref).map(|t| t.values[0]);
+            let bound = |i: usize| match inputs.get(i).and_then(Option::as_ref) {
+                None => Ok(None),
+                Some(t) if t.values.len() == 1 => Ok(Some(t.values[0])),
+                Some(t) => Err(format!(
+                    "a Clip bound of shape {:?} (a single value expected)",
+                    t.shape
+                )),
+            };
+            let (lo, hi) = (bound(1)?, bound(2)?);
             same(
                 x.values
                     .iter()
@@ -1366,7 +1394,8 @@ fn fold(
                     }
                 })
                 .filter(|&d| d > 0)
-                .product();
+                .try_fold(1i64, i64::checked_mul)
+                .ok_or_else(|| format!("a Reshape to {s:?}"))?;
             let shape: Vec<usize> = s
                 .iter()
                 .enumerate()
@@ -1376,7 +1405,8 @@ fn fold(
                     d => d.max(0) as usize,
                 })
                 .collect();
-            if shape.iter().product::<usize>() != x.values.len() {
+            let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if n != Some(x.values.len()) {
                 return Err(format!("a Reshape of {:?} to {s:?}", x.shape));
             }
             Folded { shape, ..x.clone() }
@@ -1401,6 +1431,7 @@ fn fold(
             if n > 1 << 20 {
                 return Err(format!("a ConstantOfShape of {n} values"));
             }
+            charge(n)?;
             let (v, int) = match value {
                 Some(t) if t.values.len() == 1 => (t.values[0], t.int),
                 Some(_) => return Err("a ConstantOfShape value of more than one element".into()),
@@ -1454,7 +1485,7 @@ fn fold(
             let s = strides(&x.shape);
             let outer: usize = x.shape[..a].iter().product();
             let inner = s[a];
-            count(&[outer, idx.values.len(), inner])?;
+            charge(count(&[outer, idx.values.len(), inner])?)?;
             let mut values = Vec::new();
             for o in 0..outer {
                 for &i in &idx.ints() {
@@ -1600,4 +1631,100 @@ fn int_tensor(shape: Vec<usize>, values: &[i64]) -> Result<Tensor, String> {
 /// given, not its f32 approximation).
 fn shortest(v: f32) -> f64 {
     format!("{v}").parse().unwrap_or(f64::from(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: &str) -> wire::Node {
+        wire::Node {
+            op_type: op.into(),
+            ..wire::Node::default()
+        }
+    }
+
+    fn budget() -> Budget {
+        Budget::for_input(1 << 10)
+    }
+
+    #[test]
+    fn a_broadcast_past_the_budget_is_refused_before_it_is_built() {
+        let x = ints(vec![4096, 1], vec![1.0; 4096]);
+        let y = ints(vec![1, 4096], vec![2.0; 4096]);
+        let small = budget();
+        let e = fold(&node("Mul"), &[x, y], None, &small).unwrap_err();
+        assert!(e.contains("folded constant"), "{e}");
+        // Gathering 4,096 rows of 4,096 from a 4,096-value constant: also charged first.
+        let table = ints(vec![1, 4096], vec![0.0; 4096]);
+        let idx = ints(vec![4096], vec![0.0; 4096]);
+        let e = fold(&node("Gather"), &[table, idx], None, &budget()).unwrap_err();
+        assert!(e.contains("folded constant"), "{e}");
+    }
+
+    fn ints(shape: Vec<usize>, values: Vec<f64>) -> Option<Folded> {
+        Some(Folded {
+            shape,
+            values,
+            int: true,
+        })
+    }
+
+    #[test]
+    fn folding_empty_or_huge_constants_is_an_error_not_a_panic() {
+        let x = ints(vec![2], vec![1.0, 5.0]);
+        // A Clip whose bound is an empty tensor.
+        let e = fold(
+            &node("Clip"),
+            &[x.clone(), ints(vec![0], vec![])],
+            None,
+            &budget(),
+        )
+        .unwrap_err();
+        assert!(e.contains("Clip bound"), "{e}");
+        let clipped = fold(
+            &node("Clip"),
+            &[x.clone(), ints(vec![], vec![2.0])],
+            None,
+            &budget(),
+        )
+        .unwrap();
+        assert_eq!(clipped.values, vec![2.0, 5.0]);
+        // An empty constant claiming 2^40 indices along an axis: sliced, gathered or
+        // strided over, it would allocate them all (or overflow a stride).
+        let empty = ints(vec![0, 1 << 40], vec![]);
+        let one = ints(vec![1], vec![0.0]);
+        let e = fold(
+            &node("Slice"),
+            &[empty.clone(), one.clone(), ints(vec![1], vec![1.0])],
+            None,
+            &budget(),
+        )
+        .unwrap_err();
+        assert!(e.contains("folded constant"), "{e}");
+        assert!(fold(&node("Gather"), &[empty, one], None, &budget()).is_err());
+        // A Reshape whose target shape overflows (in debug builds: a panic).
+        let e = fold(
+            &node("Reshape"),
+            &[
+                ints(vec![1], vec![7.0]),
+                ints(vec![3], vec![4294967296.0, 4294967296.0, 4294967296.0]),
+            ],
+            None,
+            &budget(),
+        )
+        .unwrap_err();
+        assert!(e.contains("Reshape"), "{e}");
+        let e = fold(
+            &node("Reshape"),
+            &[
+                ints(vec![1], vec![7.0]),
+                ints(vec![2], vec![274177.0, 67280421310721.0]),
+            ],
+            None,
+            &budget(),
+        )
+        .unwrap_err();
+        assert!(e.contains("Reshape"), "{e}");
+    }
 }
