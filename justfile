@@ -96,6 +96,7 @@ fuzz-seeds:
     python3 -c "import zipfile;open('fuzz/corpus/keras_config/keras3-tiny.json','wb').write(zipfile.ZipFile('fixtures/keras/keras3-tiny.keras').read('config.json'))"
     python3 -c "import zipfile,glob,os;[open('fuzz/corpus/pickle/'+os.path.basename(f)+'.pkl','wb').write(zipfile.ZipFile(f).read([n for n in zipfile.ZipFile(f).namelist() if n.endswith('data.pkl')][0])) for f in glob.glob('fixtures/torch/*.pth')+glob.glob('fixtures/torch/*.pt') if zipfile.is_zipfile(f)]"
     for f in fixtures/hostile/*.pth fixtures/hostile/*.keras; do [ "$(stat -c %s "$f")" -lt 1048576 ] && (printf '\002'; cat "$f") > "fuzz/corpus/zip/raw-$(basename "$f")" || true; done
+    mkdir -p fuzz/corpus/onnx && cp fixtures/onnx/*.onnx fuzz/corpus/onnx/
     python3 fuzz/seeds.py
 
 # Run one fuzz target for SECONDS (cargo-fuzz; not in CI). Files go through /dev/shm.
