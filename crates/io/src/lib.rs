@@ -17,4 +17,4 @@ pub mod text;
 pub use budget::{Budget, BudgetError};
 pub use input::{FileId, open_regular};
 pub use output::{OutputError, check_output, write_atomic, write_atomic_checked};
-pub use text::escape;
+pub use text::{escape, excerpt, shown};

@@ -24,6 +24,29 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Text from a file as printed in a message: escaped, and cut in the middle past 4,000
+/// characters (a key or name can be as long as the file).
+pub fn excerpt(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= 4000 {
+        return escape(text).into_owned();
+    }
+    let head: String = text.chars().take(1000).collect();
+    let tail: String = text.chars().skip(count - 1000).collect();
+    format!(
+        "{}…({} characters)…{}",
+        escape(&head),
+        count - 2000,
+        escape(&tail)
+    )
+}
+
+/// A path as printed in a message: escaped (file names come from the file system or from a
+/// file, and may hold control characters).
+pub fn shown(path: &std::path::Path) -> String {
+    escape(&path.display().to_string()).into_owned()
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
@@ -39,6 +62,14 @@ mod tests {
             escape("features.0.weight"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn long_text_is_cut_in_the_middle() {
+        let long = "a".repeat(5000);
+        let cut = super::excerpt(&long);
+        assert!(cut.contains("…(3000 characters)…"), "{cut}");
+        assert_eq!(super::excerpt("short\n"), "short\\n");
     }
 
     #[test]

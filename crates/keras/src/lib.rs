@@ -23,7 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use effnet_io::{Budget, escape};
+use effnet_io::Budget;
+use effnet_io::text::{excerpt as text, shown};
 use effnet_ir::{Bytes, Checkpoint, DType, Tensor};
 use hdf5_reader::{Hdf5File, group::Group};
 
@@ -79,28 +80,6 @@ pub enum KerasError {
         /// What is missing.
         message: String,
     },
-}
-
-/// A path as printed in a message, escaped.
-fn shown(path: &Path) -> String {
-    escape(&path.display().to_string()).into_owned()
-}
-
-/// Text from a file as printed in a message: escaped, and cut in the middle past 4,000
-/// characters (a key or name can be as long as the file).
-pub(crate) fn text(message: &str) -> String {
-    let count = message.chars().count();
-    if count <= 4000 {
-        return escape(message).into_owned();
-    }
-    let head: String = message.chars().take(1000).collect();
-    let tail: String = message.chars().skip(count - 1000).collect();
-    format!(
-        "{}…({} characters)…{}",
-        escape(&head),
-        count - 2000,
-        escape(&tail)
-    )
 }
 
 /// Memory charged for each JSON value beyond the text itself: the `serde_json::Value`, room

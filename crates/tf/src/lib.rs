@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use effnet_io::{Budget, BudgetError, escape};
+use effnet_io::text::{excerpt as text, shown};
+use effnet_io::{Budget, BudgetError};
 use effnet_ir::{Bytes, DType, Tensor};
 use memmap2::Mmap;
 use prost::Message;
@@ -42,29 +43,6 @@ pub const MAX_INDEX_BYTES: u64 = 1 << 30;
 
 /// The largest `checkpoint` state file effnet reads (a text proto of a few paths).
 pub const MAX_STATE_FILE_BYTES: u64 = 1 << 20;
-
-/// A path as printed in a message: escaped (file names come from the file system or from a
-/// state file, and may hold control characters).
-pub(crate) fn shown(path: &Path) -> String {
-    escape(&path.display().to_string()).into_owned()
-}
-
-/// Text from a file as printed in a message: escaped, and cut in the middle past 4,000
-/// characters (a key or name can be as long as the file).
-pub(crate) fn text(message: &str) -> String {
-    let count = message.chars().count();
-    if count <= 4000 {
-        return escape(message).into_owned();
-    }
-    let head: String = message.chars().take(1000).collect();
-    let tail: String = message.chars().skip(count - 1000).collect();
-    format!(
-        "{}…({} characters)…{}",
-        escape(&head),
-        count - 2000,
-        escape(&tail)
-    )
-}
 
 /// Why a checkpoint could not be read. Messages name the file.
 #[derive(Debug, thiserror::Error)]
