@@ -485,3 +485,30 @@ impl From<BudgetError> for Failure {
         Failure::Invalid(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_floats_in_int32_data_must_be_16_bits() {
+        let storage: Arc<dyn Storage> = Arc::new(Vec::<u8>::new());
+        let budget = Budget::for_input(0);
+        let mut external = External {
+            folder: None,
+            maps: HashMap::new(),
+            files: Vec::new(),
+        };
+        let mut t = wire::TensorMsg {
+            dims: vec![2],
+            data_type: 10,
+            int32_data: vec![0x3c00, 0xbc00],
+            ..Default::default()
+        };
+        let ok = materialize(&t, &storage, &budget, &mut external).unwrap();
+        assert_eq!(ok.to_f32_vec().unwrap(), [1.0, -1.0]);
+        t.int32_data[1] = 0x1_3c00;
+        let err = materialize(&t, &storage, &budget, &mut external).unwrap_err();
+        assert!(err.contains("not a 16-bit float"), "{err}");
+    }
+}
