@@ -137,6 +137,32 @@ pub fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Appends `v` as a protobuf varint.
+pub fn varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Appends a varint field.
+pub fn pb_varint(out: &mut Vec<u8>, field: u32, v: u64) {
+    varint(out, u64::from(field << 3));
+    varint(out, v);
+}
+
+/// Appends a length-delimited field.
+pub fn pb_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    varint(out, u64::from(field << 3 | 2));
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
 /// A committed fixture.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

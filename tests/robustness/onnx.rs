@@ -4,30 +4,7 @@
 
 use std::path::Path;
 
-use super::{file, listing, refused, scratch};
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn pb_varint(out: &mut Vec<u8>, field: u32, v: u64) {
-    varint(out, u64::from(field << 3));
-    varint(out, v);
-}
-
-fn pb_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    varint(out, u64::from(field << 3 | 2));
-    varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
+use super::{file, listing, pb_bytes, pb_varint, refused, scratch, varint};
 
 fn entry(key: &str, value: &str) -> Vec<u8> {
     let mut e = Vec::new();

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{file, fixture, listing, refused, scratch};
+use super::{file, fixture, listing, pb_bytes, pb_varint, refused, scratch, varint};
 
 /// crc32c (Castagnoli), bit by bit.
 fn crc32c(bytes: &[u8]) -> u32 {
@@ -24,30 +24,6 @@ fn crc32c(bytes: &[u8]) -> u32 {
 
 fn masked(crc: u32) -> u32 {
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// Protobuf field encoders.
-fn pb_varint(out: &mut Vec<u8>, field: u32, v: u64) {
-    varint(out, u64::from(field << 3));
-    varint(out, v);
-}
-
-fn pb_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    varint(out, u64::from(field << 3 | 2));
-    varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
 }
 
 fn pb_fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
