@@ -170,19 +170,6 @@ fn a_baseline_measured_at_other_settings_is_refused() {
         .code(1);
 }
 
-#[test]
-fn the_audit_table_does_not_repeat_the_place() {
-    let out = effnet()
-        .args(["audit", "fixtures/audit/kernel-3x3.pth"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let table = String::from_utf8(out.stdout).unwrap();
-    assert!(table.contains("kernel 3×3, spec says 5×5"), "{table}");
-    assert!(!table.contains("stage 6 block 2:"), "{table}");
-}
-
 /// Messages, code comments and docs point only at what ships with effnet.
 #[test]
 fn nothing_points_at_documents_that_are_not_shipped() {

@@ -462,6 +462,12 @@ fn run_conv(
         "an activation",
     )?)?;
     *peak = (*peak).max(held + (out.len() * 4) as u64 + (scratch.capacity() * 4) as u64);
+    let filter = Filter {
+        weights: &cs.weight,
+        scale: &cs.scale,
+        shift: &cs.shift,
+        act: cs.act,
+    };
     if cs.depthwise {
         let g = DwGeometry {
             in_hw: [h, w],
@@ -470,12 +476,6 @@ fn run_conv(
             stride: cs.stride,
             dilation: cs.dilation,
             pads: resolved.pads,
-        };
-        let filter = Filter {
-            weights: &cs.weight,
-            scale: &cs.scale,
-            shift: &cs.shift,
-            act: cs.act,
         };
         depthwise(&x.data, filter, c, &g, &mut out);
     } else {
@@ -489,12 +489,6 @@ fn run_conv(
             stride: cs.stride,
             dilation: cs.dilation,
             pads: resolved.pads,
-        };
-        let filter = Filter {
-            weights: &cs.weight,
-            scale: &cs.scale,
-            shift: &cs.shift,
-            act: cs.act,
         };
         let need = g.scratch_len().saturating_sub(scratch.len());
         scratch

@@ -362,6 +362,25 @@ impl T<'_> {
         }
     }
 
+    /// The axes a `ReduceMean` or `Squeeze` reduces (attribute before opset 18, second input
+    /// after), negative ones counted from the 4-D end, sorted.
+    fn spatial_axes(&self, node: &wire::Node) -> Result<Vec<i64>, String> {
+        let mut axes = attr(node, "axes")
+            .map(|a| a.ints.clone())
+            .unwrap_or_default();
+        if axes.is_empty() {
+            if let Some(Val::Const(t, _)) = self.input(node, 1)? {
+                axes = i64s(&t)?;
+            }
+        }
+        let mut axes: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + 4 } else { a })
+            .collect();
+        axes.sort_unstable();
+        Ok(axes)
+    }
+
     fn need(&self, node: &wire::Node, slot: usize) -> Result<Val, String> {
         self.input(node, slot)?
             .ok_or_else(|| format!("input #{slot} is missing"))
@@ -585,19 +604,7 @@ impl T<'_> {
             }
             "GlobalAveragePool" => self.unary(node, at, Op::GlobalAvgPool { keep_dims: true }),
             "ReduceMean" => {
-                let mut axes = attr(node, "axes")
-                    .map(|a| a.ints.clone())
-                    .unwrap_or_default();
-                if axes.is_empty() {
-                    if let Some(Val::Const(t, _)) = self.input(node, 1)? {
-                        axes = i64s(&t)?;
-                    }
-                }
-                let mut axes: Vec<i64> = axes
-                    .iter()
-                    .map(|&a| if a < 0 { a + 4 } else { a })
-                    .collect();
-                axes.sort_unstable();
+                let axes = self.spatial_axes(node)?;
                 if axes != [2, 3] {
                     return Err(format!(
                         "a ReduceMean over axes {axes:?}; effnet reads the spatial mean (axes 2, 3)"
@@ -643,20 +650,7 @@ impl T<'_> {
                     shape.len() == 2
                         && (shape[1] == -1 || shape[0] == -1 || shape[0] == 0 || shape[1] > 0)
                 } else {
-                    let mut axes = attr(node, "axes")
-                        .map(|a| a.ints.clone())
-                        .unwrap_or_default();
-                    if axes.is_empty() {
-                        if let Some(Val::Const(t, _)) = self.input(node, 1)? {
-                            axes = i64s(&t)?;
-                        }
-                    }
-                    let mut axes: Vec<i64> = axes
-                        .iter()
-                        .map(|&a| if a < 0 { a + 4 } else { a })
-                        .collect();
-                    axes.sort_unstable();
-                    axes == [2, 3]
+                    self.spatial_axes(node)? == [2, 3]
                 };
                 if !(pooled && target_ok) {
                     return Err(format!(
