@@ -382,7 +382,7 @@ pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
     let protos_len = (pb_bytes.len() as u64)
         .saturating_add(metadata_bytes.as_ref().map_or(0, |m| m.len() as u64));
     let (bundle, budget) = read_with_budget(&variables_prefix, protos_len)?;
-    crate::charge_proto(&budget, &pb, &pb_bytes, &crate::wire::SAVED_MODEL, || {
+    crate::bundle::charge_proto(&budget, &pb, &pb_bytes, &crate::wire::SAVED_MODEL, || {
         "decoding saved_model.pb".into()
     })?;
     let proto = SavedModelProto::decode(&pb_bytes[..])
@@ -391,9 +391,13 @@ pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
     let keras_metadata = match metadata_bytes {
         Some(bytes) => {
             let path = metadata_path;
-            crate::charge_proto(&budget, &path, &bytes, &crate::wire::SAVED_METADATA, || {
-                "decoding keras_metadata.pb".into()
-            })?;
+            crate::bundle::charge_proto(
+                &budget,
+                &path,
+                &bytes,
+                &crate::wire::SAVED_METADATA,
+                || "decoding keras_metadata.pb".into(),
+            )?;
             let metadata = SavedMetadata::decode(&bytes[..])
                 .map_err(|e| format(&path, format!("not Keras metadata: {e}")))?;
             metadata
