@@ -11,7 +11,8 @@ use std::rc::Rc;
 
 use effnet_io::{Budget, BudgetError};
 
-use crate::vm::Memo;
+use crate::memo::Memo;
+use crate::op_reader::OpReader;
 
 /// Why a pickle was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +117,18 @@ fn is_identifier(s: &str) -> bool {
 /// The most bytes one pickle literal may declare.
 const MAX_LITERAL: u64 = 1 << 30;
 
+/// The next `n` bytes of `ops`: a literal, at most [`MAX_LITERAL`] bytes.
+fn literal<'a>(ops: &mut OpReader<'a>, n: u64) -> Result<&'a [u8], ScanError> {
+    if n > MAX_LITERAL {
+        return Err(ScanError::TooLarge {
+            what: "a literal",
+            size: n,
+            offset: ops.pos(),
+        });
+    }
+    ops.bytes(n)
+}
+
 /// A value as far as the scanner tracks it.
 #[derive(Clone, Debug)]
 enum Slot {
@@ -134,7 +147,7 @@ const WORK_BATCH: u64 = 4096;
 pub fn scan(data: &[u8], start: usize, budget: &Budget) -> Result<(Vec<String>, usize), ScanError> {
     let mut globals = Globals::default();
     let mut pending_work = 0u64;
-    let mut pos = start;
+    let mut ops = OpReader::new(data, start);
     // The last values pushed, enough to resolve STACK_GLOBAL operands.
     let mut recent: Vec<Slot> = Vec::new();
     let mut memo: Memo<Slot> = Memo::new();
@@ -149,37 +162,8 @@ pub fn scan(data: &[u8], start: usize, budget: &Budget) -> Result<(Vec<String>, 
         memo.put(index, slot);
         Ok::<(), ScanError>(())
     };
-    let take = |pos: &mut usize, n: u64| -> Result<&[u8], ScanError> {
-        if n > MAX_LITERAL {
-            return Err(ScanError::TooLarge {
-                what: "a literal",
-                size: n,
-                offset: *pos,
-            });
-        }
-        let end = pos
-            .checked_add(n as usize)
-            .filter(|&e| e <= data.len())
-            .ok_or(ScanError::Truncated(data.len()))?;
-        let bytes = &data[*pos..end];
-        *pos = end;
-        Ok(bytes)
-    };
-    let uint = |bytes: &[u8]| {
-        bytes
-            .iter()
-            .rev()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
-    };
-    let line = |pos: &mut usize| -> Result<String, ScanError> {
-        let rest = &data[*pos..];
-        let n = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(ScanError::Truncated(data.len()))?;
-        let text = String::from_utf8_lossy(&rest[..n]).into_owned();
-        *pos += n + 1;
-        Ok(text)
+    let line = |ops: &mut OpReader<'_>| -> Result<String, ScanError> {
+        Ok(String::from_utf8_lossy(ops.line()?).into_owned())
     };
     let push = |recent: &mut Vec<Slot>, slot: Slot| {
         recent.push(slot);
@@ -188,16 +172,14 @@ pub fn scan(data: &[u8], start: usize, budget: &Budget) -> Result<(Vec<String>, 
         }
     };
     loop {
-        let offset = pos;
-        let &op = data.get(pos).ok_or(ScanError::Truncated(data.len()))?;
-        pos += 1;
+        let (offset, op) = ops.opcode()?;
         pending_work += 1;
         if pending_work == WORK_BATCH || op == b'.' {
             budget.work(pending_work, || "scanning the pickle".into())?;
             pending_work = 0;
         }
         match op {
-            b'.' => return Ok((globals.list, pos)),
+            b'.' => return Ok((globals.list, ops.pos())),
             // No argument, no value we track.
             b'(' | b'0' | b'1' | b'2' | b'a' | b'e' | b'l' | b'd' | b's' | b'u' | b't' | b'b'
             | b'R' | b'o' | b'Q' | 0x81 | 0x85 | 0x86 | 0x87 | 0x90 | 0x91 | 0x92 | 0x97 | 0x98 => {
@@ -215,36 +197,36 @@ pub fn scan(data: &[u8], start: usize, budget: &Budget) -> Result<(Vec<String>, 
             }
             // Fixed-size arguments.
             b'J' => {
-                take(&mut pos, 4)?;
+                ops.bytes(4)?;
                 push(&mut recent, Slot::Other);
             }
             b'K' => {
-                take(&mut pos, 1)?;
+                ops.bytes(1)?;
                 push(&mut recent, Slot::Other);
             }
             b'M' => {
-                take(&mut pos, 2)?;
+                ops.bytes(2)?;
                 push(&mut recent, Slot::Other);
             }
             b'G' => {
-                take(&mut pos, 8)?;
+                ops.bytes(8)?;
                 push(&mut recent, Slot::Other);
             }
             0x80 => {
-                take(&mut pos, 1)?;
+                ops.bytes(1)?;
             }
             0x95 => {
-                take(&mut pos, 8)?;
+                ops.bytes(8)?;
             }
             b'h' | b'j' => {
                 let n = if op == b'h' { 1 } else { 4 };
-                let index = uint(take(&mut pos, n)?);
+                let index = ops.uint(n)?;
                 let slot = memo.get(index).cloned().unwrap_or(Slot::Other);
                 push(&mut recent, slot);
             }
             b'q' | b'r' => {
                 let n = if op == b'q' { 1 } else { 4 };
-                let index = uint(take(&mut pos, n)?);
+                let index = ops.uint(n)?;
                 memoize(
                     &mut memo,
                     index,
@@ -253,36 +235,36 @@ pub fn scan(data: &[u8], start: usize, budget: &Budget) -> Result<(Vec<String>, 
             }
             // Length-prefixed literals.
             b'U' | b'C' | 0x8c | 0x8a => {
-                let n = uint(take(&mut pos, 1)?);
-                let bytes = take(&mut pos, n)?;
+                let n = ops.uint(1)?;
+                let bytes = literal(&mut ops, n)?;
                 push(&mut recent, string_slot(op == 0x8c, bytes));
             }
             b'T' | b'B' | b'X' | 0x8b => {
-                let n = uint(take(&mut pos, 4)?);
-                let bytes = take(&mut pos, n)?;
+                let n = ops.uint(4)?;
+                let bytes = literal(&mut ops, n)?;
                 push(&mut recent, string_slot(op == b'X', bytes));
             }
             0x8e | 0x8d | 0x96 => {
-                let n = uint(take(&mut pos, 8)?);
-                let bytes = take(&mut pos, n)?;
+                let n = ops.uint(8)?;
+                let bytes = literal(&mut ops, n)?;
                 push(&mut recent, string_slot(op == 0x8d, bytes));
             }
             // Newline-terminated arguments.
             b'I' | b'L' | b'F' | b'S' | b'P' => {
-                line(&mut pos)?;
+                line(&mut ops)?;
                 push(&mut recent, Slot::Other);
             }
             b'V' => {
-                let text = line(&mut pos)?;
+                let text = line(&mut ops)?;
                 push(&mut recent, Slot::Str(text.into()));
             }
             b'g' => {
-                let index: u64 = line(&mut pos)?.trim().parse().unwrap_or(u64::MAX);
+                let index: u64 = line(&mut ops)?.trim().parse().unwrap_or(u64::MAX);
                 let slot = memo.get(index).cloned().unwrap_or(Slot::Other);
                 push(&mut recent, slot);
             }
             b'p' => {
-                let index: u64 = line(&mut pos)?.trim().parse().unwrap_or(u64::MAX);
+                let index: u64 = line(&mut ops)?.trim().parse().unwrap_or(u64::MAX);
                 memoize(
                     &mut memo,
                     index,
@@ -290,8 +272,8 @@ pub fn scan(data: &[u8], start: usize, budget: &Budget) -> Result<(Vec<String>, 
                 )?;
             }
             b'c' | b'i' => {
-                let module = line(&mut pos)?;
-                let name = line(&mut pos)?;
+                let module = line(&mut ops)?;
+                let name = line(&mut ops)?;
                 check(&module, &name, &mut globals, budget)?;
                 push(&mut recent, Slot::Other);
             }

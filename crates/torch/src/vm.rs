@@ -17,6 +17,8 @@ use std::rc::Rc;
 use effnet_io::{Budget, BudgetError, escape};
 use effnet_ir::DType;
 
+use crate::memo::Memo;
+use crate::op_reader::OpReader;
 use crate::pickle_scan::{ScanError, is_allowed};
 
 /// Most nested MARKs.
@@ -161,8 +163,7 @@ const WORK_BATCH: u64 = 4096;
 /// offset after STOP.
 pub fn evaluate(data: &[u8], start: usize, budget: &Budget) -> Result<(Pickle, usize), VmError> {
     Machine {
-        data,
-        pos: start,
+        ops: OpReader::new(data, start),
         stack: Vec::new(),
         marks: Vec::new(),
         memo: Memo::new(),
@@ -176,8 +177,7 @@ pub fn evaluate(data: &[u8], start: usize, budget: &Budget) -> Result<(Pickle, u
 }
 
 struct Machine<'a> {
-    data: &'a [u8],
-    pos: usize,
+    ops: OpReader<'a>,
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: Memo<Value>,
@@ -216,35 +216,10 @@ impl Machine<'_> {
         }
     }
 
-    fn take(&mut self, n: u64) -> Result<&[u8], VmError> {
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.pos.checked_add(n))
-            .filter(|&e| e <= self.data.len())
-            .ok_or(ScanError::Truncated(self.data.len()))?;
-        let bytes = &self.data[self.pos..end];
-        self.pos = end;
-        Ok(bytes)
-    }
-
-    fn uint(&mut self, n: u64) -> Result<u64, VmError> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .rev()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-    }
-
     fn line(&mut self, offset: usize) -> Result<String, VmError> {
-        let rest = &self.data[self.pos..];
-        let n = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(ScanError::Truncated(self.data.len()))?;
-        self.memory(n as u64, offset)?;
-        let text = String::from_utf8_lossy(&rest[..n]).into_owned();
-        self.pos += n + 1;
-        Ok(text)
+        let line = self.ops.line()?;
+        self.memory(line.len() as u64, offset)?;
+        Ok(String::from_utf8_lossy(line).into_owned())
     }
 
     fn push(&mut self, v: Value, offset: usize) -> Result<(), VmError> {
@@ -317,12 +292,7 @@ impl Machine<'_> {
 
     fn run(mut self) -> Result<(Pickle, usize), VmError> {
         loop {
-            let offset = self.pos;
-            let &op = self
-                .data
-                .get(self.pos)
-                .ok_or(ScanError::Truncated(self.data.len()))?;
-            self.pos += 1;
+            let (offset, op) = self.ops.opcode()?;
             self.pending_work += 1;
             if self.pending_work == WORK_BATCH {
                 self.budget
@@ -339,14 +309,14 @@ impl Machine<'_> {
                             nodes: self.nodes,
                             root,
                         },
-                        self.pos,
+                        self.ops.pos(),
                     ));
                 }
                 0x80 => {
-                    self.take(1)?;
+                    self.ops.bytes(1)?;
                 }
                 0x95 => {
-                    self.take(8)?;
+                    self.ops.bytes(8)?;
                 }
                 b'(' => {
                     if self.marks.len() >= MAX_DEPTH {
@@ -370,24 +340,24 @@ impl Machine<'_> {
                     self.push(v, offset)?;
                 }
                 b'J' => {
-                    let v = self.uint(4)? as u32 as i32;
+                    let v = self.ops.uint(4)? as u32 as i32;
                     self.push(Value::Int(i64::from(v)), offset)?;
                 }
                 b'K' => {
-                    let v = self.uint(1)?;
+                    let v = self.ops.uint(1)?;
                     self.push(Value::Int(v as i64), offset)?;
                 }
                 b'M' => {
-                    let v = self.uint(2)?;
+                    let v = self.ops.uint(2)?;
                     self.push(Value::Int(v as i64), offset)?;
                 }
                 0x8a => {
-                    let n = self.uint(1)?;
-                    let v = long_to_i64(self.take(n)?);
+                    let n = self.ops.uint(1)?;
+                    let v = long_to_i64(self.ops.bytes(n)?);
                     self.push(Value::Int(v), offset)?;
                 }
                 b'G' => {
-                    let raw = self.take(8)?;
+                    let raw = self.ops.bytes(8)?;
                     let v = f64::from_be_bytes(raw.try_into().expect("8 bytes"));
                     self.push(Value::Float(v), offset)?;
                 }
@@ -397,9 +367,9 @@ impl Machine<'_> {
                         b'X' => 4,
                         _ => 8,
                     };
-                    let n = self.uint(width)?;
+                    let n = self.ops.uint(width)?;
                     self.memory(n.saturating_add(16), offset)?;
-                    let s: Rc<str> = String::from_utf8_lossy(self.take(n)?).into();
+                    let s: Rc<str> = String::from_utf8_lossy(self.ops.bytes(n)?).into();
                     self.push(Value::Str(s), offset)?;
                 }
                 b'U' | b'T' | b'C' | b'B' | 0x8e | 0x96 => {
@@ -408,9 +378,9 @@ impl Machine<'_> {
                         b'T' | b'B' => 4,
                         _ => 8,
                     };
-                    let n = self.uint(width)?;
+                    let n = self.ops.uint(width)?;
                     self.memory(n.saturating_add(16), offset)?;
-                    let b: Rc<[u8]> = self.take(n)?.into();
+                    let b: Rc<[u8]> = self.ops.bytes(n)?.into();
                     self.push(Value::Bytes(b), offset)?;
                 }
                 b'V' => {
@@ -436,8 +406,8 @@ impl Machine<'_> {
                 }
                 b'q' | b'r' | 0x94 | b'p' => {
                     let index = match op {
-                        b'q' => self.uint(1)?,
-                        b'r' => self.uint(4)?,
+                        b'q' => self.ops.uint(1)?,
+                        b'r' => self.ops.uint(4)?,
                         b'p' => self
                             .line(offset)?
                             .trim()
@@ -449,8 +419,8 @@ impl Machine<'_> {
                 }
                 b'h' | b'j' | b'g' => {
                     let index = match op {
-                        b'h' => self.uint(1)?,
-                        b'j' => self.uint(4)?,
+                        b'h' => self.ops.uint(1)?,
+                        b'j' => self.ops.uint(4)?,
                         _ => self
                             .line(offset)?
                             .trim()
@@ -759,59 +729,6 @@ fn as_usize(v: &Value) -> Option<usize> {
     match v {
         Value::Int(i) => usize::try_from(*i).ok(),
         _ => None,
-    }
-}
-
-/// A pickle's memo: the indices 0, 1, 2, … that MEMOIZE and Python's pickler use live in a
-/// vector (a flood of MEMOIZE opcodes costs a push each), any others in a map.
-#[derive(Debug)]
-pub(crate) struct Memo<T> {
-    dense: Vec<T>,
-    sparse: HashMap<u64, T>,
-}
-
-impl<T> Memo<T> {
-    pub(crate) fn new() -> Self {
-        Memo {
-            dense: Vec::new(),
-            sparse: HashMap::new(),
-        }
-    }
-
-    /// Entries held (the index MEMOIZE uses next).
-    pub(crate) fn len(&self) -> u64 {
-        (self.dense.len() + self.sparse.len()) as u64
-    }
-
-    pub(crate) fn get(&self, index: u64) -> Option<&T> {
-        match usize::try_from(index) {
-            Ok(i) if i < self.dense.len() => self.dense.get(i),
-            _ => self.sparse.get(&index),
-        }
-    }
-
-    /// Whether `index` holds nothing yet (a put there takes memory).
-    pub(crate) fn is_new(&self, index: u64) -> bool {
-        self.get(index).is_none()
-    }
-
-    pub(crate) fn put(&mut self, index: u64, value: T) {
-        match usize::try_from(index) {
-            Ok(i) if i < self.dense.len() => self.dense[i] = value,
-            Ok(i) if i == self.dense.len() => {
-                self.dense.push(value);
-                // Entries put ahead of the vector join it once it reaches them.
-                while !self.sparse.is_empty() {
-                    match self.sparse.remove(&(self.dense.len() as u64)) {
-                        Some(v) => self.dense.push(v),
-                        None => break,
-                    }
-                }
-            }
-            _ => {
-                self.sparse.insert(index, value);
-            }
-        }
     }
 }
 
@@ -1222,27 +1139,6 @@ mod tests {
             evaluate(&p, 0, &budget()),
             Err(VmError::Scan(ScanError::Forbidden(_)))
         ));
-    }
-
-    #[test]
-    fn the_memo_keeps_dense_and_sparse_indices() {
-        let mut memo = Memo::new();
-        memo.put(0, 'a');
-        memo.put(2, 'c');
-        assert_eq!(memo.len(), 2);
-        assert!(memo.is_new(1));
-        memo.put(1, 'b');
-        assert_eq!(
-            (memo.get(0), memo.get(1), memo.get(2)),
-            (Some(&'a'), Some(&'b'), Some(&'c'))
-        );
-        assert_eq!(memo.dense.len(), 3, "the sparse entry joined the vector");
-        memo.put(1, 'B');
-        memo.put(u64::MAX, 'z');
-        assert_eq!(
-            (memo.get(1), memo.get(u64::MAX), memo.len()),
-            (Some(&'B'), Some(&'z'), 4)
-        );
     }
 
     #[test]
