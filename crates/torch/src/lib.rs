@@ -30,6 +30,7 @@
 //! [`effnet_io::Budget`] derived from the file's size before it is made, and every opcode and
 //! walk step as work; text from the file is escaped in messages.
 
+mod allow_list;
 mod memo;
 mod op_reader;
 pub mod pickle_scan;

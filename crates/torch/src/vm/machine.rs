@@ -8,9 +8,10 @@ use std::rc::Rc;
 use effnet_io::Budget;
 
 use super::{MAX_DEPTH, MAX_STACK, Node, NodeId, Pickle, StorageRef, Value, VmError};
+use crate::allow_list::is_allowed;
 use crate::memo::Memo;
 use crate::op_reader::OpReader;
-use crate::pickle_scan::{ScanError, is_allowed};
+use crate::pickle_scan::ScanError;
 
 const VALUE: u64 = size_of::<Value>() as u64;
 const NODE: u64 = size_of::<Node>() as u64;
