@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use effnet_spec::{Scheme, Variant};
 
 /// Move EfficientNet checkpoints between TensorFlow/Keras and PyTorch, audit them against the
-/// B0–B7 spec, and report their cost per stage.
+/// spec of their family (B0–B7, Lite0–4, V2), and report their cost per stage.
 #[derive(Debug, Parser)]
 #[command(name = "effnet", version, about, propagate_version = true)]
 pub struct Cli {
@@ -32,7 +32,7 @@ pub enum Command {
         after_help = "Examples:\n  effnet inspect model.pth\n  effnet inspect checkpoint.pth --key model_ema --format json"
     )]
     Inspect(InspectArgs),
-    /// Check a model against the B0–B7 spec: exit 0 if it conforms, 1 if it deviates.
+    /// Check a model against its EfficientNet spec: exit 0 if it conforms, 1 if it deviates.
     #[command(
         after_help = "Examples:\n  effnet audit model.pth\n  effnet audit model.pth --spec b1\n  effnet audit model.safetensors --width 1.3 --depth 1.6 --format md >> \"$GITHUB_STEP_SUMMARY\""
     )]

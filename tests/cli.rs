@@ -587,7 +587,7 @@ fn parameters(
         for p in node.op.params() {
             if let Some(data) = p.tensor.data() {
                 let key = format!(
-                    "{} {:?} {} {}",
+                    "{:?} {:?} {} {}",
                     node.tag.stage, node.tag.block, node.tag.role, p.name
                 );
                 out.insert(key, data.as_slice().to_vec());

@@ -396,7 +396,7 @@ def spec(variant: str, **options: object) -> dict[str, object]:
     """The architecture of a variant, scaled: ``effnet spec VARIANT`` (``effnet.spec/1``).
 
     Args:
-        variant: ``"b0"`` … ``"b7"``, ``"b8"`` or ``"l2"``.
+        variant: ``"b0"`` … ``"b7"``, ``"b8"``, ``"l2"``, ``"lite0"`` … ``"lite4"``, ``"v2-b0"`` … ``"v2-b3"``, ``"v2-s"``, ``"v2-m"``, ``"v2-l"`` or ``"v2-xl"``.
         width, depth: coefficients overriding the variant's.
         resolution: input size overriding the variant's native one.
         naming: whose conventions the model follows (``"tf-official"`` by default,

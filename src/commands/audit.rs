@@ -26,7 +26,15 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         ("auto", Some(_), None) | ("auto", None, Some(_)) => {
             bail!("--width and --depth go together (or name a variant with --spec to override one)")
         }
-        ("auto", Some(w), Some(d)) => (ModelSpec::custom(w, d, 224)?, "given coefficients"),
+        ("auto", Some(w), Some(d)) => {
+            // The identified model's base network (B0's when unknown), scaled as given.
+            let base = match &model.imported.identity {
+                effnet_naming::Identity::Variant(v) => v.base(),
+                effnet_naming::Identity::Custom { base, .. } => *base,
+                effnet_naming::Identity::Unknown => effnet_spec::EFFICIENTNET,
+            };
+            (ModelSpec::scaled(base, w, d, 224)?, "given coefficients")
+        }
         ("auto", None, None) => match closest_spec(arch) {
             (spec, true) => (spec, "auto: the spec it matches"),
             (spec, false) => (spec, "auto: the closest spec"),
@@ -34,7 +42,12 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         (name, w, d) => {
             let variant: Variant = name
                 .parse()
-                .with_context(|| format!("--spec {name}: expected b0 … b7, b8, l2 or auto"))?;
+                .with_context(|| {
+                    format!(
+                        "--spec {name}: expected auto or a variant ({})",
+                        Variant::ALL.map(|v| v.name()).join(", ")
+                    )
+                })?;
             (
                 ModelSpec::variant(variant).with_overrides(w, d, None)?,
                 "given",
@@ -92,6 +105,7 @@ fn document(
         "path": path,
         "naming": naming,
         "spec": report.spec,
+        "family": report.family.name(),
         "spec_source": how,
         "conforms": report.conforms,
         "findings": report.findings.iter().map(|f| json!({
@@ -118,14 +132,16 @@ fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String
     let infos = report.findings.len() - deviations - warned;
     let verdict = if report.conforms && warned > 0 {
         format!(
-            "conforms to EfficientNet {}, with {warned} warning(s)",
+            "conforms to {} {}, with {warned} warning(s)",
+            report.family.title(),
             report.spec
         )
     } else if report.conforms {
-        format!("conforms to EfficientNet {}", report.spec)
+        format!("conforms to {} {}", report.family.title(), report.spec)
     } else {
         format!(
-            "deviates from EfficientNet {}: {deviations} finding(s)",
+            "deviates from {} {}: {deviations} finding(s)",
+            report.family.title(),
             report.spec
         )
     };

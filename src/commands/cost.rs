@@ -28,7 +28,17 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
         (_, Some(variant)) => {
             let model = SpecModel::build(variant, &args.scaling)?;
             let info = ModelInfo {
+                title: match model.spec.variant {
+                    Some(v) => v.display_name(),
+                    None => format!(
+                        "{} w={} d={}",
+                        model.spec.family().title(),
+                        model.spec.width,
+                        model.spec.depth
+                    ),
+                },
                 variant: model.spec.variant.map(|v| v.name().to_owned()),
+                family: Some(model.spec.family().name().to_owned()),
                 width: Some(model.spec.width),
                 depth: Some(model.spec.depth),
                 resolution: model.spec.resolution,
@@ -57,10 +67,21 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             }
             let (width, depth) = identity.coefficients().unzip();
             let info = ModelInfo {
+                title: match (&identity, identity.family()) {
+                    (effnet_naming::Identity::Variant(v), _) => v.display_name(),
+                    (
+                        effnet_naming::Identity::Custom {
+                            base, width, depth, ..
+                        },
+                        _,
+                    ) => format!("{} w={width} d={depth}", base.family.title()),
+                    _ => "EfficientNet".to_owned(),
+                },
                 variant: match identity {
                     effnet_naming::Identity::Variant(v) => Some(v.name().to_owned()),
                     _ => None,
                 },
+                family: identity.family().map(|f| f.name().to_owned()),
                 width,
                 depth,
                 resolution,

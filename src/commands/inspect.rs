@@ -64,6 +64,7 @@ fn document(model: &Model) -> serde_json::Value {
         "naming": model.naming.name(),
         "naming_source": model.naming_source.name(),
         "variant": imported.identity.label(),
+        "family": imported.identity.family().map(|f| f.name()),
         "width": width,
         "depth": depth,
         "resolution": imported.architecture.resolution,
@@ -128,6 +129,14 @@ fn table(model: &Model) -> String {
     }
     rows.extend([
         ("variant", imported.identity.label()),
+        (
+            "family",
+            imported
+                .identity
+                .family()
+                .map_or("unknown", |f| f.title())
+                .to_owned(),
+        ),
         (
             "resolution",
             match (arch.resolution, model.has_architecture) {

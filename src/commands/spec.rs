@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use comfy_table::{CellAlignment, Table, presets};
 use effnet_ir::structure::{self, BlockInfo, StageInfo};
-use effnet_spec::{PaddingStyle, Preprocessing};
+use effnet_spec::{BlockKind, PaddingStyle, Preprocessing};
 use serde_json::json;
 
 use super::SpecModel;
@@ -33,8 +33,12 @@ pub fn run(args: &SpecArgs) -> anyhow::Result<ExitCode> {
 fn title(model: &SpecModel) -> String {
     let spec = &model.spec;
     let name = match spec.variant {
-        Some(v) => format!("EfficientNet-{}", v.name().to_uppercase()),
-        None => "EfficientNet (custom)".to_owned(),
+        Some(v) => v.display_name(),
+        None => format!(
+            "{} (custom, {} base)",
+            spec.family().title(),
+            spec.base.name
+        ),
     };
     format!(
         "{name} · width {} · depth {} · {r}×{r} · {} conventions",
@@ -53,7 +57,10 @@ fn semantics_line(model: &SpecModel) -> String {
     };
     let preprocessing = match s.preprocessing {
         Preprocessing::External => "preprocessing outside the model",
-        Preprocessing::Keras { .. } => "Keras Rescaling + Normalization inside the model",
+        Preprocessing::Keras { .. } | Preprocessing::KerasNormalization => {
+            "Keras Rescaling + Normalization inside the model"
+        }
+        Preprocessing::KerasSigned => "Keras Rescaling to [-1, 1] inside the model",
     };
     let head = match s.classifier_activation {
         Some(a) => format!("{} head", a.name()),
@@ -83,7 +90,7 @@ fn table(model: &SpecModel, stages: &[StageInfo], blocks: &[BlockInfo], markdown
         .iter()
         .map(|s| {
             vec![
-                s.stage.to_string(),
+                s.number.to_string(),
                 s.operator.clone(),
                 hw(s.input_resolution),
                 s.output_channels.to_string(),
@@ -96,11 +103,24 @@ fn table(model: &SpecModel, stages: &[StageInfo], blocks: &[BlockInfo], markdown
         })
         .collect();
     let residual = blocks.iter().filter(|b| b.residual).count();
+    let kinds: Vec<String> = [BlockKind::FusedMBConv, BlockKind::MBConv]
+        .into_iter()
+        .filter_map(|kind| {
+            let n = blocks.iter().filter(|b| b.kind == kind).count();
+            (n > 0).then(|| format!("{n} {kind}"))
+        })
+        .collect();
+    let se = if blocks.iter().any(|b| b.se_channels.is_some()) {
+        "SE width = block input channels × 0.25"
+    } else {
+        "no squeeze-excitation"
+    };
     let summary = [
         semantics_line(model),
         format!(
-            "{} MBConv blocks, {residual} with a residual add · SE width = block input channels × 0.25 · drop-connect {} · b / {} · dropout {}",
-            blocks.len(),
+            "{} blocks, {residual} with a residual add · {se} · {} activation · drop-connect {} · b / {} · dropout {}",
+            kinds.join(" + "),
+            model.spec.family().activation().name(),
             model.spec.drop_connect_rate,
             blocks.len(),
             model.spec.dropout
@@ -146,6 +166,8 @@ fn document(model: &SpecModel, stages: &[StageInfo], blocks: &[BlockInfo]) -> se
     json!({
         "schema": "effnet.spec/1",
         "variant": spec.variant.map(|v| v.name()),
+        "family": spec.family().name(),
+        "activation": spec.family().activation().name(),
         "width": spec.width,
         "depth": spec.depth,
         "resolution": spec.resolution,
@@ -162,11 +184,13 @@ fn document(model: &SpecModel, stages: &[StageInfo], blocks: &[BlockInfo]) -> se
             "preprocessing": match s.preprocessing {
                 Preprocessing::External => "external",
                 Preprocessing::Keras { .. } => "keras",
+                Preprocessing::KerasNormalization => "keras_normalization",
+                Preprocessing::KerasSigned => "keras_signed",
             },
             "classifier_activation": s.classifier_activation.map(|a| a.name()),
         },
         "stages": stages.iter().map(|st| json!({
-            "stage": st.stage,
+            "stage": st.number,
             "operator": st.operator,
             "input_resolution": st.input_resolution,
             "output_resolution": st.output_resolution,
@@ -177,6 +201,7 @@ fn document(model: &SpecModel, stages: &[StageInfo], blocks: &[BlockInfo]) -> se
             "stride": st.stride.map(|k| k[0]),
         })).collect::<Vec<_>>(),
         "blocks": blocks.iter().map(|b| json!({
+            "kind": b.kind.name(),
             "stage": b.stage,
             "block": b.index + 1,
             "global_index": b.global_index,

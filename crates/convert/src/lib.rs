@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use effnet_import::{Change, Model};
 use effnet_ir::{ConversionStats, DType, Tensor};
+use effnet_naming::ParsedKey;
 use effnet_naming::export::{ExportError, export};
-use effnet_naming::{Identity, ParsedKey};
 use effnet_spec::{PaddingStyle, Scheme};
 use rayon::prelude::*;
 
@@ -193,10 +193,7 @@ pub fn to_safetensors(
     )?;
     let mut changes = plan.changes.clone();
     let imported = &model.imported;
-    let variant = match imported.identity {
-        Identity::Variant(v) => Some(v),
-        _ => None,
-    };
+    let variant = imported.identity.semantics_variant();
     // A graph whose BatchNorms were folded (ONNX) gets exact identity BatchNorms for a scheme
     // that stores them.
     let unfolded =
@@ -207,7 +204,6 @@ pub fn to_safetensors(
         })?;
     let mut exported = export(
         unfolded.as_ref().unwrap_or(plan.graph(model)),
-        &imported.architecture,
         variant,
         naming,
     )

@@ -137,10 +137,7 @@ pub fn check(model: &Model, target: Target, allow: &Allowances) -> Result<Plan, 
             Target::Safetensors { scheme, explicit } => {
                 // The output's names and values are the input's when the scheme is kept; any
                 // other target moves epsilon or changes padding by the candidate's values.
-                let variant = match imported.identity {
-                    Identity::Variant(v) => Some(v),
-                    _ => None,
-                };
+                let variant = imported.identity.semantics_variant();
                 let semantics: Vec<_> = model
                     .naming_candidates
                     .iter()
@@ -249,10 +246,7 @@ pub fn check(model: &Model, target: Target, allow: &Allowances) -> Result<Plan, 
     // 5. A target that computes otherwise.
     if let Target::Safetensors { scheme, .. } = target {
         let graph = plan.graph(model);
-        let variant = match imported.identity {
-            Identity::Variant(v) => Some(v),
-            _ => None,
-        };
+        let variant = imported.identity.semantics_variant();
         let mut shortcut_refusals = Vec::new();
         for d in differences(graph, &imported.architecture, variant, scheme) {
             match d {

@@ -90,6 +90,7 @@ pub fn analyze(
     let input = graph.input()?;
     let resolution = shapes[input].spatial().ok_or(CostError::NoResolution)?;
     let size = options.dtype.size() as u64;
+    let last_block_stage = graph.last_block_stage();
 
     let layers: Vec<LayerCost> = graph
         .nodes()
@@ -112,7 +113,7 @@ pub fn analyze(
                 name: node.name.clone(),
                 op: node.op.kind(),
                 role: node.tag.role.name(),
-                stage: node.tag.stage,
+                stage: node.tag.stage.number(last_block_stage),
                 block: node.tag.block.map(|b| b + 1),
                 output_shape: out.dims().unwrap_or_default(),
                 output_elems,
@@ -131,7 +132,7 @@ pub fn analyze(
         })
         .collect();
 
-    let blocks = roll_up_blocks(&layers);
+    let blocks = roll_up_blocks(graph, &layers);
     let stages = roll_up_stages(graph, &shapes, &layers);
     let mut sum = Costs::default();
     for layer in &layers {
@@ -200,7 +201,8 @@ fn flops(op: &Op, macs: u64, out_elems: u64, input: Option<TensorShape>) -> u64 
     }
 }
 
-fn roll_up_blocks(layers: &[LayerCost]) -> Vec<BlockCost> {
+fn roll_up_blocks(graph: &Graph, layers: &[LayerCost]) -> Vec<BlockCost> {
+    let head = effnet_ir::Stage::Head.number(graph.last_block_stage());
     let mut groups: BTreeMap<(u8, Option<u16>), BlockCost> = BTreeMap::new();
     for layer in layers {
         let entry = groups
@@ -210,8 +212,8 @@ fn roll_up_blocks(layers: &[LayerCost]) -> Vec<BlockCost> {
                 block: layer.block,
                 name: match (layer.stage, layer.block) {
                     (s, Some(b)) => format!("stage {s} block {b}"),
-                    (1, None) => "stem".into(),
-                    (9, None) => "head".into(),
+                    (effnet_ir::Stage::STEM_NUMBER, None) => "stem".into(),
+                    (s, None) if s == head => "head".into(),
                     (s, None) => format!("stage {s}"),
                 },
                 nodes: 0,
@@ -227,9 +229,9 @@ fn roll_up_stages(graph: &Graph, shapes: &Shapes, layers: &[LayerCost]) -> Vec<S
     structure::stages(graph, Some(shapes))
         .into_iter()
         .map(|info| {
-            let in_stage = layers.iter().filter(|l| l.stage == info.stage);
+            let in_stage = layers.iter().filter(|l| l.stage == info.number);
             let mut cost = StageCost {
-                stage: info.stage,
+                stage: info.number,
                 operator: info.operator,
                 input_resolution: info.input_resolution.unwrap_or_default(),
                 output_channels: info.output_channels,

@@ -12,15 +12,7 @@ pub fn svg(report: &CostReport) -> Result<String, String> {
         let root = SVGBackend::with_string(&mut out, (900, 860)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let [h, w] = report.resolution;
-        let model = match (
-            &report.model.variant,
-            report.model.width,
-            report.model.depth,
-        ) {
-            (Some(v), _, _) => format!("EfficientNet-{}", v.to_uppercase()),
-            (None, Some(wc), Some(dc)) => format!("EfficientNet w={wc} d={dc}"),
-            _ => "EfficientNet".to_owned(),
-        };
+        let model = &report.model.title;
         let (title, body) = root.split_vertically(60);
         title
             .titled(

@@ -242,11 +242,7 @@ fn total_cells(report: &CostReport, columns: usize) -> Vec<String> {
 
 fn title(report: &CostReport) -> String {
     let m = &report.model;
-    let name = match (&m.variant, m.width, m.depth) {
-        (Some(v), _, _) => format!("EfficientNet-{}", v.to_uppercase()),
-        (None, Some(w), Some(d)) => format!("EfficientNet w={w} d={d}"),
-        _ => "EfficientNet".to_owned(),
-    };
+    let name = &m.title;
     let [h, w] = report.resolution;
     let naming = m
         .naming

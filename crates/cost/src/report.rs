@@ -3,8 +3,14 @@ use serde::Serialize;
 /// Where the model came from, as the `model` object of `effnet.cost/1`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ModelInfo {
-    /// `b0` … `l2` when the model is a standard variant.
+    /// The name titles show: `EfficientNet-B0`, `EfficientNetV2-S`, `EfficientNet-Lite
+    /// w=0.5 d=0.5`.
+    #[serde(skip)]
+    pub title: String,
+    /// `b0` … `l2`, `lite0` …, `v2-s` … when the model is a standard variant.
     pub variant: Option<String>,
+    /// `efficientnet`, `efficientnet-lite` or `efficientnet-v2`, when known.
+    pub family: Option<String>,
     /// Width coefficient, when known.
     pub width: Option<f64>,
     /// Depth coefficient, when known.
@@ -26,7 +32,7 @@ pub struct LayerCost {
     pub op: &'static str,
     /// Role within the structure (`expand_conv`, `se_reduce`, …).
     pub role: &'static str,
-    /// Paper stage, 1–9.
+    /// Paper stage number (1 the stem, then the block stages, then the head).
     pub stage: u8,
     /// Block within the stage, from 1; `None` outside MBConv blocks.
     pub block: Option<u16>,
@@ -68,7 +74,7 @@ impl std::ops::AddAssign for Costs {
 /// The cost of one MBConv block, or of the stem/head outside blocks.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BlockCost {
-    /// Paper stage, 1–9.
+    /// Paper stage number (1 the stem, then the block stages, then the head).
     pub stage: u8,
     /// Block within the stage, from 1; `None` for the stem and head.
     pub block: Option<u16>,
@@ -84,7 +90,7 @@ pub struct BlockCost {
 /// The cost of one paper stage (a Table 1 row).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StageCost {
-    /// Paper stage, 1–9.
+    /// Paper stage number (1 the stem, then the block stages, then the head).
     pub stage: u8,
     /// The paper's operator label (`MBConv6, k3x3`).
     pub operator: String,

@@ -82,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => {}
         }
     }
-    let exported = effnet_naming::export::export(&graph, &arch, Some(variant), scheme)?;
+    let exported = effnet_naming::export::export(&graph, Some(variant), scheme)?;
     let mut metadata = BTreeMap::new();
     metadata.insert("format".to_owned(), "pt".to_owned());
     metadata.insert("effnet.naming".to_owned(), scheme.name().to_owned());

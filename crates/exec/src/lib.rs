@@ -97,28 +97,31 @@ pub fn ends_in_softmax(graph: &Graph) -> bool {
         .any(|&id| matches!(graph.node(id).op, Op::Activation(Activation::Softmax)))
 }
 
-/// The last node of every stage (paper numbering, 1 stem … 9 head), in stage order: the
-/// values `compare` sets side by side. Always observable in an [`Executor`] run.
+/// The last node of every stage (paper numbering: 1 the stem, then the block stages, then
+/// the head), in stage order: the values `compare` sets side by side. Always observable in an
+/// [`Executor`] run.
 pub fn stage_outputs(graph: &Graph) -> Vec<(u8, NodeId)> {
+    let last_block_stage = graph.last_block_stage();
     let mut last: Vec<(u8, NodeId)> = Vec::new();
     for (id, node) in graph.nodes() {
-        match last.iter_mut().find(|(s, _)| *s == node.tag.stage) {
+        let stage = node.tag.stage.number(last_block_stage);
+        match last.iter_mut().find(|(s, _)| *s == stage) {
             Some(entry) => entry.1 = id,
-            None => last.push((node.tag.stage, id)),
+            None => last.push((stage, id)),
         }
     }
     last.sort_by_key(|&(s, _)| s);
     last
 }
 
-/// The last node of every MBConv block, `(stage, block from 0)`, in graph order.
+/// The last node of every block, `(stage, block from 0)`, in graph order.
 pub fn block_outputs(graph: &Graph) -> Vec<((u8, u16), NodeId)> {
     let mut last: Vec<((u8, u16), NodeId)> = Vec::new();
     for (id, node) in graph.nodes() {
-        let Some(block) = node.tag.block else {
+        let (Some(stage), Some(block)) = (node.tag.stage.blocks(), node.tag.block) else {
             continue;
         };
-        let key = (node.tag.stage, block);
+        let key = (stage, block);
         match last.iter_mut().find(|(k, _)| *k == key) {
             Some(entry) => entry.1 = id,
             None => last.push((key, id)),

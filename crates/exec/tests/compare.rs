@@ -22,9 +22,7 @@ fn fixture(path: &str) -> std::path::PathBuf {
 fn keras_and_its_timm_tf_export_are_equal_on_raw_pixels() {
     let keras = open(&fixture("keras/keras-tiny.h5"), &ImportOptions::default()).unwrap();
     let graph = &keras.imported.graph;
-    let exported =
-        effnet_naming::export::export(graph, &keras.imported.architecture, None, Scheme::TimmTf)
-            .unwrap();
+    let exported = effnet_naming::export::export(graph, None, Scheme::TimmTf).unwrap();
     let dir = std::env::temp_dir().join(format!("effnet-exec-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("timm-tf.safetensors");
@@ -118,9 +116,7 @@ fn a_padding_change_differs_from_stage_1() {
     )
     .unwrap();
     let graph = &source.imported.graph;
-    let exported =
-        effnet_naming::export::export(graph, &source.imported.architecture, None, Scheme::Timm)
-            .unwrap();
+    let exported = effnet_naming::export::export(graph, None, Scheme::Timm).unwrap();
     let dir = std::env::temp_dir().join(format!("effnet-exec-padding-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("timm.safetensors");

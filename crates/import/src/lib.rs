@@ -290,7 +290,7 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
                 arch.resolution = keras.resolution;
             }
             if let Some(a) = keras.activation {
-                s.activation = a;
+                arch.activation = a;
             }
             if let Some(rate) = keras.dropout {
                 arch.dropout = rate;

@@ -70,8 +70,9 @@ pub(crate) fn open(path: &Path, options: &ImportOptions) -> Result<Model, Import
             "{same} convolution(s) with explicit pads equal to TF \"same\" at the only input size the graph takes, read as TF \"same\""
         ));
     }
-    let architecture = architecture(&graph).map_err(|m| unsupported(path, &m))?;
+    let mut architecture = architecture(&graph).map_err(|m| unsupported(path, &m))?;
     let identity = identify(&architecture);
+    architecture.family = identity.family();
     let preprocessing = graph
         .nodes()
         .any(|(_, n)| matches!(n.op, Op::Rescale(_) | Op::Normalize(_)));
@@ -208,6 +209,7 @@ pub fn architecture(graph: &Graph) -> Result<Architecture, String> {
     let mut blocks = Vec::new();
     for b in structure::blocks(graph, None) {
         blocks.push(BlockSpec {
+            kind: b.kind,
             stage: b.stage,
             index: b.index,
             global_index: b.global_index,
@@ -215,8 +217,8 @@ pub fn architecture(graph: &Graph) -> Result<Architecture, String> {
             expanded_channels: b.expanded_channels,
             out_channels: b.output_channels,
             has_expand: b.has_expand,
-            kernel: square(b.kernel, "depthwise kernel")?,
-            stride: square(b.stride, "depthwise stride")?,
+            kernel: square(b.kernel, "block kernel")?,
+            stride: square(b.stride, "block stride")?,
             se_channels: b.se_channels,
             residual: b.residual,
             drop_connect_rate: 0.0,
@@ -238,7 +240,20 @@ pub fn architecture(graph: &Graph) -> Result<Architecture, String> {
         num_classes,
         resolution,
         dropout: 0.0,
+        activation: body_activation(graph),
+        family: None,
     })
+}
+
+/// The activation of the stem (swish when the graph has none tagged).
+fn body_activation(graph: &Graph) -> effnet_ir::Activation {
+    graph
+        .nodes()
+        .find_map(|(_, n)| match (&n.op, n.tag.role) {
+            (Op::Activation(a), Role::StemAct) => Some(*a),
+            _ => None,
+        })
+        .unwrap_or(effnet_ir::Activation::Swish)
 }
 
 /// Gives a zero bias to the SE convolutions and the classifier that have none (tf2onnx drops

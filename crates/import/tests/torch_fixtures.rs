@@ -89,6 +89,7 @@ fn every_fixture_imports_exactly() {
         assert_eq!(
             imported.identity,
             Identity::Custom {
+                base: effnet_spec::EFFICIENTNET,
                 width: 0.1,
                 depth: 0.5
             },

@@ -16,6 +16,7 @@ impl Graph {
         let mut out = String::from(
             "digraph efficientnet {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n",
         );
+        let last = self.last_block_stage();
         let mut stages: BTreeMap<u8, Vec<String>> = BTreeMap::new();
         for (id, node) in self.nodes() {
             let detail = match &node.op {
@@ -32,12 +33,15 @@ impl Graph {
                 Op::Dense(d) => format!("Dense {}->{}", d.in_features, d.out_features),
                 other => other.kind().to_owned(),
             };
-            stages.entry(node.tag.stage).or_default().push(format!(
-                "    n{} [label=\"{}\\n{}\"];",
-                id.index(),
-                escape(&node.name),
-                escape(&detail)
-            ));
+            stages
+                .entry(node.tag.stage.number(last))
+                .or_default()
+                .push(format!(
+                    "    n{} [label=\"{}\\n{}\"];",
+                    id.index(),
+                    escape(&node.name),
+                    escape(&detail)
+                ));
         }
         for (stage, lines) in stages {
             let _ = writeln!(

@@ -3,7 +3,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use crate::shape::TensorShape;
-use crate::{IrError, Op, Shapes, Tag, Tensor};
+use crate::{IrError, Op, Shapes, Stage, Tag, Tensor};
 
 /// Identifies a node of a [`Graph`].
 pub type NodeId = NodeIndex<u32>;
@@ -147,6 +147,19 @@ impl Graph {
         self.inner
             .node_indices()
             .map(move |id| (id, &self.inner[id]))
+    }
+
+    /// The paper stage number of the last stage of blocks (1 when there is no block).
+    pub fn last_block_stage(&self) -> u8 {
+        self.nodes()
+            .filter_map(|(_, n)| n.tag.stage.blocks())
+            .max()
+            .unwrap_or(Stage::STEM_NUMBER)
+    }
+
+    /// The paper stage number of `stage` in this graph (the head follows the last block stage).
+    pub fn stage_number(&self, stage: Stage) -> u8 {
+        stage.number(self.last_block_stage())
     }
 
     /// The first node with this source name.

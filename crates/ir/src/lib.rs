@@ -21,5 +21,5 @@ pub use graph::{Graph, GraphMeta, InputNormalization, Node, NodeId};
 pub use op::{Activation, BatchNorm, Conv2d, Dense, Input, Normalize, Op, ParamRef, Rescale};
 pub use padding::{Padding, ResolvedPadding};
 pub use shape::{Shapes, TensorShape};
-pub use tag::{Role, Tag};
+pub use tag::{BlockKind, Role, Stage, Tag};
 pub use tensor::{Bytes, Storage, Tensor};

@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Graph, NodeId, Op, Role, Shapes};
+use crate::{BlockKind, Graph, NodeId, Op, Role, Shapes, Stage};
 
-/// One MBConv block as the graph has it.
+/// One block as the graph has it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockInfo {
-    /// Paper stage (2–8).
+    /// MBConv or Fused-MBConv (a block without a depthwise convolution).
+    pub kind: BlockKind,
+    /// Paper stage number of its stage of blocks (from 2).
     pub stage: u8,
     /// Index within the stage, from 0.
     pub index: u16,
@@ -21,11 +23,11 @@ pub struct BlockInfo {
     pub expanded_channels: usize,
     /// Channels leaving the block.
     pub output_channels: usize,
-    /// Whether the block has a 1×1 expansion conv.
+    /// Whether the block has an expansion conv.
     pub has_expand: bool,
-    /// Depthwise kernel.
+    /// The spatial kernel: the depthwise conv's (MBConv) or the first conv's (Fused-MBConv).
     pub kernel: [usize; 2],
-    /// Depthwise stride.
+    /// The block's stride, on the same conv as the kernel.
     pub stride: [usize; 2],
     /// Squeeze-and-excitation width, when the block has SE.
     pub se_channels: Option<usize>,
@@ -51,9 +53,12 @@ impl BlockInfo {
 /// One paper stage (Table 1 row) as the graph has it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StageInfo {
-    /// Paper stage, 1–9.
-    pub stage: u8,
-    /// The paper's operator label: `Conv3x3`, `MBConv6, k5x5`, `Conv1x1 & Pooling & FC`.
+    /// The stage.
+    pub stage: Stage,
+    /// Its paper stage number (1 for the stem; the head follows the last block stage).
+    pub number: u8,
+    /// The paper's operator label: `Conv3x3`, `MBConv6, k5x5`, `Fused-MBConv4, k3x3`,
+    /// `Conv1x1 & Pooling & FC`.
     pub operator: String,
     /// Spatial size entering the stage, when shapes were given.
     pub input_resolution: Option<[usize; 2]>,
@@ -73,13 +78,13 @@ pub struct StageInfo {
     pub nodes: Vec<NodeId>,
 }
 
-/// The MBConv blocks of `graph`, in order. `shapes` (from [`Graph::infer_shapes`]) fills in
+/// The blocks of `graph`, in order. `shapes` (from [`Graph::infer_shapes`]) fills in
 /// resolutions.
 pub fn blocks(graph: &Graph, shapes: Option<&Shapes>) -> Vec<BlockInfo> {
     let mut groups: BTreeMap<(u8, u16), Vec<NodeId>> = BTreeMap::new();
     for (id, node) in graph.nodes() {
-        if let Some(block) = node.tag.block {
-            groups.entry((node.tag.stage, block)).or_default().push(id);
+        if let (Some(stage), Some(block)) = (node.tag.stage.blocks(), node.tag.block) {
+            groups.entry((stage, block)).or_default().push(id);
         }
     }
     let mut out: Vec<BlockInfo> = Vec::with_capacity(groups.len());
@@ -94,7 +99,21 @@ pub fn blocks(graph: &Graph, shapes: Option<&Shapes>) -> Vec<BlockInfo> {
         let dw = conv(Role::DepthwiseConv);
         let expand = conv(Role::ExpandConv);
         let project = conv(Role::ProjectConv);
-        let input_channels = expand.or(dw).map(|c| c.in_channels).unwrap_or_default();
+        let kind = if dw.is_some() {
+            BlockKind::MBConv
+        } else {
+            BlockKind::FusedMBConv
+        };
+        // The conv that carries the block's kernel and stride.
+        let spatial = match kind {
+            BlockKind::MBConv => dw,
+            BlockKind::FusedMBConv => expand.or(project),
+        };
+        let input_channels = expand
+            .or(dw)
+            .or(project)
+            .map(|c| c.in_channels)
+            .unwrap_or_default();
         let drop_connect_rate = role(Role::DropConnect).and_then(|n| match graph.node(n).op {
             Op::StochasticDepth { rate } | Op::Dropout { rate } => Some(rate),
             _ => None,
@@ -105,15 +124,16 @@ pub fn blocks(graph: &Graph, shapes: Option<&Shapes>) -> Vec<BlockInfo> {
             shapes.and_then(|s| graph.inputs(first).first().and_then(|&i| s[i].spatial()));
         let output_resolution = shapes.and_then(|s| s[last].spatial());
         out.push(BlockInfo {
+            kind,
             stage,
             index,
             global_index: out.len(),
             input_channels,
-            expanded_channels: dw.map(|c| c.in_channels).unwrap_or(input_channels),
+            expanded_channels: expand.map(|c| c.out_channels).unwrap_or(input_channels),
             output_channels: project.map(|c| c.out_channels).unwrap_or_default(),
             has_expand: expand.is_some(),
-            kernel: dw.map(|c| c.kernel).unwrap_or_default(),
-            stride: dw.map(|c| c.stride).unwrap_or([1, 1]),
+            kernel: spatial.map(|c| c.kernel).unwrap_or_default(),
+            stride: spatial.map(|c| c.stride).unwrap_or([1, 1]),
             se_channels: conv(Role::SeReduce).map(|c| c.out_channels),
             residual: role(Role::Residual).is_some(),
             drop_connect_rate,
@@ -127,16 +147,19 @@ pub fn blocks(graph: &Graph, shapes: Option<&Shapes>) -> Vec<BlockInfo> {
 
 /// The paper stages present in `graph`, in order, with their Table 1 attributes.
 pub fn stages(graph: &Graph, shapes: Option<&Shapes>) -> Vec<StageInfo> {
-    let mut groups: BTreeMap<u8, Vec<NodeId>> = BTreeMap::new();
+    let mut groups: BTreeMap<Stage, Vec<NodeId>> = BTreeMap::new();
     for (id, node) in graph.nodes() {
         groups.entry(node.tag.stage).or_default().push(id);
     }
     let all_blocks = blocks(graph, shapes);
+    let last_block_stage = graph.last_block_stage();
     groups
         .into_iter()
         .map(|(stage, nodes)| {
-            let stage_blocks: Vec<&BlockInfo> =
-                all_blocks.iter().filter(|b| b.stage == stage).collect();
+            let stage_blocks: Vec<&BlockInfo> = all_blocks
+                .iter()
+                .filter(|b| Some(b.stage) == stage.blocks())
+                .collect();
             let convs: Vec<(Role, &crate::Conv2d)> = nodes
                 .iter()
                 .filter_map(|&n| match &graph.node(n).op {
@@ -171,9 +194,8 @@ pub fn stages(graph: &Graph, shapes: Option<&Shapes>) -> Vec<StageInfo> {
                 Some(first) => (
                     // Blocks of a stage that differ (a custom model) show every value, in order.
                     format!(
-                        "MBConv{}, {}",
-                        distinct(stage_blocks.iter().map(|b| format_ratio(b.expand_ratio())))
-                            .join("/"),
+                        "{}, {}",
+                        block_operator(&stage_blocks),
                         distinct(
                             stage_blocks
                                 .iter()
@@ -197,6 +219,7 @@ pub fn stages(graph: &Graph, shapes: Option<&Shapes>) -> Vec<StageInfo> {
             };
             StageInfo {
                 stage,
+                number: stage.number(last_block_stage),
                 operator,
                 input_resolution,
                 output_resolution,
@@ -213,6 +236,25 @@ pub fn stages(graph: &Graph, shapes: Option<&Shapes>) -> Vec<StageInfo> {
             }
         })
         .collect()
+}
+
+/// `MBConv6`, `Fused-MBConv4`, or every value of a stage whose blocks differ: `MBConv6/1`,
+/// `Fused-MBConv4/MBConv4`.
+fn block_operator(blocks: &[&BlockInfo]) -> String {
+    let kinds = distinct(blocks.iter().map(|b| b.kind.name().to_owned()));
+    let ratios = |bs: &mut dyn Iterator<Item = &&BlockInfo>| {
+        distinct(bs.map(|b| format_ratio(b.expand_ratio()))).join("/")
+    };
+    if let [kind] = kinds.as_slice() {
+        format!("{kind}{}", ratios(&mut blocks.iter()))
+    } else {
+        distinct(
+            blocks
+                .iter()
+                .map(|b| format!("{}{}", b.kind.name(), format_ratio(b.expand_ratio()))),
+        )
+        .join("/")
+    }
 }
 
 /// The distinct values of `items`, in first-seen order.

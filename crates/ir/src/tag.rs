@@ -1,14 +1,90 @@
 use std::fmt;
 
-/// Where a node sits in the EfficientNet structure.
+/// Where a node sits in the network: the stem, a stage of blocks, or the head.
 ///
-/// Stages follow the paper's Table 1: 1 is the stem, 2–8 the MBConv stages, 9 the head
-/// (conv, pooling, classifier). The input and its preprocessing belong to stage 1.
+/// Block stages carry the paper's stage number (Table 1 of EfficientNet: stage 1 is the stem,
+/// the block stages count from 2); the head is the stage after the last block stage, so its
+/// number depends on the family (9 in B0–B7, 8 in EfficientNetV2-S).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// The input, its preprocessing and the stem convolution (paper stage 1).
+    Stem,
+    /// A stage of blocks, by paper stage number (from 2).
+    Blocks(u8),
+    /// The head convolution, pooling and classifier.
+    Head,
+}
+
+impl Stage {
+    /// The paper stage number of the stem.
+    pub const STEM_NUMBER: u8 = 1;
+
+    /// The paper stage number: 1 for the stem, the block stage's own, and one past
+    /// `last_block_stage` for the head.
+    pub const fn number(self, last_block_stage: u8) -> u8 {
+        match self {
+            Stage::Stem => Self::STEM_NUMBER,
+            Stage::Blocks(n) => n,
+            Stage::Head => last_block_stage.saturating_add(1),
+        }
+    }
+
+    /// The block stage number, for a stage of blocks.
+    pub const fn blocks(self) -> Option<u8> {
+        match self {
+            Stage::Blocks(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The stage a paper stage number names, given the last block stage of the model.
+    pub const fn from_number(number: u8, last_block_stage: u8) -> Option<Stage> {
+        if number == Self::STEM_NUMBER {
+            Some(Stage::Stem)
+        } else if number > Self::STEM_NUMBER && number <= last_block_stage {
+            Some(Stage::Blocks(number))
+        } else if number == last_block_stage.saturating_add(1) {
+            Some(Stage::Head)
+        } else {
+            None
+        }
+    }
+}
+
+/// The kind of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BlockKind {
+    /// Inverted residual: optional 1×1 expansion, depthwise k×k, optional squeeze-and-excitation,
+    /// 1×1 projection (EfficientNet, Lite, the later stages of V2).
+    MBConv,
+    /// Fused inverted residual (EfficientNetV2): a k×k convolution expands (or, without
+    /// expansion, maps straight to the output), then a 1×1 projection when it expanded.
+    FusedMBConv,
+}
+
+impl BlockKind {
+    /// The name reports use: `MBConv`, `Fused-MBConv`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BlockKind::MBConv => "MBConv",
+            BlockKind::FusedMBConv => "Fused-MBConv",
+        }
+    }
+}
+
+impl fmt::Display for BlockKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a node sits in the EfficientNet structure: its stage, its block within a stage of
+/// blocks, and its role. The input and its preprocessing belong to the stem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag {
-    /// Paper stage, 1–9.
-    pub stage: u8,
-    /// Block index within the stage, from 0; `None` outside MBConv blocks.
+    /// The stage.
+    pub stage: Stage,
+    /// Block index within the stage, from 0; `None` outside blocks.
     pub block: Option<u16>,
     /// What the node does there.
     pub role: Role,
@@ -16,7 +92,7 @@ pub struct Tag {
 
 impl Tag {
     /// A tag outside any block.
-    pub const fn new(stage: u8, role: Role) -> Self {
+    pub const fn new(stage: Stage, role: Role) -> Self {
         Tag {
             stage,
             block: None,
@@ -24,10 +100,20 @@ impl Tag {
         }
     }
 
-    /// A tag inside block `block` (from 0) of `stage`.
+    /// A tag in the stem.
+    pub const fn stem(role: Role) -> Self {
+        Tag::new(Stage::Stem, role)
+    }
+
+    /// A tag in the head.
+    pub const fn head(role: Role) -> Self {
+        Tag::new(Stage::Head, role)
+    }
+
+    /// A tag inside block `block` (from 0) of block stage `stage`.
     pub const fn in_block(stage: u8, block: u16, role: Role) -> Self {
         Tag {
-            stage,
+            stage: Stage::Blocks(stage),
             block: Some(block),
             role,
         }
@@ -47,7 +133,8 @@ pub enum Role {
     StemBn,
     /// Stem activation.
     StemAct,
-    /// 1×1 expansion convolution.
+    /// Expansion convolution: 1×1 in an MBConv block, k×k (with the block's stride) in a
+    /// Fused-MBConv block.
     ExpandConv,
     /// BatchNorm after the expansion.
     ExpandBn,
@@ -75,6 +162,9 @@ pub enum Role {
     ProjectConv,
     /// BatchNorm after the projection.
     ProjectBn,
+    /// Activation after the projection (a Fused-MBConv without expansion, whose only
+    /// convolution is its projection).
+    ProjectAct,
     /// Drop-connect (stochastic depth) on the residual branch.
     DropConnect,
     /// The residual addition.
@@ -120,6 +210,7 @@ impl Role {
             Role::SeScale => "se_scale",
             Role::ProjectConv => "project_conv",
             Role::ProjectBn => "project_bn",
+            Role::ProjectAct => "project_act",
             Role::DropConnect => "drop_connect",
             Role::Residual => "residual_add",
             Role::HeadConv => "head_conv",

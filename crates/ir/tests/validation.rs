@@ -35,14 +35,14 @@ fn bn(c: usize) -> Op {
     })
 }
 
-const TAG: Tag = Tag::new(1, Role::StemConv);
+const TAG: Tag = Tag::stem(Role::StemConv);
 
 fn with_input(resolution: Option<[usize; 2]>) -> (Graph, NodeId) {
     let mut g = Graph::new();
     let x = g
         .add_op(
             "input",
-            Tag::new(1, Role::Input),
+            Tag::stem(Role::Input),
             Op::Input(Input {
                 channels: 3,
                 resolution,

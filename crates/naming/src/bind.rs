@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use effnet_ir::{Graph, NodeId, Op, Role, Tensor};
+use effnet_ir::{Graph, NodeId, Op, Role, Stage, Tensor};
 
 use crate::NamingError;
 use crate::key::{Param, ParsedKey, Scope};
@@ -22,7 +22,7 @@ pub struct ImportReport {
 }
 
 /// The graph node and its tag, by (stage, block, role).
-pub(crate) fn node_index(graph: &Graph) -> HashMap<(u8, Option<u16>, Role), NodeId> {
+pub(crate) fn node_index(graph: &Graph) -> HashMap<(Stage, Option<u16>, Role), NodeId> {
     graph
         .nodes()
         .map(|(id, n)| ((n.tag.stage, n.tag.block, n.tag.role), id))
@@ -82,12 +82,14 @@ pub(crate) fn bind(
 pub(crate) fn target(
     key: &ParsedKey,
     positions: &std::collections::BTreeMap<crate::key::BlockRef, (u8, u16)>,
-) -> Option<(u8, Option<u16>, Role)> {
+) -> Option<(Stage, Option<u16>, Role)> {
     let role = key.layer.role();
     match key.scope {
-        Scope::Stem => Some((1, None, role)),
-        Scope::Head | Scope::Classifier => Some((9, None, role)),
-        Scope::Block(b) => positions.get(&b).map(|&(s, i)| (s, Some(i), role)),
+        Scope::Stem => Some((Stage::Stem, None, role)),
+        Scope::Head | Scope::Classifier => Some((Stage::Head, None, role)),
+        Scope::Block(b) => positions
+            .get(&b)
+            .map(|&(s, i)| (Stage::Blocks(s), Some(i), role)),
     }
 }
 

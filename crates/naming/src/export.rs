@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 
-use effnet_ir::{Bytes, DType, Graph, NodeId, Op, Padding, Role, Tensor};
-use effnet_spec::{Architecture, PaddingStyle, Scheme, Variant};
+use effnet_ir::{BlockKind, Bytes, DType, Graph, Op, Padding, Role, Tensor};
+use effnet_spec::{Architecture, Family, PaddingStyle, Scheme, Variant};
 
 use crate::key::Param;
-use crate::layout::names_for;
+use crate::layout::{TensorSlot, graph_names};
 
 /// Why a graph cannot be written in a scheme.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -143,15 +143,17 @@ pub fn differences(
     scheme: Scheme,
 ) -> Vec<Difference> {
     let target = scheme.semantics(variant);
+    // A PyTorch model class computes its family's activation.
+    let target_activation = arch.family.unwrap_or(Family::EfficientNet).activation();
     let mut out = Vec::new();
     let activation = graph.nodes().find_map(|(_, n)| match (&n.op, n.tag.role) {
-        (Op::Activation(a), role) if body_activation(role) && *a != target.activation => Some(*a),
+        (Op::Activation(a), role) if body_activation(role) && *a != target_activation => Some(*a),
         _ => None,
     });
     if let Some(a) = activation {
         out.push(Difference::Activation {
             found: a.name(),
-            target: target.activation.name(),
+            target: target_activation.name(),
         });
     }
     let convs: Vec<(&str, &effnet_ir::Conv2d)> = graph
@@ -211,20 +213,41 @@ pub fn differences(
     out
 }
 
+/// Why `scheme` has no name for `slot`: the block the scheme's models do not have.
+fn cannot_name(scheme: Scheme, graph: &Graph, slot: &TensorSlot) -> String {
+    let node = &graph.node(slot.node).name;
+    let layout = slot.layout;
+    let block = match (layout.kind, layout.has_expand, layout.has_se) {
+        (BlockKind::FusedMBConv, _, _) if scheme == Scheme::Lukemelas => {
+            "Fused-MBConv blocks (EfficientNet-PyTorch builds EfficientNet B0–B8 only)"
+        }
+        (BlockKind::FusedMBConv, _, true) => "Fused-MBConv blocks with squeeze-excitation",
+        (BlockKind::MBConv, false, false) if scheme == Scheme::Torchvision => {
+            "MBConv blocks without expansion and squeeze-excitation (EfficientNet-Lite's; torchvision has no Lite)"
+        }
+        _ => "this layer",
+    };
+    format!("{scheme} has no name for `{node}`: its models have no {block}")
+}
+
 /// The roles whose activation is the model's (not the SE gate, not the classifier's).
 fn body_activation(role: Role) -> bool {
     matches!(
         role,
-        Role::StemAct | Role::ExpandAct | Role::DepthwiseAct | Role::SeReduceAct | Role::HeadAct
+        Role::StemAct
+            | Role::ExpandAct
+            | Role::DepthwiseAct
+            | Role::ProjectAct
+            | Role::SeReduceAct
+            | Role::HeadAct
     )
 }
 
-/// The tensors of `graph` (of architecture `arch`) named by `scheme`. Nothing is refused
+/// The tensors of `graph` named by `scheme`, walking its tagged nodes. Nothing is refused
 /// here: what the target would compute differently is [`differences`], for the caller to
 /// refuse or allow.
 pub fn export(
     graph: &Graph,
-    arch: &Architecture,
     variant: Option<Variant>,
     scheme: Scheme,
 ) -> Result<Exported, ExportError> {
@@ -232,15 +255,10 @@ pub fn export(
         return Err(ExportError::Unsupported(scheme.name()));
     }
     let target = scheme.semantics(variant);
-    let index: HashMap<(u8, Option<u16>, Role), NodeId> = graph
-        .nodes()
-        .map(|(id, n)| ((n.tag.stage, n.tag.block, n.tag.role), id))
-        .collect();
     let mut tensors = Vec::new();
     let mut moved: HashMap<(u64, u64), usize> = HashMap::new();
-    for (name, slot) in names_for(scheme, arch) {
-        let name =
-            name.ok_or_else(|| ExportError::Graph(format!("{scheme} cannot name {:?}", slot.key)))?;
+    for (name, slot) in graph_names(scheme, graph) {
+        let name = name.ok_or_else(|| ExportError::Graph(cannot_name(scheme, graph, &slot)))?;
         if slot.key.param == Param::NumBatchesTracked {
             let zero = Tensor::with_data(
                 DType::I64,
@@ -251,15 +269,7 @@ pub fn export(
             tensors.push((name, zero));
             continue;
         }
-        let (stage, block) = match slot.key.scope {
-            crate::Scope::Stem => (1, None),
-            crate::Scope::Head | crate::Scope::Classifier => (9, None),
-            crate::Scope::Block(b) => (b.stage.unwrap_or(0), Some(b.index as u16)),
-        };
-        let id = *index
-            .get(&(stage, block, slot.key.layer.role()))
-            .ok_or_else(|| ExportError::Graph(format!("the graph has no node for `{name}`")))?;
-        let node = graph.node(id);
+        let node = graph.node(slot.node);
         let param = slot.key.param.ir_name();
         let tensor = node
             .op

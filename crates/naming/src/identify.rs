@@ -1,30 +1,37 @@
-//! Which EfficientNet an inferred architecture is: a named variant, or the compound-scaling
-//! coefficients that explain its widths and repeats.
+//! Which EfficientNet an inferred architecture is: a named variant of any family, or the
+//! compound-scaling coefficients of a family's base that explain its widths and repeats.
 
-use effnet_spec::{Architecture, ModelSpec, Variant, fit_coefficients};
+use effnet_spec::{Architecture, Base, Family, ModelSpec, Variant, fit_coefficients};
 
 /// What an architecture was identified as.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Identity {
     /// Exactly a named variant's network.
     Variant(Variant),
-    /// EfficientNet's structure scaled by these coefficients (the simplest that explain it).
+    /// A base network scaled by these coefficients (the simplest that explain it).
     Custom {
+        /// The base network (B0's, Lite's, one of V2's).
+        base: Base,
         /// Width coefficient.
         width: f64,
         /// Depth coefficient.
         depth: f64,
     },
-    /// Not explained by compound scaling of B0.
+    /// Not explained by compound scaling of any base.
     Unknown,
 }
 
 impl Identity {
-    /// `b0`, `custom w=0.1 d=0.5`, or `unknown`.
+    /// `b0`, `v2-s`, `custom w=0.1 d=0.5`, `custom lite w=0.5 d=0.5`, or `unknown`.
     pub fn label(&self) -> String {
         match self {
             Identity::Variant(v) => v.name().to_owned(),
-            Identity::Custom { width, depth } => format!("custom w={width} d={depth}"),
+            Identity::Custom { base, width, depth } if base.family == Family::EfficientNet => {
+                format!("custom w={width} d={depth}")
+            }
+            Identity::Custom { base, width, depth } => {
+                format!("custom {} w={width} d={depth}", base.name)
+            }
             Identity::Unknown => "unknown".to_owned(),
         }
     }
@@ -33,35 +40,86 @@ impl Identity {
     pub fn coefficients(&self) -> Option<(f64, f64)> {
         match self {
             Identity::Variant(v) => Some((v.coefficients().width, v.coefficients().depth)),
-            Identity::Custom { width, depth } => Some((*width, *depth)),
+            Identity::Custom { width, depth, .. } => Some((*width, *depth)),
+            Identity::Unknown => None,
+        }
+    }
+
+    /// The family, when known.
+    pub fn family(&self) -> Option<Family> {
+        match self {
+            Identity::Variant(v) => Some(v.family()),
+            Identity::Custom { base, .. } => Some(base.family),
+            Identity::Unknown => None,
+        }
+    }
+
+    /// The variant whose scheme conventions apply: the variant, or the family's
+    /// representative for a custom model (see [`effnet_spec::Scheme::family_semantics`]).
+    pub fn semantics_variant(&self) -> Option<Variant> {
+        match self {
+            Identity::Variant(v) => Some(*v),
+            other => other.family().and_then(Family::representative),
+        }
+    }
+
+    /// The spec this identity names (at `resolution`), when known.
+    pub fn spec(&self, resolution: usize) -> Option<ModelSpec> {
+        match self {
+            Identity::Variant(v) => ModelSpec::variant(*v)
+                .with_overrides(None, None, Some(resolution))
+                .ok(),
+            Identity::Custom { base, width, depth } => {
+                ModelSpec::scaled(*base, *width, *depth, resolution).ok()
+            }
             Identity::Unknown => None,
         }
     }
 }
 
-/// Compares the network (not the classifier, not the resolution) with B0–L2, then searches
-/// width/depth coefficients that reproduce it.
+/// The structure two architectures must share to be the same network (not the classifier,
+/// not the resolution).
+#[allow(clippy::type_complexity)]
+fn shape(
+    a: &Architecture,
+) -> (
+    usize,
+    usize,
+    usize,
+    Vec<(
+        effnet_ir::BlockKind,
+        u8,
+        usize,
+        usize,
+        usize,
+        usize,
+        Option<usize>,
+    )>,
+) {
+    (
+        a.stem_channels,
+        a.stem_kernel,
+        a.head_channels,
+        a.blocks
+            .iter()
+            .map(|b| {
+                (
+                    b.kind,
+                    b.stage,
+                    b.in_channels,
+                    b.expanded_channels,
+                    b.out_channels,
+                    b.kernel,
+                    b.se_channels,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Compares the network with every named variant of every family, then searches the width and
+/// depth coefficients of each base that reproduce it.
 pub fn identify(arch: &Architecture) -> Identity {
-    let shape = |a: &Architecture| {
-        (
-            a.stem_channels,
-            a.stem_kernel,
-            a.head_channels,
-            a.blocks
-                .iter()
-                .map(|b| {
-                    (
-                        b.stage,
-                        b.in_channels,
-                        b.expanded_channels,
-                        b.out_channels,
-                        b.kernel,
-                        b.se_channels,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        )
-    };
     let ours = shape(arch);
     if let Some(v) = Variant::ALL
         .into_iter()
@@ -69,22 +127,25 @@ pub fn identify(arch: &Architecture) -> Identity {
     {
         return Identity::Variant(v);
     }
-    let fit = fit_coefficients(arch);
-    if !fit.is_exact() {
-        return Identity::Unknown;
+    for base in Base::ALL {
+        let fit = fit_coefficients(arch, &base);
+        if !fit.is_exact() {
+            continue;
+        }
+        let (width, depth) = (fit.width, fit.depth);
+        let candidate =
+            ModelSpec::scaled(base, width, depth, 224).map(|s| shape(&s.architecture()));
+        if candidate.ok().as_ref() == Some(&ours) {
+            return Identity::Custom { base, width, depth };
+        }
     }
-    let (width, depth) = (fit.width, fit.depth);
-    let candidate = ModelSpec::custom(width, depth, 224).map(|s| shape(&s.architecture()));
-    if candidate.ok().as_ref() == Some(&ours) {
-        Identity::Custom { width, depth }
-    } else {
-        Identity::Unknown
-    }
+    Identity::Unknown
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use effnet_spec::{EFFICIENTNET, LITE, V2_S};
 
     #[test]
     fn variants_are_recognised() {
@@ -98,15 +159,16 @@ mod tests {
 
     #[test]
     fn custom_coefficients_are_found() {
-        let arch = ModelSpec::custom(0.1, 0.5, 64).unwrap().architecture();
-        assert_eq!(
-            identify(&arch),
-            Identity::Custom {
-                width: 0.1,
-                depth: 0.5
-            }
-        );
-        let arch = ModelSpec::custom(1.3, 1.6, 224).unwrap().architecture();
-        assert_eq!(identify(&arch).label(), "custom w=1.3 d=1.6");
+        for (base, w, d, label) in [
+            (EFFICIENTNET, 0.1, 0.5, "custom w=0.1 d=0.5"),
+            (EFFICIENTNET, 1.3, 1.6, "custom w=1.3 d=1.6"),
+            (LITE, 0.5, 0.5, "custom lite w=0.5 d=0.5"),
+            (V2_S, 0.25, 0.2, "custom v2-s w=0.25 d=0.2"),
+        ] {
+            let arch = ModelSpec::scaled(base, w, d, 64).unwrap().architecture();
+            let identity = identify(&arch);
+            assert_eq!(identity.label(), label);
+            assert_eq!(identity.family(), Some(base.family));
+        }
     }
 }

@@ -1,11 +1,12 @@
-//! The architecture a set of named tensors describes: channels, kernels and SE widths from the
-//! shapes, stages from the names (or, for global block indices, from where channels, kernel or
-//! expansion change), strides from the EfficientNet stage pattern.
+//! The architecture a set of named tensors describes: block kinds (a depthwise conv makes an
+//! MBConv, its absence a Fused-MBConv), channels, kernels and SE widths from the shapes, stages
+//! from the names (or, for global block indices, from where kind, channels, kernel or expansion
+//! change), strides from the stage pattern of the family whose stage kinds the blocks have.
 
 use std::collections::BTreeMap;
 
-use effnet_ir::Tensor;
-use effnet_spec::{Architecture, BASE_STAGES, BlockSpec};
+use effnet_ir::{Activation, BlockKind, Tensor};
+use effnet_spec::{Architecture, Base, BlockSpec};
 
 use crate::NamingError;
 use crate::key::{BlockRef, Layer, Param, ParsedKey, Scope};
@@ -44,6 +45,7 @@ fn conv4(name: &str, t: &Tensor) -> Result<[usize; 4], NamingError> {
 /// The channel and kernel facts of a block that decide where stages begin.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BlockShape {
+    pub kind: BlockKind,
     pub in_channels: usize,
     pub mid: usize,
     pub out: usize,
@@ -55,7 +57,8 @@ pub(crate) struct BlockShape {
 /// kernel, same expansion ratio. (A stage's first block changes channels, kernel or expansion
 /// in every EfficientNet; the rule can only miss a boundary where none of them changes.)
 pub(crate) fn continues_stage(prev: &BlockShape, next: &BlockShape) -> bool {
-    next.in_channels == next.out
+    next.kind == prev.kind
+        && next.in_channels == next.out
         && next.out == prev.out
         && next.kernel == prev.kernel
         && next.has_expand == prev.has_expand
@@ -146,6 +149,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
 
     struct Raw {
         block: BlockRef,
+        kind: BlockKind,
         in_channels: usize,
         mid: usize,
         out: usize,
@@ -156,6 +160,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
     impl Raw {
         fn shape(&self) -> BlockShape {
             BlockShape {
+                kind: self.kind,
                 in_channels: self.in_channels,
                 mid: self.mid,
                 out: self.out,
@@ -170,23 +175,35 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
             Some(s) => format!("stage {s} block {}", block.index + 1),
             None => format!("block {}", block.index),
         };
-        let (dw, project) = match (w.dw, w.project) {
-            (Some(dw), Some(p)) => (dw, p),
-            _ => {
-                return Err(missing(&format!(
-                    "depthwise or projection convolution in {label}"
-                )));
-            }
+        let Some(project) = w.project else {
+            return Err(missing(&format!("projection convolution in {label}")));
         };
-        let [mid, one, kh, kw] = conv4(&label, dw)?;
-        if one != 1 || kh != kw {
-            return Err(shape_err(
-                &label,
-                "a square depthwise kernel [C, 1, k, k]",
-                dw,
-            ));
-        }
-        let [out, project_in, _, _] = conv4(&label, project)?;
+        let [out, project_in, pk, pkw] = conv4(&label, project)?;
+        // An MBConv: the depthwise conv sets the kernel; a Fused-MBConv: its first conv does.
+        let (kind, mid, kernel) = match w.dw {
+            Some(dw) => {
+                let [mid, one, kh, kw] = conv4(&label, dw)?;
+                if one != 1 || kh != kw {
+                    return Err(shape_err(
+                        &label,
+                        "a square depthwise kernel [C, 1, k, k]",
+                        dw,
+                    ));
+                }
+                (BlockKind::MBConv, mid, kh)
+            }
+            None => match w.expand {
+                Some(e) => {
+                    let [mid, _, kh, kw] = conv4(&label, e)?;
+                    if kh != kw {
+                        return Err(shape_err(&label, "a square expansion kernel", e));
+                    }
+                    (BlockKind::FusedMBConv, mid, kh)
+                }
+                None if pk == pkw => (BlockKind::FusedMBConv, project_in, pk),
+                None => return Err(shape_err(&label, "a square kernel", project)),
+            },
+        };
         if project_in != mid {
             return Err(shape_err(
                 &label,
@@ -194,8 +211,8 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
                 project,
             ));
         }
-        let in_channels = match w.expand {
-            Some(e) => {
+        let in_channels = match (w.expand, kind) {
+            (Some(e), _) => {
                 let [e_out, e_in, _, _] = conv4(&label, e)?;
                 if e_out != mid {
                     return Err(shape_err(
@@ -206,7 +223,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
                 }
                 e_in
             }
-            None => mid,
+            (None, _) => mid,
         };
         let se = match w.se_reduce {
             Some(r) => Some(conv4(&label, r)?[0]),
@@ -214,10 +231,11 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
         };
         raws.push(Raw {
             block: *block,
+            kind,
             in_channels,
             mid,
             out,
-            kernel: kh,
+            kernel,
             se,
             has_expand: w.expand.is_some(),
         });
@@ -241,26 +259,41 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
             stage_of.push(stage);
         }
         assumptions.push(
-            "stages inferred from where channels, kernel or expansion change between blocks".into(),
+            "stages inferred from where block kind, channels, kernel or expansion change between blocks"
+                .into(),
         );
     }
     if let Some(&bad) = stage_of.iter().find(|&&s| s < 2) {
         return Err(NamingError::Inconsistent {
             tensor: format!("stage {bad} blocks"),
-            message: "MBConv blocks start at paper stage 2 (stage 1 is the stem)".into(),
+            message: "blocks start at paper stage 2 (stage 1 is the stem)".into(),
         });
     }
+    // The stage kinds in order; the base networks whose stages have them give the strides.
+    let mut stage_kinds: Vec<(u8, BlockKind)> = raws
+        .iter()
+        .zip(&stage_of)
+        .map(|(r, &s)| (s, r.kind))
+        .collect();
+    stage_kinds.dedup_by_key(|(s, _)| *s);
+    let pattern = Base::ALL.into_iter().find(|base| {
+        base.stages.len() == stage_kinds.len()
+            && stage_kinds
+                .iter()
+                .zip(base.stages)
+                .enumerate()
+                .all(|(i, ((s, kind), row))| usize::from(*s) == i + 2 && *kind == row.kind)
+    });
     let first_stage = *stage_of.first().expect("non-empty");
     let last_stage = *stage_of.last().expect("non-empty");
-    let standard_stages = first_stage == 2 && last_stage == 8;
-    if !standard_stages {
-        assumptions.push(format!(
-            "the blocks form stages {first_stage}–{last_stage}, not EfficientNet's 2–8: strides are unknown and taken as 1"
-        ));
-    } else {
-        assumptions.push(
-            "strides taken from the EfficientNet stage pattern (the tensors effnet reads from this file do not record them)".into(),
-        );
+    match pattern {
+        Some(base) => assumptions.push(format!(
+            "strides taken from the {} stage pattern (the tensors effnet reads from this file do not record them)",
+            base.family.title()
+        )),
+        None => assumptions.push(format!(
+            "the blocks form stages {first_stage}–{last_stage} in no EfficientNet family's pattern: strides are unknown and taken as 1"
+        )),
     }
 
     let total = raws.len();
@@ -281,13 +314,13 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
                 ),
             });
         }
-        let stride = if index_in_stage == 0 && standard_stages {
-            BASE_STAGES[usize::from(stage - 2)].stride
-        } else {
-            1
+        let stride = match pattern {
+            Some(base) if index_in_stage == 0 => base.stages[usize::from(stage - 2)].stride,
+            _ => 1,
         };
         positions.insert(r.block, (stage, index_in_stage));
         specs.push(BlockSpec {
+            kind: r.kind,
             stage,
             index: index_in_stage,
             global_index: g,
@@ -337,6 +370,9 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
             num_classes,
             resolution: None,
             dropout: 0.2,
+            // Tensors do not record it: the family's, once identified.
+            activation: Activation::Swish,
+            family: None,
         },
         positions,
         assumptions,

@@ -1,17 +1,17 @@
 //! What a tensor name means, independent of any scheme.
 
-use effnet_ir::Role;
+use effnet_ir::{BlockKind, Role};
 
 /// Where a layer sits: the stem, a block, the head or the classifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
     /// The stem (paper stage 1).
     Stem,
-    /// An MBConv block.
+    /// A block (MBConv or Fused-MBConv).
     Block(BlockRef),
-    /// The head conv and its BatchNorm (paper stage 9).
+    /// The head conv and its BatchNorm.
     Head,
-    /// The classifier (paper stage 9).
+    /// The classifier (in the head stage).
     Classifier,
 }
 
@@ -19,7 +19,7 @@ pub enum Scope {
 /// by a global index whose stage is inferred later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockRef {
-    /// Paper stage (2–8), when the name carries it.
+    /// Paper stage (from 2), when the name carries it.
     pub stage: Option<u8>,
     /// Index within the stage, or over all blocks when `stage` is `None`.
     pub index: usize,
@@ -32,7 +32,7 @@ pub enum Layer {
     StemConv,
     /// Stem BatchNorm.
     StemBn,
-    /// Expansion 1×1 conv.
+    /// Expansion conv (1×1 in an MBConv, k×k in a Fused-MBConv).
     ExpandConv,
     /// Expansion BatchNorm.
     ExpandBn,
@@ -44,7 +44,7 @@ pub enum Layer {
     SeReduce,
     /// SE expand conv.
     SeExpand,
-    /// Projection 1×1 conv.
+    /// Projection conv (1×1; k×k in a Fused-MBConv without expansion).
     ProjectConv,
     /// Projection BatchNorm.
     ProjectBn,
@@ -77,6 +77,27 @@ impl Layer {
             Layer::Classifier => Role::Classifier,
             Layer::Normalization => Role::Preprocess,
         }
+    }
+
+    /// The layer whose parameters a node of `role` holds (`None` for roles without
+    /// parameters; Keras' `Normalization` is not a PyTorch layer and is not listed).
+    pub const fn from_role(role: Role) -> Option<Layer> {
+        Some(match role {
+            Role::StemConv => Layer::StemConv,
+            Role::StemBn => Layer::StemBn,
+            Role::ExpandConv => Layer::ExpandConv,
+            Role::ExpandBn => Layer::ExpandBn,
+            Role::DepthwiseConv => Layer::DwConv,
+            Role::DepthwiseBn => Layer::DwBn,
+            Role::SeReduce => Layer::SeReduce,
+            Role::SeExpand => Layer::SeExpand,
+            Role::ProjectConv => Layer::ProjectConv,
+            Role::ProjectBn => Layer::ProjectBn,
+            Role::HeadConv => Layer::HeadConv,
+            Role::HeadBn => Layer::HeadBn,
+            Role::Classifier => Layer::Classifier,
+            _ => return None,
+        })
     }
 
     /// Whether this is a BatchNorm.
@@ -189,6 +210,8 @@ pub struct ParsedKey {
 /// The facts about a block that decide how a scheme names its layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BlockLayout {
+    /// MBConv or Fused-MBConv.
+    pub kind: BlockKind,
     /// Whether the block has an expansion conv.
     pub has_expand: bool,
     /// Whether the block has squeeze-and-excitation.

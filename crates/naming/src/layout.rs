@@ -1,183 +1,123 @@
-//! Every parameter tensor an architecture has, with its key and canonical shape: what a
-//! scheme must name to write the model, and what tests use to check both directions.
+//! Every parameter tensor of a graph, with its key and canonical shape, read from the graph's
+//! tagged nodes: what a scheme must name to write the model, and what tests use to check both
+//! directions.
 
-use effnet_spec::Architecture;
+use std::collections::HashMap;
+
+use effnet_ir::{BlockKind, Graph, NodeId, Op, Stage, structure};
+use effnet_spec::{Architecture, Scheme, Semantics, build_graph};
 
 use crate::key::{BlockLayout, BlockRef, Layer, Param, ParsedKey, Scope};
 use crate::schemes::format_key;
 
-/// One parameter tensor of an architecture.
+/// One parameter tensor of a graph.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorSlot {
     /// What it is.
     pub key: ParsedKey,
     /// Its block's index over all blocks (0 outside blocks).
     pub global_index: usize,
-    /// Its block's layout (both false outside blocks).
+    /// Its block's layout (an MBConv without expansion or SE outside blocks).
     pub layout: BlockLayout,
     /// Its shape in the canonical (PyTorch) layout.
     pub shape: Vec<usize>,
+    /// The graph node that holds it.
+    pub node: NodeId,
 }
 
-const BN_PARAMS: [Param; 5] = [
-    Param::Gamma,
-    Param::Beta,
-    Param::RunningMean,
-    Param::RunningVar,
-    Param::NumBatchesTracked,
-];
+const OUTSIDE: BlockLayout = BlockLayout {
+    kind: BlockKind::MBConv,
+    has_expand: false,
+    has_se: false,
+};
 
-/// Collects slots in state_dict order.
-struct Slots(Vec<TensorSlot>);
-
-impl Slots {
-    fn add(&mut self, key: ParsedKey, global_index: usize, layout: BlockLayout, shape: Vec<usize>) {
-        self.0.push(TensorSlot {
-            key,
-            global_index,
-            layout,
-            shape,
-        });
-    }
-
-    fn param(
-        &mut self,
-        scope: Scope,
-        layer: Layer,
-        param: Param,
-        at: (usize, BlockLayout),
-        shape: Vec<usize>,
-    ) {
-        self.add(
-            ParsedKey {
+/// Every parameter tensor of `graph` as PyTorch's state_dict holds it (BatchNorm step counters
+/// included), in the graph's order. Nodes without a PyTorch layer (Keras' `Normalization`) are
+/// left out.
+pub fn graph_slots(graph: &Graph) -> Vec<TensorSlot> {
+    let layouts: HashMap<(u8, u16), (usize, BlockLayout)> = structure::blocks(graph, None)
+        .into_iter()
+        .map(|b| {
+            let layout = BlockLayout {
+                kind: b.kind,
+                has_expand: b.has_expand,
+                has_se: b.se_channels.is_some(),
+            };
+            ((b.stage, b.index), (b.global_index, layout))
+        })
+        .collect();
+    let mut slots = Vec::new();
+    for (id, node) in graph.nodes() {
+        let Some(layer) = Layer::from_role(node.tag.role) else {
+            continue;
+        };
+        let (scope, (global_index, layout)) = match (node.tag.stage, node.tag.block) {
+            (Stage::Stem, _) => (Scope::Stem, (0, OUTSIDE)),
+            (Stage::Head, _) if layer == Layer::Classifier => (Scope::Classifier, (0, OUTSIDE)),
+            (Stage::Head, _) => (Scope::Head, (0, OUTSIDE)),
+            (Stage::Blocks(stage), Some(index)) => (
+                Scope::Block(BlockRef {
+                    stage: Some(stage),
+                    index: usize::from(index),
+                }),
+                layouts
+                    .get(&(stage, index))
+                    .copied()
+                    .unwrap_or((0, OUTSIDE)),
+            ),
+            (Stage::Blocks(_), None) => continue,
+        };
+        for p in node.op.params() {
+            let param = match (&node.op, p.name) {
+                (Op::BatchNorm(_), "gamma") => Param::Gamma,
+                (Op::BatchNorm(_), "beta") => Param::Beta,
+                (Op::BatchNorm(_), "running_mean") => Param::RunningMean,
+                (Op::BatchNorm(_), "running_var") => Param::RunningVar,
+                (_, "weight") => Param::Weight,
+                (_, "bias") => Param::Bias,
+                _ => continue,
+            };
+            let key = ParsedKey {
                 scope,
                 layer,
                 param,
-            },
-            at.0,
-            at.1,
-            shape,
-        );
-    }
-
-    /// A bias-free conv and its BatchNorm.
-    fn conv_bn(
-        &mut self,
-        scope: Scope,
-        (conv, bn): (Layer, Layer),
-        at: (usize, BlockLayout),
-        weight: Vec<usize>,
-    ) {
-        let channels = weight[0];
-        self.param(scope, conv, Param::Weight, at, weight);
-        for p in BN_PARAMS {
-            let shape = if p == Param::NumBatchesTracked {
-                vec![]
-            } else {
-                vec![channels]
             };
-            self.param(scope, bn, p, at, shape);
+            slots.push(TensorSlot {
+                key,
+                global_index,
+                layout,
+                shape: p.tensor.shape().to_vec(),
+                node: id,
+            });
+            if param == Param::RunningVar {
+                slots.push(TensorSlot {
+                    key: ParsedKey {
+                        param: Param::NumBatchesTracked,
+                        ..key
+                    },
+                    global_index,
+                    layout,
+                    shape: vec![],
+                    node: id,
+                });
+            }
         }
     }
-
-    /// A conv or dense layer with a bias.
-    fn with_bias(
-        &mut self,
-        scope: Scope,
-        layer: Layer,
-        at: (usize, BlockLayout),
-        weight: Vec<usize>,
-    ) {
-        let out = weight[0];
-        self.param(scope, layer, Param::Weight, at, weight);
-        self.param(scope, layer, Param::Bias, at, vec![out]);
-    }
+    slots
 }
 
-/// Every parameter tensor of `arch` as PyTorch's state_dict holds it (BatchNorm step counters
-/// included), stem first.
+/// Every parameter tensor of `arch` (the slots of its graph).
 pub fn tensor_slots(arch: &Architecture) -> Vec<TensorSlot> {
-    let mut slots = Slots(Vec::new());
-    let outside = (
-        0,
-        BlockLayout {
-            has_expand: false,
-            has_se: false,
-        },
-    );
-    slots.conv_bn(
-        Scope::Stem,
-        (Layer::StemConv, Layer::StemBn),
-        outside,
-        vec![arch.stem_channels, 3, arch.stem_kernel, arch.stem_kernel],
-    );
-    for b in &arch.blocks {
-        let scope = Scope::Block(BlockRef {
-            stage: Some(b.stage),
-            index: usize::from(b.index),
-        });
-        let at = (
-            b.global_index,
-            BlockLayout {
-                has_expand: b.has_expand,
-                has_se: b.se_channels.is_some(),
-            },
-        );
-        let mid = b.expanded_channels;
-        if b.has_expand {
-            slots.conv_bn(
-                scope,
-                (Layer::ExpandConv, Layer::ExpandBn),
-                at,
-                vec![mid, b.in_channels, 1, 1],
-            );
-        }
-        slots.conv_bn(
-            scope,
-            (Layer::DwConv, Layer::DwBn),
-            at,
-            vec![mid, 1, b.kernel, b.kernel],
-        );
-        if let Some(se) = b.se_channels {
-            slots.with_bias(scope, Layer::SeReduce, at, vec![se, mid, 1, 1]);
-            slots.with_bias(scope, Layer::SeExpand, at, vec![mid, se, 1, 1]);
-        }
-        slots.conv_bn(
-            scope,
-            (Layer::ProjectConv, Layer::ProjectBn),
-            at,
-            vec![b.out_channels, mid, 1, 1],
-        );
-    }
-    let last = arch
-        .blocks
-        .last()
-        .map_or(arch.stem_channels, |b| b.out_channels);
-    slots.conv_bn(
-        Scope::Head,
-        (Layer::HeadConv, Layer::HeadBn),
-        outside,
-        vec![arch.head_channels, last, 1, 1],
-    );
-    if let Some(classes) = arch.num_classes {
-        slots.with_bias(
-            Scope::Classifier,
-            Layer::Classifier,
-            outside,
-            vec![classes, arch.head_channels],
-        );
-    }
-    slots.0
+    build_graph(arch, &Scheme::Timm.semantics(None))
+        .map(|g| graph_slots(&g))
+        .unwrap_or_default()
 }
 
-/// The names `scheme` gives every tensor of `arch`, with their slots; `None` where the scheme
+/// The names `scheme` gives every tensor of `graph`, with their slots; `None` where the scheme
 /// cannot name a slot.
-pub fn names_for(
-    scheme: effnet_spec::Scheme,
-    arch: &Architecture,
-) -> Vec<(Option<String>, TensorSlot)> {
-    let head_stage = arch.blocks.last().map_or(1, |b| b.stage);
-    tensor_slots(arch)
+pub fn graph_names(scheme: Scheme, graph: &Graph) -> Vec<(Option<String>, TensorSlot)> {
+    let head_stage = graph.last_block_stage();
+    graph_slots(graph)
         .into_iter()
         .map(|slot| {
             let name = format_key(
@@ -190,4 +130,12 @@ pub fn names_for(
             (name, slot)
         })
         .collect()
+}
+
+/// The names `scheme` gives every tensor of `arch`, with their slots.
+pub fn names_for(scheme: Scheme, arch: &Architecture) -> Vec<(Option<String>, TensorSlot)> {
+    let semantics: Semantics = scheme.semantics(None);
+    build_graph(arch, &semantics)
+        .map(|g| graph_names(scheme, &g))
+        .unwrap_or_default()
 }

@@ -22,7 +22,7 @@ pub use bind::ImportReport;
 pub use identify::{Identity, identify};
 pub use infer::{Inferred, infer};
 pub use key::{BlockLayout, BlockRef, Layer, Param, ParsedKey, Scope};
-pub use layout::{TensorSlot, names_for, tensor_slots};
+pub use layout::{TensorSlot, graph_names, graph_slots, names_for, tensor_slots};
 pub use schemes::{format_key, parse_all};
 
 /// Why tensors could not be read into a graph. Messages name the tensor or layer at fault.
@@ -153,11 +153,18 @@ pub fn import_with(
         architecture.resolution = Some(v.coefficients().resolution);
         architecture.dropout = v.coefficients().dropout;
     }
+    if let Some(family) = identity.family() {
+        architecture.family = Some(family);
+        architecture.activation = family.activation();
+    }
     let variant = match identity {
         Identity::Variant(v) => Some(v),
         _ => None,
     };
-    let mut semantics = scheme.semantics(variant);
+    let mut semantics = match identity.family() {
+        Some(family) => scheme.family_semantics(family, variant),
+        None => scheme.semantics(variant),
+    };
     adjust(&mut semantics, &mut architecture);
     if !semantics.stage_first_residual {
         for block in architecture.blocks.iter_mut().filter(|b| b.index == 0) {

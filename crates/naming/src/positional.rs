@@ -203,6 +203,7 @@ pub fn keras_layer_names(
         ));
         blocks.push(Block {
             shape: BlockShape {
+                kind: effnet_ir::BlockKind::MBConv,
                 in_channels: current,
                 mid,
                 out,

@@ -8,11 +8,17 @@
 //!
 //! `S` is the paper stage − 1 in torchvision (features.1 is paper stage 2) and − 2 in timm.
 //!
+//! Fused-MBConv blocks (EfficientNetV2): torchvision `block.0` (the k×k expansion, or the only
+//! conv without expansion) and `block.1` (the projection); timm `conv_exp,bn1,conv_pwl,bn2`
+//! (`EdgeResidual`) or `conv,bn1` (`ConvBnAct`, without expansion); Keras
+//! `blockNx_expand_conv`/`_project_conv` (and `_dwconv2` for V2's MBConv depthwise).
+//!
 //! The TensorFlow schemes are read only: `keras` (`block2a_expand_conv/kernel`) and
 //! `tf-official` (`efficientnet-b0/blocks_1/conv2d/kernel`, the tensorflow/tpu release).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use effnet_ir::BlockKind;
 use effnet_spec::Scheme;
 
 use crate::key::{BlockLayout, BlockRef, Layer, Param, ParsedKey, Scope};
@@ -42,7 +48,7 @@ pub fn format_key(
     let prefix = match scheme {
         Scheme::Torchvision => torchvision_prefix(key, layout, head_stage)?,
         Scheme::Timm | Scheme::TimmTf => timm_prefix(key, layout)?,
-        Scheme::Lukemelas => lukemelas_prefix(key, global_index)?,
+        Scheme::Lukemelas => lukemelas_prefix(key, layout, global_index)?,
         Scheme::Keras | Scheme::TfOfficial => return None,
     };
     Some(format!("{prefix}.{param}"))
@@ -114,11 +120,20 @@ fn torchvision_parse(names: &[&str]) -> Vec<Option<ParsedKey>> {
                         .filter(|(_, se)| !**se)
                         .map(|(i, _)| *i)
                         .collect();
+                    let has_se = block.values().any(|se| *se);
                     let position = convs.iter().position(|&c| c == i);
-                    let conv_bn = match (convs.len(), position) {
-                        (3, Some(0)) => Some((Layer::ExpandConv, Layer::ExpandBn)),
-                        (3, Some(1)) | (2, Some(0)) => Some((Layer::DwConv, Layer::DwBn)),
-                        (3, Some(2)) | (2, Some(1)) => Some((Layer::ProjectConv, Layer::ProjectBn)),
+                    // Three convs: expand, depthwise, project (MBConv). Two around an SE:
+                    // depthwise, project (MBConv without expansion). Two without SE: a
+                    // Fused-MBConv's k×k expansion and projection. One: a Fused-MBConv without
+                    // expansion. (torchvision builds no MBConv without SE.)
+                    let conv_bn = match (convs.len(), has_se, position) {
+                        (3, _, Some(0)) | (2, false, Some(0)) => {
+                            Some((Layer::ExpandConv, Layer::ExpandBn))
+                        }
+                        (3, _, Some(1)) | (2, true, Some(0)) => Some((Layer::DwConv, Layer::DwBn)),
+                        (3, _, Some(2)) | (2, _, Some(1)) | (1, false, Some(0)) => {
+                            Some((Layer::ProjectConv, Layer::ProjectBn))
+                        }
                         _ => None,
                     };
                     let layer = match (*sub, conv_bn) {
@@ -156,16 +171,26 @@ fn torchvision_prefix(key: &ParsedKey, layout: BlockLayout, head_stage: u8) -> O
         ) => {
             let e = usize::from(layout.has_expand);
             let se = usize::from(layout.has_se);
-            let (module, sub) = match layer {
-                Layer::ExpandConv => (0, "0"),
-                Layer::ExpandBn => (0, "1"),
-                Layer::DwConv => (e, "0"),
-                Layer::DwBn => (e, "1"),
-                Layer::SeReduce => (e + 1, "fc1"),
-                Layer::SeExpand => (e + 1, "fc2"),
-                Layer::ProjectConv => (e + 1 + se, "0"),
-                Layer::ProjectBn => (e + 1 + se, "1"),
-                _ => return None,
+            let (module, sub) = match (layout.kind, layer) {
+                // Read back as a Fused-MBConv: torchvision has no such block.
+                (BlockKind::MBConv, _) if !layout.has_expand && !layout.has_se => return None,
+                (BlockKind::FusedMBConv, _) if layout.has_se => return None,
+                (BlockKind::FusedMBConv, Layer::ExpandConv) => (0, "0"),
+                (BlockKind::FusedMBConv, Layer::ExpandBn) => (0, "1"),
+                (BlockKind::FusedMBConv, Layer::ProjectConv) => (e, "0"),
+                (BlockKind::FusedMBConv, Layer::ProjectBn) => (e, "1"),
+                (BlockKind::FusedMBConv, _) => return None,
+                (BlockKind::MBConv, layer) => match layer {
+                    Layer::ExpandConv => (0, "0"),
+                    Layer::ExpandBn => (0, "1"),
+                    Layer::DwConv => (e, "0"),
+                    Layer::DwBn => (e, "1"),
+                    Layer::SeReduce => (e + 1, "fc1"),
+                    Layer::SeExpand => (e + 1, "fc2"),
+                    Layer::ProjectConv => (e + 1 + se, "0"),
+                    Layer::ProjectBn => (e + 1 + se, "1"),
+                    _ => return None,
+                },
             };
             format!("features.{}.{index}.block.{module}.{sub}", s - 1)
         }
@@ -176,17 +201,42 @@ fn torchvision_prefix(key: &ParsedKey, layout: BlockLayout, head_stage: u8) -> O
 // ---------------------------------------------------------------------------------------------
 // timm / timm-tf
 
+/// timm's block classes, told apart by their module names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimmBlock {
+    /// `InvertedResidual`: `conv_pw`, `conv_dw`, `conv_pwl`.
+    Inverted,
+    /// `DepthwiseSeparableConv`: `conv_dw`, `conv_pw`.
+    Separable,
+    /// `EdgeResidual` (Fused-MBConv): `conv_exp`, `conv_pwl`.
+    Edge,
+    /// `ConvBnAct` (Fused-MBConv without expansion): `conv`.
+    ConvBnAct,
+}
+
 fn timm_parse(names: &[&str]) -> Vec<Option<ParsedKey>> {
-    let inverted: BTreeSet<(usize, usize)> = names
-        .iter()
-        .filter_map(|n| {
-            let parts: Vec<&str> = n.split('.').collect();
-            match parts.as_slice() {
-                ["blocks", s, b, "conv_pwl", _] => Some((s.parse().ok()?, b.parse().ok()?)),
-                _ => None,
-            }
-        })
-        .collect();
+    let mut kinds: BTreeMap<(usize, usize), TimmBlock> = BTreeMap::new();
+    for n in names {
+        let parts: Vec<&str> = n.split('.').collect();
+        let ["blocks", s, b, module, _] = parts.as_slice() else {
+            continue;
+        };
+        let (Ok(s), Ok(b)) = (s.parse(), b.parse()) else {
+            continue;
+        };
+        let kind = match *module {
+            "conv_exp" => TimmBlock::Edge,
+            "conv" => TimmBlock::ConvBnAct,
+            "conv_pwl" => TimmBlock::Inverted,
+            _ => TimmBlock::Separable,
+        };
+        let entry = kinds.entry((s, b)).or_insert(kind);
+        if *entry == TimmBlock::Separable
+            || (*entry == TimmBlock::Inverted && kind == TimmBlock::Edge)
+        {
+            *entry = kind;
+        }
+    }
     names
         .iter()
         .map(|name| {
@@ -200,16 +250,21 @@ fn timm_parse(names: &[&str]) -> Vec<Option<ParsedKey>> {
                 ["classifier"] => key(Scope::Classifier, Layer::Classifier, p),
                 ["blocks", s, b, rest @ ..] => {
                     let (s, b): (usize, usize) = (s.parse().ok()?, b.parse().ok()?);
-                    let ir = inverted.contains(&(s, b));
-                    let layer = match (rest, ir) {
-                        (["conv_pw"], true) => Layer::ExpandConv,
-                        (["bn1"], true) => Layer::ExpandBn,
-                        (["conv_dw"], _) => Layer::DwConv,
-                        (["bn2"], true) | (["bn1"], false) => Layer::DwBn,
+                    use TimmBlock::{ConvBnAct, Edge, Inverted, Separable};
+                    let kind = *kinds.get(&(s, b))?;
+                    let layer = match (rest, kind) {
                         (["se", "conv_reduce"], _) => Layer::SeReduce,
                         (["se", "conv_expand"], _) => Layer::SeExpand,
-                        (["conv_pwl"], true) | (["conv_pw"], false) => Layer::ProjectConv,
-                        (["bn3"], true) | (["bn2"], false) => Layer::ProjectBn,
+                        (["conv_pw"], Inverted) | (["conv_exp"], Edge) => Layer::ExpandConv,
+                        (["bn1"], Inverted | Edge) => Layer::ExpandBn,
+                        (["conv_dw"], Inverted | Separable) => Layer::DwConv,
+                        (["bn2"], Inverted) | (["bn1"], Separable) => Layer::DwBn,
+                        (["conv_pwl"], Inverted | Edge)
+                        | (["conv_pw"], Separable)
+                        | (["conv"], ConvBnAct) => Layer::ProjectConv,
+                        (["bn3"], Inverted)
+                        | (["bn2"], Separable | Edge)
+                        | (["bn1"], ConvBnAct) => Layer::ProjectBn,
                         _ => return None,
                     };
                     let scope = Scope::Block(BlockRef {
@@ -238,19 +293,29 @@ fn timm_prefix(key: &ParsedKey, layout: BlockLayout) -> Option<String> {
             }),
             layer,
         ) => {
-            let ir = layout.has_expand;
-            let module = match (layer, ir) {
-                (Layer::ExpandConv, true) => "conv_pw",
-                (Layer::ExpandBn, true) => "bn1",
-                (Layer::DwConv, _) => "conv_dw",
-                (Layer::DwBn, true) => "bn2",
-                (Layer::DwBn, false) => "bn1",
-                (Layer::SeReduce, _) => "se.conv_reduce",
-                (Layer::SeExpand, _) => "se.conv_expand",
-                (Layer::ProjectConv, true) => "conv_pwl",
-                (Layer::ProjectConv, false) => "conv_pw",
-                (Layer::ProjectBn, true) => "bn3",
-                (Layer::ProjectBn, false) => "bn2",
+            let e = layout.has_expand;
+            let module = match (layout.kind, layer, e) {
+                (_, Layer::SeReduce, _) if layout.kind == BlockKind::MBConv || e => {
+                    "se.conv_reduce"
+                }
+                (_, Layer::SeExpand, _) if layout.kind == BlockKind::MBConv || e => {
+                    "se.conv_expand"
+                }
+                (BlockKind::MBConv, Layer::ExpandConv, true) => "conv_pw",
+                (BlockKind::MBConv, Layer::ExpandBn, true) => "bn1",
+                (BlockKind::MBConv, Layer::DwConv, _) => "conv_dw",
+                (BlockKind::MBConv, Layer::DwBn, true) => "bn2",
+                (BlockKind::MBConv, Layer::DwBn, false) => "bn1",
+                (BlockKind::MBConv, Layer::ProjectConv, true) => "conv_pwl",
+                (BlockKind::MBConv, Layer::ProjectConv, false) => "conv_pw",
+                (BlockKind::MBConv, Layer::ProjectBn, true) => "bn3",
+                (BlockKind::MBConv, Layer::ProjectBn, false) => "bn2",
+                (BlockKind::FusedMBConv, Layer::ExpandConv, true) => "conv_exp",
+                (BlockKind::FusedMBConv, Layer::ExpandBn, true) => "bn1",
+                (BlockKind::FusedMBConv, Layer::ProjectConv, true) => "conv_pwl",
+                (BlockKind::FusedMBConv, Layer::ProjectBn, true) => "bn2",
+                (BlockKind::FusedMBConv, Layer::ProjectConv, false) => "conv",
+                (BlockKind::FusedMBConv, Layer::ProjectBn, false) => "bn1",
                 _ => return None,
             };
             format!("blocks.{}.{index}.{module}", s.checked_sub(2)?)
@@ -293,7 +358,10 @@ fn lukemelas_parse(name: &str) -> Option<ParsedKey> {
     }
 }
 
-fn lukemelas_prefix(key: &ParsedKey, global_index: usize) -> Option<String> {
+fn lukemelas_prefix(key: &ParsedKey, layout: BlockLayout, global_index: usize) -> Option<String> {
+    if layout.kind == BlockKind::FusedMBConv {
+        return None;
+    }
     Some(match (key.scope, key.layer) {
         (Scope::Stem, Layer::StemConv) => "_conv_stem".into(),
         (Scope::Stem, Layer::StemBn) => "_bn0".into(),
@@ -360,7 +428,8 @@ fn keras_parse(name: &str) -> Option<ParsedKey> {
     let layer = match suffix {
         "expand_conv" => Layer::ExpandConv,
         "expand_bn" => Layer::ExpandBn,
-        "dwconv" => Layer::DwConv,
+        // `dwconv2` in keras.applications' EfficientNetV2.
+        "dwconv" | "dwconv2" => Layer::DwConv,
         "bn" => Layer::DwBn,
         "se_reduce" => Layer::SeReduce,
         "se_expand" => Layer::SeExpand,

@@ -68,7 +68,7 @@ fn read_back(graph: &Graph, options: &OnnxOptions) -> effnet_onnx::read::OnnxMod
 }
 
 /// (stage, block, role) of every node that has a block, in order.
-fn block_roles(graph: &Graph) -> Vec<(u8, u16, Role)> {
+fn block_roles(graph: &Graph) -> Vec<(effnet_ir::Stage, u16, Role)> {
     graph
         .nodes()
         .filter_map(|(_, n)| n.tag.block.map(|b| (n.tag.stage, b, n.tag.role)))

@@ -99,8 +99,10 @@ pub struct Finding {
 /// The verdict of an audit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditReport {
-    /// The spec the model was compared with (`b0`, `custom w=1.3 d=1.6`).
+    /// The spec the model was compared with (`b0`, `w=1.3 d=1.6`, `lite0`).
     pub spec: String,
+    /// The spec's family.
+    pub family: crate::Family,
     /// Whether no finding is an error.
     pub conforms: bool,
     /// Every difference, errors and infos, in stage order.
@@ -187,11 +189,13 @@ pub fn audit(
 ) -> AuditReport {
     let want = spec.architecture();
     let mut f = Findings(Vec::new());
+    let stem = Some(effnet_ir::Stage::STEM_NUMBER);
+    let head = Some(effnet_ir::Stage::Head.number(want.blocks.last().map_or(1, |b| b.stage)));
 
     // Stage 1: the stem.
     if arch.stem_channels != want.stem_channels {
         f.error(
-            Some(1),
+            stem,
             None,
             "width",
             want.stem_channels,
@@ -202,7 +206,7 @@ pub fn audit(
     if arch.stem_kernel != want.stem_kernel {
         let k = |k: usize| format!("{k}×{k}");
         f.error(
-            Some(1),
+            stem,
             None,
             "kernel",
             k(want.stem_kernel),
@@ -211,7 +215,7 @@ pub fn audit(
         );
     }
 
-    // Stages 2–8: repeats and widths per stage, then each block.
+    // The block stages: repeats and widths per stage, then each block.
     let stages: Vec<u8> = {
         let mut s: Vec<u8> = want
             .blocks
@@ -263,13 +267,22 @@ pub fn audit(
         for (o, t) in ours.iter().zip(&theirs) {
             let block = Some(o.index + 1);
             let s = Some(stage);
+            if o.kind != t.kind {
+                f.0.push(Finding {
+                    severity: Severity::Error,
+                    stage: s,
+                    block,
+                    field: "block_kind",
+                    expected: t.kind.name().into(),
+                    found: o.kind.name().into(),
+                    message: format!("{}{} expected, found {}", place(s, block), t.kind, o.kind),
+                });
+                continue;
+            }
             // The spec applied to the block's found input.
-            let expand = spec.base_stages
-                [usize::from(stage.saturating_sub(2)).min(spec.base_stages.len() - 1)]
-            .expand;
-            let se_ratio = spec.base_stages
-                [usize::from(stage.saturating_sub(2)).min(spec.base_stages.len() - 1)]
-            .se_ratio;
+            let row = &spec.base.stages
+                [usize::from(stage.saturating_sub(2)).min(spec.base.stages.len() - 1)];
+            let (expand, se_ratio) = (row.expand, row.se_ratio);
             let want_mid = o.in_channels * expand;
             if o.has_expand != t.has_expand || o.expanded_channels != want_mid {
                 let ratio = |mid: usize, input: usize| {
@@ -328,10 +341,10 @@ pub fn audit(
         }
     }
 
-    // Stage 9: head and classifier.
+    // The head and the classifier.
     if arch.head_channels != want.head_channels {
         f.error(
-            Some(9),
+            head,
             None,
             "width",
             want.head_channels,
@@ -342,23 +355,24 @@ pub fn audit(
     match (arch.num_classes, want.num_classes) {
         (Some(c), Some(w)) if c != w => f.0.push(Finding {
             severity: Severity::Info,
-            stage: Some(9),
+            stage: head,
             block: None,
             field: "classes",
             expected: w.to_string(),
             found: c.to_string(),
             message: format!(
-                "stage 9: a classifier of {c} classes, spec says {w} (ImageNet); the body is unaffected"
+                "{}a classifier of {c} classes, spec says {w} (ImageNet); the body is unaffected",
+                place(head, None)
             ),
         }),
         (None, Some(w)) => f.0.push(Finding {
             severity: Severity::Info,
-            stage: Some(9),
+            stage: head,
             block: None,
             field: "classes",
             expected: w.to_string(),
             found: "none".into(),
-            message: "stage 9: no classifier (a feature extractor)".into(),
+            message: format!("{}no classifier (a feature extractor)", place(head, None)),
         }),
         _ => {}
     }
@@ -399,7 +413,10 @@ pub fn audit(
         unverifiable.push("residual connections: they have no weights".to_owned());
     }
     if !evidence.activations {
-        unverifiable.push("activations (swish, sigmoid gate): they have no weights".to_owned());
+        unverifiable.push(format!(
+            "activations ({}, sigmoid gate): they have no weights",
+            spec.family().activation().name()
+        ));
     }
     if !evidence.padding {
         unverifiable.push("padding: implied by the naming scheme, not recorded".to_owned());
@@ -419,6 +436,7 @@ pub fn audit(
     let conforms = f.0.iter().all(|x| x.severity != Severity::Error);
     AuditReport {
         spec: spec.label(),
+        family: spec.family(),
         conforms,
         findings: f.0,
         unverifiable,
@@ -429,8 +447,10 @@ pub fn audit(
 /// to the architecture, the one that leaves the fewest deviations (a named variant on a tie).
 /// Returns the spec and whether it matches exactly.
 pub fn closest_spec(arch: &Architecture) -> (ModelSpec, bool) {
-    let fit = crate::fit_coefficients(arch);
-    let fitted = ModelSpec::custom(fit.width, fit.depth, 224).ok();
+    let fitted = crate::Base::ALL.into_iter().filter_map(|base| {
+        let fit = crate::fit_coefficients(arch, &base);
+        ModelSpec::scaled(base, fit.width, fit.depth, 224).ok()
+    });
     let deviations = |spec: &ModelSpec| {
         audit(arch, spec, Evidence::WEIGHTS_ONLY, None)
             .findings
@@ -467,6 +487,9 @@ pub fn audit_semantics(
     use effnet_ir::{Activation, Op, Padding, Role};
     let mut f = Findings(Vec::new());
     let block = |tag: effnet_ir::Tag| tag.block.map(|b| b + 1);
+    let last_block_stage = graph.last_block_stage();
+    let stage = |tag: effnet_ir::Tag| Some(tag.stage.number(last_block_stage));
+    let body = spec.family().activation();
     let resolution = [spec.resolution, spec.resolution];
     let shapes = graph.infer_shapes(1, Some(resolution)).ok();
     let mut eps: Vec<f64> = Vec::new();
@@ -481,13 +504,14 @@ pub fn audit_semantics(
                     Role::StemAct
                     | Role::ExpandAct
                     | Role::DepthwiseAct
+                    | Role::ProjectAct
                     | Role::SeReduceAct
-                    | Role::HeadAct => Some(Activation::Swish),
+                    | Role::HeadAct => Some(body),
                     _ => None,
                 };
                 if let Some(want) = want.filter(|w| w != a) {
                     f.error(
-                        Some(tag.stage),
+                        stage(tag),
                         block(tag),
                         "activation",
                         want.name(),
@@ -525,7 +549,7 @@ pub fn audit_semantics(
             {
                 f.add(
                     Severity::Info,
-                    Some(9),
+                    Some(last_block_stage + 1),
                     None,
                     "dropout",
                     spec.dropout,
@@ -539,12 +563,12 @@ pub fn audit_semantics(
                 let blocks = spec.blocks();
                 let want = blocks
                     .iter()
-                    .find(|b| b.stage == tag.stage && Some(b.index) == tag.block)
+                    .find(|b| Some(b.stage) == tag.stage.blocks() && Some(b.index) == tag.block)
                     .map(|b| b.drop_connect_rate);
                 if let Some(want) = want.filter(|w| (w - rate).abs() > 1e-6) {
                     f.add(
                         Severity::Info,
-                        Some(tag.stage),
+                        stage(tag),
                         block(tag),
                         "drop_connect",
                         format!("{want:.4}"),
@@ -558,7 +582,7 @@ pub fn audit_semantics(
     }
     for (tag, name, padding) in other {
         f.error(
-            Some(tag.stage),
+            stage(tag),
             block(tag),
             "padding",
             "TF \"same\" or symmetric",
@@ -585,7 +609,7 @@ pub fn audit_semantics(
             };
             for (tag, name) in odd {
                 f.error(
-                    Some(tag.stage),
+                    stage(*tag),
                     block(*tag),
                     "padding",
                     format!("{want}, as the other {rest} convolutions"),
@@ -708,13 +732,15 @@ mod tests {
         let ids: Vec<_> = bad.nodes().map(|(id, _)| id).collect();
         for id in ids {
             let node = bad.node_mut(id);
-            if node.tag.stage == 4
+            if node.tag.stage == effnet_ir::Stage::Blocks(4)
                 && node.tag.block == Some(1)
                 && node.tag.role == Role::DepthwiseAct
             {
                 node.op = Op::Activation(Activation::Relu);
             }
-            if node.tag.stage == 5 && node.tag.block == Some(0) && node.tag.role == Role::ProjectBn
+            if node.tag.stage == effnet_ir::Stage::Blocks(5)
+                && node.tag.block == Some(0)
+                && node.tag.role == Role::ProjectBn
             {
                 if let Op::BatchNorm(bn) = &mut node.op {
                     bn.eps = 1e-5;

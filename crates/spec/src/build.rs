@@ -4,7 +4,9 @@ use effnet_ir::{
 };
 
 use crate::scheme::{IMAGENET_MEAN, IMAGENET_STD};
-use crate::{Architecture, PaddingStyle, Preprocessing, Semantics, SpecError};
+use crate::{
+    Architecture, BlockKind, BlockSpec, PaddingStyle, Preprocessing, Semantics, SpecError,
+};
 
 /// Builds the shape-only graph of `arch` with the conventions of `semantics`. Node names follow
 /// Keras applications (`stem_conv`, `block2a_dwconv`, `top_conv`, `predictions`); tags place
@@ -13,13 +15,14 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
     let mut b = Builder {
         graph: Graph::new(),
         semantics,
+        activation: arch.activation,
     };
     b.graph.meta = GraphMeta {
         naming: Some(semantics.scheme.name().to_owned()),
         source: None,
         input_normalization: semantics.input_normalization.clone(),
     };
-    let stem = Tag::new(1, Role::Input);
+    let stem = Tag::stem(Role::Input);
     let mut x = b.graph.add_op(
         "input",
         stem,
@@ -29,9 +32,7 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
         }),
         &[],
     )?;
-    if let Preprocessing::Keras { variance_fix } = semantics.preprocessing {
-        x = b.keras_preprocessing(x, variance_fix)?;
-    }
+    x = b.preprocessing(x, semantics.preprocessing)?;
 
     let stem_out = arch.stem_channels;
     x = b.conv_bn_act_named(
@@ -41,7 +42,7 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
             "stem_bn".into(),
             "stem_activation".into(),
         ],
-        [Role::StemConv, Role::StemBn, Role::StemAct].map(|role| Tag::new(1, role)),
+        [Role::StemConv, Role::StemBn, Role::StemAct].map(Tag::stem),
         3,
         stem_out,
         arch.stem_kernel,
@@ -50,88 +51,7 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
     )?;
 
     for block in &arch.blocks {
-        let tag = |role| Tag::in_block(block.stage, block.index, role);
-        let name = format!(
-            "block{}{}",
-            block.stage.saturating_sub(1),
-            block_letter(block.index)
-        );
-        let input = x;
-        let mid = block.expanded_channels;
-        if block.has_expand {
-            x = b.conv_bn_act_named(
-                x,
-                [
-                    format!("{name}_expand_conv"),
-                    format!("{name}_expand_bn"),
-                    format!("{name}_expand_activation"),
-                ],
-                [
-                    tag(Role::ExpandConv),
-                    tag(Role::ExpandBn),
-                    tag(Role::ExpandAct),
-                ],
-                block.in_channels,
-                mid,
-                1,
-                1,
-                1,
-            )?;
-        }
-        x = b.conv_bn_act_named(
-            x,
-            [
-                format!("{name}_dwconv"),
-                format!("{name}_bn"),
-                format!("{name}_activation"),
-            ],
-            [
-                tag(Role::DepthwiseConv),
-                tag(Role::DepthwiseBn),
-                tag(Role::DepthwiseAct),
-            ],
-            mid,
-            mid,
-            block.kernel,
-            block.stride,
-            mid,
-        )?;
-        if let Some(se) = block.se_channels {
-            x = b.squeeze_excite(x, &name, tag, mid, se)?;
-        }
-        x = b.conv(
-            format!("{name}_project_conv"),
-            tag(Role::ProjectConv),
-            x,
-            mid,
-            block.out_channels,
-            1,
-            1,
-            1,
-            false,
-        )?;
-        x = b.bn(
-            format!("{name}_project_bn"),
-            tag(Role::ProjectBn),
-            x,
-            block.out_channels,
-        )?;
-        if block.residual {
-            x = b.graph.add_op(
-                format!("{name}_drop"),
-                tag(Role::DropConnect),
-                Op::StochasticDepth {
-                    rate: block.drop_connect_rate,
-                },
-                &[x],
-            )?;
-            x = b.graph.add_op(
-                format!("{name}_add"),
-                tag(Role::Residual),
-                Op::Add,
-                &[x, input],
-            )?;
-        }
+        x = b.block(x, block)?;
     }
 
     let last_channels = arch.blocks.last().map_or(stem_out, |b| b.out_channels);
@@ -140,9 +60,9 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
         x,
         ["top_conv".into(), "top_bn".into(), "top_activation".into()],
         [
-            Tag::new(9, Role::HeadConv),
-            Tag::new(9, Role::HeadBn),
-            Tag::new(9, Role::HeadAct),
+            Tag::head(Role::HeadConv),
+            Tag::head(Role::HeadBn),
+            Tag::head(Role::HeadAct),
         ],
         last_channels,
         head_out,
@@ -152,20 +72,20 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
     )?;
     x = b.graph.add_op(
         "avg_pool",
-        Tag::new(9, Role::HeadPool),
+        Tag::head(Role::HeadPool),
         Op::GlobalAvgPool { keep_dims: false },
         &[x],
     )?;
     if let Some(classes) = arch.num_classes {
         x = b.graph.add_op(
             "top_dropout",
-            Tag::new(9, Role::HeadDropout),
+            Tag::head(Role::HeadDropout),
             Op::Dropout { rate: arch.dropout },
             &[x],
         )?;
         x = b.graph.add_op(
             "predictions",
-            Tag::new(9, Role::Classifier),
+            Tag::head(Role::Classifier),
             Op::Dense(Dense {
                 in_features: head_out,
                 out_features: classes,
@@ -177,7 +97,7 @@ pub fn build_graph(arch: &Architecture, semantics: &Semantics) -> Result<Graph, 
         if let Some(activation) = semantics.classifier_activation {
             x = b.act(
                 "predictions_activation".into(),
-                Tag::new(9, Role::ClassifierAct),
+                Tag::head(Role::ClassifierAct),
                 x,
                 activation,
             )?;
@@ -204,11 +124,143 @@ fn weight(shape: Vec<usize>) -> Result<Tensor, IrError> {
 struct Builder<'a> {
     graph: Graph,
     semantics: &'a Semantics,
+    activation: Activation,
 }
 
 impl Builder<'_> {
-    fn keras_preprocessing(&mut self, x: NodeId, variance_fix: bool) -> Result<NodeId, IrError> {
-        let tag = Tag::new(1, Role::Preprocess);
+    /// One block: an MBConv (expansion, depthwise, SE, projection) or a Fused-MBConv (a k×k
+    /// expansion and a 1×1 projection, or one k×k conv with its activation), with its shortcut.
+    fn block(&mut self, x: NodeId, block: &BlockSpec) -> Result<NodeId, IrError> {
+        let tag = |role| Tag::in_block(block.stage, block.index, role);
+        let name = format!(
+            "block{}{}",
+            block.stage.saturating_sub(1),
+            block_letter(block.index)
+        );
+        let input = x;
+        let mid = block.expanded_channels;
+        let fused = block.kind == BlockKind::FusedMBConv;
+        let mut x = x;
+        if block.has_expand {
+            let (kernel, stride) = if fused {
+                (block.kernel, block.stride)
+            } else {
+                (1, 1)
+            };
+            x = self.conv_bn_act_named(
+                x,
+                [
+                    format!("{name}_expand_conv"),
+                    format!("{name}_expand_bn"),
+                    format!("{name}_expand_activation"),
+                ],
+                [
+                    tag(Role::ExpandConv),
+                    tag(Role::ExpandBn),
+                    tag(Role::ExpandAct),
+                ],
+                block.in_channels,
+                mid,
+                kernel,
+                stride,
+                1,
+            )?;
+        }
+        if !fused {
+            x = self.conv_bn_act_named(
+                x,
+                [
+                    format!("{name}_dwconv"),
+                    format!("{name}_bn"),
+                    format!("{name}_activation"),
+                ],
+                [
+                    tag(Role::DepthwiseConv),
+                    tag(Role::DepthwiseBn),
+                    tag(Role::DepthwiseAct),
+                ],
+                mid,
+                mid,
+                block.kernel,
+                block.stride,
+                mid,
+            )?;
+        }
+        if let Some(se) = block.se_channels {
+            x = self.squeeze_excite(x, &name, tag, mid, se)?;
+        }
+        // A Fused-MBConv without expansion has one conv: the k×k projection, with activation.
+        let single = fused && !block.has_expand;
+        let (kernel, stride) = if single {
+            (block.kernel, block.stride)
+        } else {
+            (1, 1)
+        };
+        x = self.conv(
+            format!("{name}_project_conv"),
+            tag(Role::ProjectConv),
+            x,
+            mid,
+            block.out_channels,
+            kernel,
+            stride,
+            1,
+            false,
+        )?;
+        x = self.bn(
+            format!("{name}_project_bn"),
+            tag(Role::ProjectBn),
+            x,
+            block.out_channels,
+        )?;
+        if single {
+            x = self.act(
+                format!("{name}_project_activation"),
+                tag(Role::ProjectAct),
+                x,
+                self.activation,
+            )?;
+        }
+        if block.residual {
+            x = self.graph.add_op(
+                format!("{name}_drop"),
+                tag(Role::DropConnect),
+                Op::StochasticDepth {
+                    rate: block.drop_connect_rate,
+                },
+                &[x],
+            )?;
+            x = self.graph.add_op(
+                format!("{name}_add"),
+                tag(Role::Residual),
+                Op::Add,
+                &[x, input],
+            )?;
+        }
+        Ok(x)
+    }
+
+    /// The preprocessing layers a Keras model carries (none for other schemes).
+    fn preprocessing(&mut self, x: NodeId, pre: Preprocessing) -> Result<NodeId, IrError> {
+        let tag = Tag::stem(Role::Preprocess);
+        let as_f32 = |v: [f64; 3]| v.map(|x| x as f32);
+        let (variance, variance_fix) = match pre {
+            Preprocessing::External => return Ok(x),
+            Preprocessing::KerasSigned => {
+                return self.graph.add_op(
+                    "rescaling",
+                    tag,
+                    Op::Rescale(Rescale {
+                        scale: vec![1.0 / 128.0],
+                        offset: vec![-1.0],
+                    }),
+                    &[x],
+                );
+            }
+            // What keras.applications' EfficientNet stores as "variance": the standard deviation.
+            Preprocessing::Keras { variance_fix } => (IMAGENET_STD, variance_fix),
+            Preprocessing::KerasNormalization => (IMAGENET_STD.map(|s| s * s), false),
+        };
         let x = self.graph.add_op(
             "rescaling",
             tag,
@@ -218,15 +270,13 @@ impl Builder<'_> {
             }),
             &[x],
         )?;
-        let as_f32 = |v: [f64; 3]| v.map(|x| x as f32);
         let x = self.graph.add_op(
             "normalization",
             tag,
             Op::Normalize(Normalize {
                 channels: 3,
                 mean: Tensor::from_f32(vec![3], &as_f32(IMAGENET_MEAN))?,
-                // What keras.applications stores as "variance": the standard deviation.
-                variance: Tensor::from_f32(vec![3], &as_f32(IMAGENET_STD))?,
+                variance: Tensor::from_f32(vec![3], &as_f32(variance))?,
                 count: Some(Tensor::shape_only(DType::I64, vec![])?),
                 std_floor: 1e-7,
             }),
@@ -312,7 +362,7 @@ impl Builder<'_> {
             format!("{name}_se_reduce_activation"),
             tag(Role::SeReduceAct),
             reduce,
-            self.semantics.activation,
+            self.activation,
         )?;
         let expand = self.conv(
             format!("{name}_se_expand"),
@@ -393,6 +443,6 @@ impl Builder<'_> {
             false,
         )?;
         let x = self.bn(bn_name, bn_tag, x, out_channels)?;
-        self.act(act_name, act_tag, x, self.semantics.activation)
+        self.act(act_name, act_tag, x, self.activation)
     }
 }

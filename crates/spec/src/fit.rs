@@ -1,6 +1,6 @@
 //! The compound-scaling coefficients that best explain an architecture's widths and repeats.
 
-use crate::{Architecture, BASE_STAGES, round_filters, round_repeats};
+use crate::{Architecture, Base, round_repeats};
 
 /// Coefficients fitted to an architecture, with how many of its widths and repeats they
 /// reproduce.
@@ -8,7 +8,7 @@ use crate::{Architecture, BASE_STAGES, round_filters, round_repeats};
 pub struct Fit {
     /// Width coefficient.
     pub width: f64,
-    /// Widths reproduced (stem, the seven stages, head).
+    /// Widths reproduced (stem, every stage, head; those the base scales).
     pub width_matches: usize,
     /// Widths compared.
     pub width_total: usize,
@@ -43,9 +43,11 @@ fn grid(max: f64, descending: bool) -> Vec<f64> {
     out
 }
 
-/// Fits width (the smallest that explains most widths: channel rounding makes an interval)
-/// and depth (the roundest upper end of the interval `ceil` leaves).
-pub fn fit_coefficients(arch: &Architecture) -> Fit {
+/// Fits the width (the smallest that explains most widths: channel rounding makes an interval)
+/// and depth (the roundest upper end of the interval `ceil` leaves) that scale `base` into
+/// `arch`. Widths and repeats the base does not scale (Lite's stem, head, first and last
+/// stage) are left out.
+pub fn fit_coefficients(arch: &Architecture, base: &Base) -> Fit {
     let stage_out = |s: u8| {
         arch.blocks
             .iter()
@@ -53,25 +55,41 @@ pub fn fit_coefficients(arch: &Architecture) -> Fit {
             .find(|b| b.stage == s)
             .map(|b| b.out_channels)
     };
-    let mut widths: Vec<(usize, Option<usize>)> = vec![(32, Some(arch.stem_channels))];
-    for (i, base) in BASE_STAGES.iter().enumerate() {
-        widths.push((base.out_channels, stage_out(i as u8 + 2)));
+    let mut widths: Vec<(usize, Option<usize>)> = Vec::new();
+    if !base.fixed_stem_head {
+        widths.push((base.stem_channels, Some(arch.stem_channels)));
     }
-    widths.push((1280, Some(arch.head_channels)));
+    for (i, row) in base.stages.iter().enumerate() {
+        widths.push((row.out_channels, stage_out(i as u8 + 2)));
+    }
+    if !base.fixed_stem_head {
+        widths.push((base.head_channels, Some(arch.head_channels)));
+    }
     let width_score = |w: f64| {
         widths
             .iter()
-            .filter(|(base, found)| Some(round_filters(*base, w, 8)) == *found)
+            .filter(|(filters, found)| Some(base.round(*filters, w, 8)) == *found)
             .count()
     };
-    let repeats: Vec<usize> = (2..=8u8)
-        .map(|s| arch.blocks.iter().filter(|b| b.stage == s).count())
+    let last = base.stages.len().saturating_sub(1);
+    let scaled_rows: Vec<(usize, usize)> = base
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(base.fixed_first_last_repeats && (*i == 0 || *i == last)))
+        .map(|(i, row)| {
+            let found = arch
+                .blocks
+                .iter()
+                .filter(|b| usize::from(b.stage) == i + 2)
+                .count();
+            (row.repeats, found)
+        })
         .collect();
     let depth_score = |d: f64| {
-        repeats
+        scaled_rows
             .iter()
-            .zip(BASE_STAGES.iter())
-            .filter(|&(&r, base)| round_repeats(base.repeats, d) == r)
+            .filter(|&&(base_repeats, found)| round_repeats(base_repeats, d) == found)
             .count()
     };
     let best = |values: Vec<f64>, score: &dyn Fn(f64) -> usize| {
@@ -92,19 +110,22 @@ pub fn fit_coefficients(arch: &Architecture) -> Fit {
         width_total: widths.len(),
         depth,
         depth_matches,
-        depth_total: repeats.len(),
+        depth_total: scaled_rows.len(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ModelSpec, Variant};
+    use crate::{EFFICIENTNET, ModelSpec, Variant};
 
     #[test]
     fn fits_reproduce_the_coefficients_that_made_them() {
         for (w, d) in [(0.1, 0.5), (1.3, 1.6), (0.5, 0.5), (2.0, 3.1)] {
-            let fit = fit_coefficients(&ModelSpec::custom(w, d, 224).unwrap().architecture());
+            let fit = fit_coefficients(
+                &ModelSpec::custom(w, d, 224).unwrap().architecture(),
+                &EFFICIENTNET,
+            );
             assert!(fit.is_exact(), "{w} {d}: {fit:?}");
             let again = ModelSpec::custom(fit.width, fit.depth, 224)
                 .unwrap()
@@ -112,7 +133,10 @@ mod tests {
             assert_eq!(again, ModelSpec::custom(w, d, 224).unwrap().architecture());
         }
         // B3's repeats are explained by any depth in (1.34, 1.5]: the fit is exact, if not 1.4.
-        let b3 = fit_coefficients(&ModelSpec::variant(Variant::B3).architecture());
+        let b3 = fit_coefficients(
+            &ModelSpec::variant(Variant::B3).architecture(),
+            &EFFICIENTNET,
+        );
         assert!(b3.is_exact());
         assert_eq!(b3.width, 1.2);
     }
@@ -121,7 +145,7 @@ mod tests {
     fn one_deviating_stage_still_fits_the_rest() {
         let mut arch = ModelSpec::custom(0.1, 0.5, 224).unwrap().architecture();
         arch.head_channels = 1024;
-        let fit = fit_coefficients(&arch);
+        let fit = fit_coefficients(&arch, &EFFICIENTNET);
         assert_eq!((fit.width, fit.depth), (0.1, 0.5));
         assert_eq!(fit.width_matches, fit.width_total - 1);
     }

@@ -10,11 +10,13 @@ mod variant;
 
 pub use audit::{AuditReport, Evidence, Finding, Severity, audit, audit_semantics, closest_spec};
 pub use build::build_graph;
+pub use effnet_ir::BlockKind;
 pub use error::SpecError;
 pub use fit::{Fit, fit_coefficients};
 pub use model::{
-    Architecture, BASE_STAGES, BaseStage, BlockSpec, ModelSpec, StageSpec, round_filters,
+    Architecture, BASE_STAGES, Base, BaseStage, BlockSpec, EFFICIENTNET, LITE, ModelSpec,
+    StageSpec, V2_BASE, V2_L, V2_M, V2_S, V2_XL, round_filters, round_filters_nearest,
     round_repeats,
 };
 pub use scheme::{PaddingStyle, Preprocessing, Scheme, Semantics};
-pub use variant::{Coefficients, Variant};
+pub use variant::{Coefficients, Family, Variant};

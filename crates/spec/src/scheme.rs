@@ -3,7 +3,7 @@ use std::str::FromStr;
 
 use effnet_ir::{Activation, InputNormalization};
 
-use crate::{SpecError, Variant};
+use crate::{Family, SpecError, Variant};
 
 /// ImageNet mean of 0–1 RGB pixels.
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
@@ -19,7 +19,7 @@ pub enum Scheme {
     /// `keras.applications`: TF "same" padding, eps 1e-3, Rescaling + Normalization (+ the
     /// Keras ≥ 2.9 variance fix) inside the model, softmax head.
     Keras,
-    /// torchvision: symmetric padding; eps 1e-5 for B0–B4, 1e-3 for B5–B7.
+    /// torchvision: symmetric padding; eps 1e-5 for B0–B4, 1e-3 for B5–B7 and V2.
     Torchvision,
     /// timm `efficientnet_bX`: symmetric padding, eps 1e-5.
     Timm,
@@ -43,13 +43,19 @@ pub enum PaddingStyle {
 pub enum Preprocessing {
     /// None: the caller normalizes (see [`Semantics::input_normalization`]).
     External,
-    /// Keras applications: `Rescaling(1/255)` → `Normalization(mean, "variance" = std)`, and
-    /// when `variance_fix` (Keras ≥ 2.9 with `weights="imagenet"`) a second
+    /// keras.applications EfficientNet: `Rescaling(1/255)` → `Normalization(mean, "variance" =
+    /// std)`, and when `variance_fix` (Keras ≥ 2.9 with `weights="imagenet"`) a second
     /// `Rescaling(1/sqrt(std))` that turns the result into `(x − mean) / std`.
     Keras {
         /// Whether the second `Rescaling` is present.
         variance_fix: bool,
     },
+    /// keras.applications EfficientNetV2-B0–B3: `Rescaling(1/255)` → `Normalization(mean,
+    /// variance = std²)`, which computes `(x − mean) / std`.
+    KerasNormalization,
+    /// keras.applications EfficientNetV2-S/M/L: `Rescaling(1/128, offset −1)`, pixels to
+    /// [−1, 1].
+    KerasSigned,
 }
 
 /// The conventions that change a model's numbers.
@@ -74,9 +80,6 @@ pub struct Semantics {
     /// `stride == 1` test fails and the shortcut is dropped; this only shows in custom widths
     /// where a stage's first block keeps its channels (never in B0–B7).
     pub stage_first_residual: bool,
-    /// The activation of the stem, the blocks, the SE reduction and the head (swish in every
-    /// published EfficientNet; keras.applications lets users choose another).
-    pub activation: Activation,
 }
 
 impl Scheme {
@@ -102,8 +105,14 @@ impl Scheme {
         }
     }
 
+    /// The scheme's semantics for a model of `family` (a custom one when `variant` is `None`):
+    /// those of the variant, or of the family's representative.
+    pub fn family_semantics(self, family: Family, variant: Option<Variant>) -> Semantics {
+        self.semantics(variant.or(family.representative()))
+    }
+
     /// The scheme's semantics for a model of `variant` (torchvision's epsilon depends on it;
-    /// `None` for custom coefficients).
+    /// `None` for custom coefficients of B0).
     pub fn semantics(self, variant: Option<Variant>) -> Semantics {
         let imagenet = Some(InputNormalization {
             pixel_scale: 1.0 / 255.0,
@@ -120,24 +129,31 @@ impl Scheme {
                 Some(Variant::B5 | Variant::B6 | Variant::B7) => {
                     (PaddingStyle::Symmetric, 1e-3, 0.01)
                 }
+                Some(v) if v.family() == Family::V2 => (PaddingStyle::Symmetric, 1e-3, 0.1),
                 _ => (PaddingStyle::Symmetric, 1e-5, 0.1),
             },
         };
         let keras = self == Scheme::Keras;
+        let keras_preprocessing = match variant {
+            Some(Variant::V2S | Variant::V2M | Variant::V2L | Variant::V2XL) => {
+                Preprocessing::KerasSigned
+            }
+            Some(v) if v.family() == Family::V2 => Preprocessing::KerasNormalization,
+            _ => Preprocessing::Keras { variance_fix: true },
+        };
         Semantics {
             scheme: self,
             padding,
             bn_eps,
             bn_momentum,
             preprocessing: if keras {
-                Preprocessing::Keras { variance_fix: true }
+                keras_preprocessing
             } else {
                 Preprocessing::External
             },
             classifier_activation: keras.then_some(Activation::Softmax),
             input_normalization: if keras { None } else { imagenet },
             stage_first_residual: self != Scheme::Lukemelas,
-            activation: Activation::Swish,
         }
     }
 }

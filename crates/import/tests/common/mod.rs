@@ -37,6 +37,7 @@ pub fn assert_tiny(imported: &effnet_naming::Imported, params: u64, case: &str) 
     assert_eq!(
         imported.identity,
         effnet_naming::Identity::Custom {
+            base: effnet_spec::EFFICIENTNET,
             width: 0.1,
             depth: 0.5
         },

@@ -146,12 +146,12 @@ impl Walk<'_> {
             .graph
             .input()
             .map_err(|e| Failure::Invalid(e.to_string()))?;
-        self.set(input, Tag::new(1, Role::Input));
+        self.set(input, Tag::stem(Role::Input));
         let mut x = input;
         loop {
             let next = self.next(x, "the stem convolution")?;
             if matches!(self.graph.node(next).op, Op::Rescale(_) | Op::Normalize(_)) {
-                self.set(next, Tag::new(1, Role::Preprocess));
+                self.set(next, Tag::stem(Role::Preprocess));
                 x = next;
             } else {
                 break;
@@ -166,7 +166,7 @@ impl Walk<'_> {
         x = self.conv_bn_act(
             stem,
             [Role::StemConv, Role::StemBn, Role::StemAct],
-            |r| Tag::new(1, r),
+            Tag::stem,
             true,
             &mut scratch,
         )?;
@@ -246,7 +246,7 @@ impl Walk<'_> {
         }
 
         // The head: conv → [BN] → act → pool → [flatten] → dense → [softmax].
-        let head9 = |r| Tag::new(9, r);
+        let head9 = Tag::head;
         let act = self.conv_bn_act(
             head_conv,
             [Role::HeadConv, Role::HeadBn, Role::HeadAct],
@@ -291,7 +291,7 @@ impl Walk<'_> {
         residual: Option<NodeId>,
     ) -> Result<(Found, NodeId), Failure> {
         let mut nodes = Vec::new();
-        let tag = |r| Tag::new(2, r);
+        let tag = |r| Tag::in_block(2, 0, r);
         let in_channels = self.conv(first).expect("a convolution").in_channels;
         let mut dw = first;
         if has_expand {

@@ -71,7 +71,7 @@ fn attr<'n>(node: &'n wire::Node, name: &str) -> Option<&'n Attribute> {
 }
 
 fn placeholder() -> Tag {
-    Tag::new(0, Role::Input)
+    Tag::stem(Role::Input)
 }
 
 fn f32s(t: &Tensor) -> Result<Vec<f32>, String> {
@@ -180,7 +180,7 @@ pub(crate) fn translate(
         .graph
         .add_op(
             input.name.clone(),
-            Tag::new(1, Role::Input),
+            Tag::stem(Role::Input),
             Op::Input(Input {
                 channels: channels as usize,
                 resolution,
