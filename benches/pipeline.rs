@@ -40,7 +40,9 @@ fn spec_and_cost(c: &mut Criterion) {
     c.bench_function("cost analysis b7", |b| {
         b.iter(|| {
             let info = ModelInfo {
+                title: "EfficientNet-B7".into(),
                 variant: Some("b7".into()),
+                family: Some("efficientnet".into()),
                 width: Some(spec.width),
                 depth: Some(spec.depth),
                 resolution: spec.resolution,

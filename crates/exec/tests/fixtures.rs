@@ -64,7 +64,12 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for dir in ["fixtures/torch", "fixtures/keras", "fixtures/tf"] {
+    for dir in [
+        "fixtures/torch",
+        "fixtures/keras",
+        "fixtures/tf",
+        "fixtures/families",
+    ] {
         let dir = root().join(dir);
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()

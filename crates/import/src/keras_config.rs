@@ -26,9 +26,7 @@ const MAX_PADDING: u64 = 64;
 /// How deep models may nest.
 const MAX_NESTING: usize = 8;
 
-/// The ImageNet standard deviations whose inverse square roots keras.applications' variance
-/// fix multiplies by.
-const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+use effnet_spec::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// One layer of the flattened config.
 struct Layer<'a> {
@@ -229,6 +227,11 @@ fn number(layer: &Layer<'_>, key: &str) -> Option<f64> {
 
 /// Whether a `Rescaling` multiplies by `want` (one value or one per channel) and adds 0.
 fn rescales_by(layer: &Layer<'_>, want: &[f64]) -> bool {
+    rescales_with(layer, want, 0.0)
+}
+
+/// Whether a `Rescaling` multiplies by `want` and adds `add`.
+fn rescales_with(layer: &Layer<'_>, want: &[f64], add: f64) -> bool {
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-6_f64.max(b.abs() * 1e-4);
     let scale_ok = match layer.config.get("scale") {
         Some(Value::Number(n)) => n
@@ -244,9 +247,9 @@ fn rescales_by(layer: &Layer<'_>, want: &[f64]) -> bool {
         _ => false,
     };
     let offset_ok = match layer.config.get("offset") {
-        None | Some(Value::Null) => true,
-        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
-        Some(Value::Array(items)) => items.iter().all(|v| v.as_f64() == Some(0.0)),
+        None | Some(Value::Null) => add == 0.0,
+        Some(Value::Number(n)) => n.as_f64() == Some(add),
+        Some(Value::Array(items)) => items.iter().all(|v| v.as_f64() == Some(add)),
         _ => false,
     };
     scale_ok && offset_ok
@@ -349,10 +352,27 @@ fn check_values(layer: &Layer<'_>) -> Result<(), String> {
             }
         }
         "Normalization" => {
-            for key in ["mean", "variance"] {
-                if layer.config.get(key).is_some_and(|v| !v.is_null()) {
+            // EfficientNetV2 (keras.applications) normalizes with constants: ImageNet's mean
+            // and its std² as variance. Other constants are not what effnet's graph holds.
+            let imagenet_variance = IMAGENET_STD.map(|s| s * s);
+            for (key, want) in [("mean", IMAGENET_MEAN), ("variance", imagenet_variance)] {
+                let Some(value) = layer.config.get(key).filter(|v| !v.is_null()) else {
+                    continue;
+                };
+                let values: Option<Vec<f64>> = value
+                    .as_array()
+                    .map(|a| a.iter().map(Value::as_f64).collect())
+                    .unwrap_or(None);
+                let imagenet = values.is_some_and(|v| {
+                    v.len() == 3
+                        && v.iter()
+                            .zip(want)
+                            .all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1.0))
+                });
+                if !imagenet {
                     return bad(format!(
-                        "a constant `{key}` in its config; effnet reads it from the weights"
+                        "a constant `{key}` {} in its config, not ImageNet's (EfficientNetV2's): effnet's graph normalizes with ImageNet's",
+                        shown(&value.to_string())
                     ));
                 }
             }
@@ -438,6 +458,15 @@ pub(crate) fn check(config: &Value) -> Result<(), String> {
     let classes: Vec<&str> = preprocessing.iter().map(|l| l.class).collect();
     match classes.as_slice() {
         [] => {}
+        // EfficientNetV2-S/M/L: pixels to [−1, 1].
+        ["Rescaling"] => {
+            if !rescales_with(preprocessing[0], &[1.0 / 128.0], -1.0) {
+                return Err(format!(
+                    "the config's layer `{}` rescales otherwise than keras.applications' EfficientNetV2 (x / 128 − 1)",
+                    shown(&preprocessing[0].name)
+                ));
+            }
+        }
         ["Rescaling", "Normalization"] | ["Rescaling", "Normalization", "Rescaling"] => {
             if !rescales_by(preprocessing[0], &[1.0 / 255.0]) {
                 return Err(format!(

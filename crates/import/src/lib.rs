@@ -278,9 +278,9 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     };
     let mut imported = import_with(&unwrapped.checkpoint, naming, &|s, arch| {
         if let Some(keras) = &keras {
-            s.preprocessing = effnet_spec::Preprocessing::Keras {
-                variance_fix: keras.variance_fix,
-            };
+            if let Some(preprocessing) = keras.preprocessing {
+                s.preprocessing = preprocessing;
+            }
             s.classifier_activation = keras.classifier_activation;
             s.input_normalization = None;
             if let Some(eps) = keras.bn_eps {
@@ -830,7 +830,9 @@ fn skipped_summary(skipped: &[(String, String)]) -> Vec<String> {
 
 /// What a Keras file says about the semantics its weights do not carry.
 struct KerasSemantics {
-    variance_fix: bool,
+    /// The input preprocessing inside the model; `None` where the file does not say (the
+    /// family's, then).
+    preprocessing: Option<effnet_spec::Preprocessing>,
     classifier_activation: Option<effnet_ir::Activation>,
     /// From a config: BatchNorm epsilon (the first layer's).
     bn_eps: Option<f64>,
@@ -957,6 +959,22 @@ fn keras_semantics(
         let norm = layers.iter().position(|l| class(l) == "Normalization");
         let variance_fix =
             norm.is_some_and(|i| layers.get(i + 1).is_some_and(|l| class(l) == "Rescaling"));
+        // keras.applications' EfficientNetV2 normalizes with constants in the config (the
+        // checks in keras_config made sure they are ImageNet's mean and std²); S/M/L rescale to
+        // [−1, 1] with one Rescaling.
+        let constant_norm = norm.is_some_and(|i| {
+            layers[i]
+                .pointer("/config/mean")
+                .is_some_and(|m| !m.is_null())
+        });
+        let preprocessing = match (norm, variance_fix, constant_norm) {
+            (Some(_), _, true) => effnet_spec::Preprocessing::KerasNormalization,
+            (Some(_), fix, false) => effnet_spec::Preprocessing::Keras { variance_fix: fix },
+            (None, _, _) if layers.iter().any(|l| class(l) == "Rescaling") => {
+                effnet_spec::Preprocessing::KerasSigned
+            }
+            (None, _, _) => effnet_spec::Preprocessing::External,
+        };
         let head_activation = match layers
             .iter()
             .rev()
@@ -982,11 +1000,24 @@ fn keras_semantics(
             .filter(|l| class(l) == "Add")
             .filter_map(|l| name(l).strip_suffix("_add").map(str::to_owned))
             .collect();
+        // The conv that carries a block's stride: the depthwise one (`_dwconv`, V2's
+        // `_dwconv2`), or a Fused-MBConv's k×k expansion or (without expansion) projection.
         let blocks = layers
             .iter()
-            .filter(|l| class(l) == "DepthwiseConv2D")
+            .filter(|l| match class(l) {
+                "DepthwiseConv2D" => true,
+                "Conv2D" => l
+                    .pointer("/config/kernel_size/0")
+                    .and_then(serde_json::Value::as_u64)
+                    .is_some_and(|k| k > 1),
+                _ => false,
+            })
             .filter_map(|l| {
-                let block = name(l).strip_suffix("_dwconv")?.to_owned();
+                let layer = name(l);
+                let block = ["_dwconv", "_dwconv2", "_expand_conv", "_project_conv"]
+                    .iter()
+                    .find_map(|suffix| layer.strip_suffix(suffix))?
+                    .to_owned();
                 let stride = l
                     .pointer("/config/strides/0")
                     .and_then(serde_json::Value::as_u64)
@@ -1085,7 +1116,7 @@ fn keras_semantics(
         }
         return Ok(KerasSemantics {
             resolution,
-            variance_fix,
+            preprocessing: Some(preprocessing),
             classifier_activation: head_activation,
             bn_eps,
             blocks: Some(blocks),
@@ -1097,16 +1128,24 @@ fn keras_semantics(
         });
     }
     let shipped_std = holds_imagenet_std(checkpoint);
+    // EfficientNet's Normalization learns its statistics (weights); EfficientNetV2's holds
+    // constants (none): its preprocessing is the family's.
+    let has_normalization = checkpoint
+        .tensors
+        .iter()
+        .any(|(n, _)| n.starts_with("normalization"));
     warnings.push(format!(
         "a weights-only Keras file does not record its preprocessing: assumed {} and a softmax head",
-        if shipped_std {
-            "the Keras ≥ 2.9 variance fix (its stored \"variance\" is ImageNet's std)"
-        } else {
-            "no variance fix"
+        match (has_normalization, shipped_std) {
+            (false, _) => "the family's (EfficientNetV2: Rescaling + Normalization with ImageNet's mean and variance as constants)",
+            (true, true) => "the Keras ≥ 2.9 variance fix (its stored \"variance\" is ImageNet's std)",
+            (true, false) => "no variance fix",
         }
     ));
     Ok(KerasSemantics {
-        variance_fix: shipped_std,
+        preprocessing: has_normalization.then_some(effnet_spec::Preprocessing::Keras {
+            variance_fix: shipped_std,
+        }),
         classifier_activation: Some(effnet_ir::Activation::Softmax),
         bn_eps: None,
         blocks: None,
@@ -1281,7 +1320,7 @@ fn function_semantics(
         }
     ));
     KerasSemantics {
-        variance_fix,
+        preprocessing: Some(effnet_spec::Preprocessing::Keras { variance_fix }),
         classifier_activation: has("Softmax").then_some(Activation::Softmax),
         bn_eps: None,
         blocks: Some(blocks),

@@ -153,7 +153,16 @@ pub fn import_with(
         architecture.resolution = Some(v.coefficients().resolution);
         architecture.dropout = v.coefficients().dropout;
     }
-    if let Some(family) = identity.family() {
+    // Fused-MBConv blocks exist in EfficientNetV2 only: its conventions apply even to a
+    // network no compound scaling explains (torchvision's V2 keeps a 1280 head at any width).
+    let family = identity.family().or_else(|| {
+        architecture
+            .blocks
+            .iter()
+            .any(|b| b.kind == effnet_ir::BlockKind::FusedMBConv)
+            .then_some(effnet_spec::Family::V2)
+    });
+    if let Some(family) = family {
         architecture.family = Some(family);
         architecture.activation = family.activation();
     }
@@ -161,7 +170,7 @@ pub fn import_with(
         Identity::Variant(v) => Some(v),
         _ => None,
     };
-    let mut semantics = match identity.family() {
+    let mut semantics = match family {
         Some(family) => scheme.family_semantics(family, variant),
         None => scheme.semantics(variant),
     };

@@ -18,5 +18,5 @@ pub use model::{
     StageSpec, V2_BASE, V2_L, V2_M, V2_S, V2_XL, round_filters, round_filters_nearest,
     round_repeats,
 };
-pub use scheme::{PaddingStyle, Preprocessing, Scheme, Semantics};
+pub use scheme::{IMAGENET_MEAN, IMAGENET_STD, PaddingStyle, Preprocessing, Scheme, Semantics};
 pub use variant::{Coefficients, Family, Variant};
