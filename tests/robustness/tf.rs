@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{file, fixture, listing, pb_bytes, pb_varint, refused, scratch, varint};
+use super::{
+    file, fixture, listing, pb_bytes, pb_varint, refused, refused_by_inspect_and_cost, scratch,
+    varint,
+};
 
 /// crc32c (Castagnoli), bit by bit.
 fn crc32c(bytes: &[u8]) -> u32 {
@@ -387,4 +390,21 @@ fn a_saved_model_whose_calls_fan_out_with_1000_arguments_ends_in_time() {
     assert!(std::fs::metadata(&pb).unwrap().len() < 1 << 20);
     let line = refused(&["inspect", saved.to_str().unwrap()], &pb);
     assert!(line.contains("memory") || line.contains("work"), "{line}");
+}
+
+/// `fixtures/tf/tf-official-tiny` with its data shard cut in half (in `fixtures/hostile/` until it
+/// was made here): refused like the files committed there.
+#[test]
+fn a_checkpoint_whose_data_shard_is_cut_short_is_refused() {
+    let dir = scratch();
+    let cut = dir.path().join("tf-shard-cut");
+    std::fs::create_dir(&cut).unwrap();
+    let official = fixture("tf/tf-official-tiny");
+    for name in ["checkpoint", "model.ckpt-1000.index"] {
+        std::fs::copy(official.join(name), cut.join(name)).unwrap();
+    }
+    let shard = "model.ckpt-1000.data-00000-of-00001";
+    let data = std::fs::read(official.join(shard)).unwrap();
+    file(&cut, shard, &data[..data.len() / 2]);
+    refused_by_inspect_and_cost(&cut);
 }
