@@ -10,6 +10,7 @@ mod outputs;
 mod run;
 mod tf;
 mod torch;
+mod zip;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,9 +48,18 @@ fn seconds(field: &str) -> f64 {
 /// Runs `effnet args…` under the address-space limit and a 20 s hard timeout (wall time),
 /// measuring its CPU time with the shell's `times`.
 pub fn run_limited(args: &[&str]) -> Outcome {
+    run_limited_in(None, args)
+}
+
+/// [`run_limited`] in the working directory `cwd` (the test's own when `None`).
+pub fn run_limited_in(cwd: Option<&Path>, args: &[&str]) -> Outcome {
     let exe = assert_cmd::cargo::cargo_bin("effnet");
     let start = Instant::now();
-    let out = Command::new("bash")
+    let mut command = Command::new("bash");
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let out = command
         .arg("-c")
         .arg(format!(
             "ulimit -v {ADDRESS_SPACE_KIB}; timeout -s KILL 20 \"$0\" \"$@\"; rc=$?; \
@@ -113,6 +123,50 @@ pub fn refused(args: &[&str], path: &Path) -> String {
         errors[0]
     );
     errors[0].to_owned()
+}
+
+/// The contract `tests/cli.rs` checks on every file committed under `fixtures/hostile/`, for a
+/// file made here instead: `inspect` and `cost --resolution 64` both exit 2 (within the limits of
+/// [`refused`]) with nothing on stdout, exactly one line on stderr, `error: ` naming the file, no
+/// panic, and nothing left in the working directory.
+pub fn refused_by_inspect_and_cost(path: &Path) {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let cwd = scratch();
+    for args in [
+        vec!["inspect", path.to_str().unwrap()],
+        vec!["cost", path.to_str().unwrap(), "--resolution", "64"],
+    ] {
+        let outcome = run_limited_in(Some(cwd.path()), &args);
+        assert_eq!(outcome.code, Some(2), "{name}: {args:?}: {outcome:?}");
+        assert!(outcome.elapsed < LIMIT, "{name}: {args:?}: {outcome:?}");
+        assert!(
+            outcome.stdout.is_empty(),
+            "{name}: stdout {:?}",
+            outcome.stdout
+        );
+        assert_eq!(
+            outcome.stderr.lines().count(),
+            1,
+            "{name}: {}",
+            outcome.stderr
+        );
+        assert!(
+            outcome.stderr.starts_with("error: "),
+            "{name}: {}",
+            outcome.stderr
+        );
+        assert!(outcome.stderr.contains(&name), "{name}: {}", outcome.stderr);
+        assert!(
+            !outcome.stderr.contains("panicked"),
+            "{name}: {}",
+            outcome.stderr
+        );
+    }
+    assert!(
+        listing(cwd.path()).is_empty(),
+        "{name} left files behind: {:?}",
+        listing(cwd.path())
+    );
 }
 
 /// A fresh folder for a test's files.

@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{file, fixture, listing, pb_bytes, pb_varint, refused, scratch, varint};
+use super::{
+    file, fixture, listing, pb_bytes, pb_varint, refused, refused_by_inspect_and_cost, scratch,
+    varint,
+};
 
 /// crc32c (Castagnoli), bit by bit.
 fn crc32c(bytes: &[u8]) -> u32 {
@@ -387,4 +390,59 @@ fn a_saved_model_whose_calls_fan_out_with_1000_arguments_ends_in_time() {
     assert!(std::fs::metadata(&pb).unwrap().len() < 1 << 20);
     let line = refused(&["inspect", saved.to_str().unwrap()], &pb);
     assert!(line.contains("memory") || line.contains("work"), "{line}");
+}
+
+/// `fixtures/tf/tf-official-tiny` with its data shard cut in half (in `fixtures/hostile/` until it
+/// was made here): refused like the files committed there.
+#[test]
+fn a_checkpoint_whose_data_shard_is_cut_short_is_refused() {
+    let dir = scratch();
+    let cut = dir.path().join("tf-shard-cut");
+    std::fs::create_dir(&cut).unwrap();
+    let official = fixture("tf/tf-official-tiny");
+    for name in ["checkpoint", "model.ckpt-1000.index"] {
+        std::fs::copy(official.join(name), cut.join(name)).unwrap();
+    }
+    let shard = "model.ckpt-1000.data-00000-of-00001";
+    let data = std::fs::read(official.join(shard)).unwrap();
+    file(&cut, shard, &data[..data.len() / 2]);
+    refused_by_inspect_and_cost(&cut);
+}
+
+/// Reads a varint at `pos`; returns it and the position after it.
+fn read_varint(bytes: &[u8], mut pos: usize) -> (u64, usize) {
+    let (mut value, mut shift) = (0u64, 0);
+    loop {
+        let byte = bytes[pos];
+        pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        shift += 7;
+        if byte < 0x80 {
+            return (value, pos);
+        }
+    }
+}
+
+/// Edits of the real `fixtures/tf/tf-official-tiny` index (in `fixtures/hostile/` until they
+/// were made here), refused like the files committed there: the footer's index-block handle
+/// pointing far past the end, one byte flipped inside the data block (its crc32c fails), the
+/// index cut inside its footer.
+#[test]
+fn damaged_index_files_are_refused() {
+    let dir = scratch();
+    let index = std::fs::read(fixture("tf/tf-official-tiny/model.ckpt-1000.index")).unwrap();
+    let footer = index.len() - 48;
+    let (_, pos) = read_varint(&index, footer);
+    let (_, pos) = read_varint(&index, pos);
+    let mut bad = index.clone();
+    bad[pos..pos + 5].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    let mut flipped = index.clone();
+    flipped[index.len() / 3] ^= 0x10;
+    for (name, bytes) in [
+        ("tf-bad-block-handle.index", &bad[..]),
+        ("tf-flipped-byte.index", &flipped[..]),
+        ("tf-truncated.index", &index[..index.len() - 20]),
+    ] {
+        refused_by_inspect_and_cost(&file(dir.path(), name, bytes));
+    }
 }

@@ -5,82 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{file, fixture, listing, refused, run_limited, scratch};
-
-/// CRC-32 (IEEE), bit by bit.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A zip entry: its name, its bytes, and the size its headers declare (its real size unless a
-/// test lies).
-struct Entry {
-    name: String,
-    data: Vec<u8>,
-    declared: Option<u32>,
-}
-
-fn entry(name: &str, data: &[u8]) -> Entry {
-    Entry {
-        name: name.into(),
-        data: data.to_vec(),
-        declared: None,
-    }
-}
-
-/// A stored zip archive, as `torch.save` writes one.
-fn zip(entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut directory = Vec::new();
-    for e in entries {
-        let offset = out.len() as u32;
-        let crc = crc32(&e.data);
-        let size = e.declared.unwrap_or(e.data.len() as u32);
-        let name = e.name.as_bytes();
-        let fields = |out: &mut Vec<u8>| {
-            out.extend(20u16.to_le_bytes()); // version needed
-            out.extend(0u16.to_le_bytes()); // flags
-            out.extend(0u16.to_le_bytes()); // stored
-            out.extend(0u32.to_le_bytes()); // time, date
-            out.extend(crc.to_le_bytes());
-            out.extend(size.to_le_bytes());
-            out.extend(size.to_le_bytes());
-            out.extend((name.len() as u16).to_le_bytes());
-            out.extend(0u16.to_le_bytes()); // extra
-        };
-        out.extend(0x0403_4b50u32.to_le_bytes());
-        fields(&mut out);
-        out.extend_from_slice(name);
-        out.extend_from_slice(&e.data);
-        directory.extend(0x0201_4b50u32.to_le_bytes());
-        directory.extend(20u16.to_le_bytes()); // version made by
-        fields(&mut directory);
-        directory.extend([0u8; 10]); // comment, disk, attributes
-        directory.extend(offset.to_le_bytes());
-        directory.extend_from_slice(name);
-    }
-    let start = out.len() as u32;
-    out.extend_from_slice(&directory);
-    out.extend(0x0605_4b50u32.to_le_bytes());
-    out.extend([0u8; 4]);
-    out.extend((entries.len() as u16).to_le_bytes());
-    out.extend((entries.len() as u16).to_le_bytes());
-    out.extend((directory.len() as u32).to_le_bytes());
-    out.extend(start.to_le_bytes());
-    out.extend(0u16.to_le_bytes());
-    out
-}
+use super::zip::{Deflate, deflated, entry, zip};
+use super::{file, fixture, listing, refused, refused_by_inspect_and_cost, run_limited, scratch};
 
 /// BINUNICODE.
 fn s(text: &str) -> Vec<u8> {
@@ -141,6 +67,33 @@ fn pth(dir: &Path, name: &str, pickle: &[u8]) -> PathBuf {
             entry("archive/version", b"3\n"),
         ]),
     )
+}
+
+/// A `torch.save` archive whose deflated data.pkl is PROTO 4, None, then `ops` MEMOIZE opcodes,
+/// every 1400 of them a 4-byte pseudo-random string pushed and popped, then POP, EMPTY_DICT,
+/// STOP (what `fixtures/generate/hostile_budget_fixtures.py` wrote: deflated at a ratio near
+/// 75, under the 200 of the bomb check, so that only the memory budget refuses it).
+fn memoize_flood(ops: usize) -> Vec<u8> {
+    const EVERY: usize = 1400;
+    let mut pickle = Deflate::new();
+    pickle.literals(b"\x80\x04N");
+    let mut state = 15u32;
+    for _ in 0..ops / EVERY {
+        pickle.literals(&[0x94]);
+        pickle.repeat(1, EVERY - 1);
+        let mut text = [0x8c, 4, 0, 0, 0, 0, b'0'];
+        for b in &mut text[2..6] {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *b = (state >> 24) as u8;
+        }
+        pickle.literals(&text);
+    }
+    pickle.literals(b"0}.");
+    zip(&[
+        deflated("archive/data.pkl", pickle),
+        entry("archive/data/0", &[0, 0, 128, 63]),
+        entry("archive/version", b"3\n"),
+    ])
 }
 
 /// A legacy stream (PyTorch ≤ 1.5) whose object pickle is `object` (protocol 2 header
@@ -311,11 +264,15 @@ fn metadata_floods_are_charged_to_the_budget() {
         &keys,
     ));
     assert!(line.contains("memory"), "{line}");
-    // Deflated data.pkl floods (fixtures/generate/hostile_budget_fixtures.py): 99 million
-    // MEMOIZE opcodes in a 669 KB archive, refused before inflating; 30 million in 203 KB,
-    // refused as the memo grows.
-    for name in ["memoize-flood-99m.pth", "memoize-flood-30m.pth"] {
-        let path = fixture(&format!("hostile/{name}"));
+    // Deflated data.pkl floods: 99 million MEMOIZE opcodes (99 MB inflated) in a 1.3 MB
+    // archive, refused by the memory budget before inflating; 30 million (30 MB, within the
+    // budget to inflate) in 0.4 MB, refused as the memo grows.
+    for (name, ops) in [
+        ("memoize-flood-99m.pth", 99_000_000),
+        ("memoize-flood-30m.pth", 30_000_000),
+    ] {
+        let path = file(dir.path(), name, &memoize_flood(ops));
+        refused_by_inspect_and_cost(&path);
         let line = refused(&["inspect", path.to_str().unwrap()], &path);
         assert!(line.contains("memory"), "{line}");
         let out = dir.path().join("out.safetensors");
