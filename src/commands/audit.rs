@@ -40,14 +40,12 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             (spec, false) => (spec, "auto: the closest spec"),
         },
         (name, w, d) => {
-            let variant: Variant = name
-                .parse()
-                .with_context(|| {
-                    format!(
-                        "--spec {name}: expected auto or a variant ({})",
-                        Variant::ALL.map(|v| v.name()).join(", ")
-                    )
-                })?;
+            let variant: Variant = name.parse().with_context(|| {
+                format!(
+                    "--spec {name}: expected auto or a variant ({})",
+                    Variant::ALL.map(|v| v.name()).join(", ")
+                )
+            })?;
             (
                 ModelSpec::variant(variant).with_overrides(w, d, None)?,
                 "given",
