@@ -66,6 +66,9 @@ fixtures: fixtures-env fixtures-env-tf
     {{venv-tf}}/bin/python fixtures/generate/hostile_tf_fixtures.py fixtures/hostile fixtures/tf fixtures/keras
     {{venv-tf}}/bin/python fixtures/generate/keras_deviation_fixtures.py fixtures/keras
     python3 fixtures/generate/lite_shape_fixture.py fixtures/torch
+    {{venv}}/bin/pip install -q -r fixtures/generate/requirements-families.txt
+    {{venv}}/bin/python fixtures/generate/family_fixtures.py fixtures/families
+    {{venv-tf}}/bin/python fixtures/generate/keras_family_fixtures.py fixtures/families
 
 # Full-size B0–B7 files for the opt-in tier (not committed).
 fixtures-full: fixtures-env
@@ -74,6 +77,12 @@ fixtures-full: fixtures-env
 # Full-size Keras/TensorFlow files for the opt-in tier (not committed).
 fixtures-full-tf: fixtures-env-tf
     {{venv-tf}}/bin/python fixtures/generate/full_tf_fixtures.py target/fixtures-full
+
+# Full-size EfficientNet-Lite and EfficientNetV2 files (not committed; `--big` for V2-L/XL by hand).
+fixtures-full-families: fixtures-env fixtures-env-tf
+    {{venv}}/bin/pip install -q -r fixtures/generate/requirements-families.txt
+    {{venv}}/bin/python fixtures/generate/full_family_fixtures.py torch target/fixtures-full/families
+    {{venv-tf}}/bin/python fixtures/generate/full_family_fixtures.py keras target/fixtures-full/families
 
 # The opt-in tier over target/fixtures-full.
 test-full:
