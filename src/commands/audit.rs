@@ -28,11 +28,11 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         }
         ("auto", Some(w), Some(d)) => {
             // The identified model's base network (B0's when unknown), scaled as given.
-            let base = match &model.imported.identity {
-                effnet_naming::Identity::Variant(v) => v.base(),
-                effnet_naming::Identity::Custom { base, .. } => *base,
-                effnet_naming::Identity::Unknown => effnet_spec::EFFICIENTNET,
-            };
+            let base = model
+                .imported
+                .identity
+                .base()
+                .unwrap_or(effnet_spec::EFFICIENTNET);
             (ModelSpec::scaled(base, w, d, 224)?, "given coefficients")
         }
         ("auto", None, None) => match closest_spec(arch) {

@@ -63,15 +63,11 @@ impl Identity {
         }
     }
 
-    /// The spec this identity names (at `resolution`), when known.
-    pub fn spec(&self, resolution: usize) -> Option<ModelSpec> {
+    /// The base network, when known.
+    pub fn base(&self) -> Option<Base> {
         match self {
-            Identity::Variant(v) => ModelSpec::variant(*v)
-                .with_overrides(None, None, Some(resolution))
-                .ok(),
-            Identity::Custom { base, width, depth } => {
-                ModelSpec::scaled(*base, *width, *depth, resolution).ok()
-            }
+            Identity::Variant(v) => Some(v.base()),
+            Identity::Custom { base, .. } => Some(*base),
             Identity::Unknown => None,
         }
     }

@@ -211,8 +211,8 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
                 project,
             ));
         }
-        let in_channels = match (w.expand, kind) {
-            (Some(e), _) => {
+        let in_channels = match w.expand {
+            Some(e) => {
                 let [e_out, e_in, _, _] = conv4(&label, e)?;
                 if e_out != mid {
                     return Err(shape_err(
@@ -223,7 +223,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
                 }
                 e_in
             }
-            (None, _) => mid,
+            None => mid,
         };
         let se = match w.se_reduce {
             Some(r) => Some(conv4(&label, r)?[0]),

@@ -106,13 +106,6 @@ pub fn graph_slots(graph: &Graph) -> Vec<TensorSlot> {
     slots
 }
 
-/// Every parameter tensor of `arch` (the slots of its graph).
-pub fn tensor_slots(arch: &Architecture) -> Vec<TensorSlot> {
-    build_graph(arch, &Scheme::Timm.semantics(None))
-        .map(|g| graph_slots(&g))
-        .unwrap_or_default()
-}
-
 /// The names `scheme` gives every tensor of `graph`, with their slots; `None` where the scheme
 /// cannot name a slot.
 pub fn graph_names(scheme: Scheme, graph: &Graph) -> Vec<(Option<String>, TensorSlot)> {

@@ -22,7 +22,7 @@ pub use bind::ImportReport;
 pub use identify::{Identity, identify};
 pub use infer::{Inferred, infer};
 pub use key::{BlockLayout, BlockRef, Layer, Param, ParsedKey, Scope};
-pub use layout::{TensorSlot, graph_names, graph_slots, names_for, tensor_slots};
+pub use layout::{TensorSlot, graph_names, graph_slots, names_for};
 pub use schemes::{format_key, parse_all};
 
 /// Why tensors could not be read into a graph. Messages name the tensor or layer at fault.
