@@ -165,11 +165,7 @@ def main(effnet, fixture_dirs):
                 print(f"{'ok  ' if ok else 'FAIL'} {name} {label}: max|diff|/max|ref| = {err:.2e} (≤ {tol:g})")
                 # effnet's own export read back (issue 19): every flag variant of the f32 tiny
                 # models, written back as safetensors and ONNX.
-                # (ONNX import does not read Fused-MBConv blocks yet: EfficientNetV2 exports are
-                # checked in onnxruntime only.)
-                v2 = any(b.get("kind") == "FusedMBConv" for b in case.get("blocks", []))
-                if (name.endswith("-tiny") and label in ("64x64", "dynamic", "fold-bn", "nhwc")
-                        and not logits and not v2):
+                if name.endswith("-tiny") and label in ("64x64", "dynamic", "fold-bn", "nhwc") and not logits:
                     # (an NHWC model is written back with the IR's NCHW input)
                     for ok, line in round_trip(effnet, tmp, out, case["naming"], io, f"{name}-{label}-import"):
                         passed += ok

@@ -12,7 +12,11 @@ use effnet_spec::{ModelSpec, Scheme, build_graph};
 /// A tiny B0-shaped model (w=0.1, d=0.5) in `scheme`'s conventions, every parameter given
 /// distinct data.
 fn tiny(scheme: Scheme) -> Graph {
-    let spec = ModelSpec::custom(0.1, 0.5, 64).unwrap();
+    tiny_of(&ModelSpec::custom(0.1, 0.5, 64).unwrap(), scheme)
+}
+
+/// `spec`'s model in `scheme`'s conventions, every parameter given distinct data.
+fn tiny_of(spec: &ModelSpec, scheme: Scheme) -> Graph {
     let mut graph = build_graph(&spec.architecture(), &scheme.semantics(spec.variant)).unwrap();
     let ids: Vec<_> = graph.nodes().map(|(id, _)| id).collect();
     let mut k = 0u32;
@@ -78,8 +82,17 @@ fn block_roles(graph: &Graph) -> Vec<(effnet_ir::Stage, u16, Role)> {
 
 #[test]
 fn every_export_option_reads_back_into_the_same_structure() {
-    for scheme in [Scheme::Torchvision, Scheme::TimmTf, Scheme::Keras] {
-        let source = tiny(scheme);
+    // EfficientNet's MBConv, Lite's (no SE, ReLU6), V2-S's Fused-MBConv with and without
+    // expansion followed by MBConv.
+    let specs = [
+        ModelSpec::custom(0.1, 0.5, 64).unwrap(),
+        ModelSpec::scaled(effnet_spec::LITE, 0.05, 0.34, 64).unwrap(),
+        ModelSpec::scaled(effnet_spec::V2_S, 0.1, 0.2, 64).unwrap(),
+    ];
+    for (spec, scheme) in specs.iter().flat_map(|spec| {
+        [Scheme::Torchvision, Scheme::TimmTf, Scheme::Keras].map(|scheme| (spec, scheme))
+    }) {
+        let source = tiny_of(spec, scheme);
         let want_blocks = structure::blocks(&source, None);
         for (fold_bn, nhwc, half, dynamic) in [
             (false, false, false, false),
@@ -97,7 +110,10 @@ fn every_export_option_reads_back_into_the_same_structure() {
                 o.resolution = None;
             }
             let read = read_back(&source, &o);
-            let label = format!("{scheme} fold={fold_bn} nhwc={nhwc} f16={half} dynamic={dynamic}");
+            let label = format!(
+                "{} {scheme} fold={fold_bn} nhwc={nhwc} f16={half} dynamic={dynamic}",
+                spec.label()
+            );
             assert_eq!(read.bn_folded, fold_bn, "{label}");
             assert_eq!(read.nhwc, nhwc, "{label}");
             assert!(read.unused.is_empty(), "{label}: {:?}", read.unused);
@@ -122,8 +138,8 @@ fn every_export_option_reads_back_into_the_same_structure() {
                     "{label}"
                 );
                 assert_eq!(
-                    (a.kernel, a.stride, a.se_channels, a.residual),
-                    (b.kernel, b.stride, b.se_channels, b.residual),
+                    (a.kind, a.kernel, a.stride, a.se_channels, a.residual),
+                    (b.kind, b.kernel, b.stride, b.se_channels, b.residual),
                     "{label}"
                 );
             }

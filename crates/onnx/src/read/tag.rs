@@ -1,12 +1,13 @@
 //! Placing every node of a translated graph by stage, block and role: the EfficientNet
-//! structure is walked from the input (preprocessing, stem, MBConv blocks, head) and any node
-//! the walk does not reach, or reaches where another op belongs, is refused by name.
+//! structure is walked from the input (preprocessing, stem, MBConv and Fused-MBConv blocks,
+//! head) and any node the walk does not reach, or reaches where another op belongs, is refused
+//! by name.
 //!
-//! Stages are not in an ONNX file: a block starts a new stage where it changes the stride,
-//! the channels, the kernel or the expansion (the same rule as for checkpoints without stage
-//! names), numbered from 2.
+//! Stages are not in an ONNX file: a block starts a new stage where it changes the block kind,
+//! the stride, the channels, the kernel or the expansion (the same rule as for checkpoints
+//! without stage names), numbered from 2.
 
-use effnet_ir::{Graph, NodeId, Op, Role, Tag};
+use effnet_ir::{BlockKind, Graph, NodeId, Op, Role, Tag};
 
 use super::Failure;
 use super::translate::Origin;
@@ -21,6 +22,7 @@ struct Walk<'a> {
 
 /// One block as the walk found it, before stages are known.
 struct Found {
+    kind: BlockKind,
     nodes: Vec<(NodeId, Role)>,
     in_channels: usize,
     mid: usize,
@@ -198,6 +200,13 @@ impl Walk<'_> {
             }
             let c = self.conv(first).expect("a convolution").clone();
             let pointwise = c.kernel == [1, 1] && c.groups == 1;
+            if c.groups == 1 && !pointwise {
+                // A k×k convolution over all channels opens a Fused-MBConv.
+                let block = self.fused_block(x, first, others.first().copied())?;
+                x = block.1;
+                blocks.push(block.0);
+                continue;
+            }
             if pointwise {
                 // An expansion (a depthwise convolution follows its activation) or the head.
                 let mut probe = self.next(first, "a BatchNormalization or an activation")?;
@@ -223,7 +232,8 @@ impl Walk<'_> {
         for i in 0..blocks.len() {
             let continues = i > 0 && {
                 let (p, b) = (&blocks[i - 1], &blocks[i]);
-                b.stride == [1, 1]
+                b.kind == p.kind
+                    && b.stride == [1, 1]
                     && b.in_channels == b.out
                     && b.out == p.out
                     && b.kernel == p.kernel
@@ -238,7 +248,7 @@ impl Walk<'_> {
             }
             if stage > 8 {
                 let id = blocks[i].nodes[0].0;
-                return Err(self.fail(id, "an eighth MBConv stage (an EfficientNet has seven)"));
+                return Err(self.fail(id, "an eighth stage of blocks (an EfficientNet has seven)"));
             }
             for &(id, role) in &blocks[i].nodes {
                 self.graph.node_mut(id).tag = Tag::in_block(stage, index, role);
@@ -280,6 +290,120 @@ impl Walk<'_> {
             last = next;
         }
         Ok(())
+    }
+
+    /// Whether `conv` (1×1) is an MBConv expansion: an activation follows it (after its
+    /// BatchNorm), where a projection has none.
+    fn is_expansion(&self, conv: NodeId) -> bool {
+        let mut after = self.graph.consumers(conv);
+        if let [bn] = after.as_slice() {
+            if matches!(self.graph.node(*bn).op, Op::BatchNorm(_)) {
+                after = self.graph.consumers(*bn);
+            }
+        }
+        matches!(after.as_slice(), [a] if self.is_act(*a))
+    }
+
+    /// One Fused-MBConv block from its input `x` and first (k×k) convolution: with expansion,
+    /// conv → BN → act → 1×1 projection → BN; without, conv → BN → act (the projection).
+    fn fused_block(
+        &mut self,
+        x: NodeId,
+        first: NodeId,
+        residual: Option<NodeId>,
+    ) -> Result<(Found, NodeId), Failure> {
+        let mut nodes = Vec::new();
+        let tag = |r| Tag::in_block(2, 0, r);
+        let c = self.conv(first).expect("a convolution").clone();
+        let act = self.conv_bn_act(
+            first,
+            [Role::ExpandConv, Role::ExpandBn, Role::ExpandAct],
+            tag,
+            true,
+            &mut nodes,
+        )?;
+        let projection = match self.graph.consumers(act).as_slice() {
+            [p] if self
+                .conv(*p)
+                .is_some_and(|p| p.kernel == [1, 1] && p.groups == 1)
+                && !self.is_expansion(*p) =>
+            {
+                Some(*p)
+            }
+            _ => None,
+        };
+        let (mut out, project_out) = match projection {
+            Some(project) => {
+                let out = self.conv_bn_act(
+                    project,
+                    [Role::ProjectConv, Role::ProjectBn, Role::ProjectBn],
+                    tag,
+                    false,
+                    &mut nodes,
+                )?;
+                let channels = self.conv(project).expect("a convolution").out_channels;
+                (out, channels)
+            }
+            None => {
+                // Without expansion the k×k convolution is the projection, with activation.
+                for (_, role) in &mut nodes {
+                    *role = match *role {
+                        Role::ExpandConv => Role::ProjectConv,
+                        Role::ExpandBn => Role::ProjectBn,
+                        _ => Role::ProjectAct,
+                    };
+                }
+                for &(id, role) in &nodes {
+                    self.set(id, tag(role));
+                }
+                (act, c.out_channels)
+            }
+        };
+        if let Some(add) = residual {
+            out = self.residual(add, x, out, tag, &mut nodes)?;
+        }
+        let has_expand = projection.is_some();
+        Ok((
+            Found {
+                kind: BlockKind::FusedMBConv,
+                nodes,
+                in_channels: c.in_channels,
+                mid: if has_expand {
+                    c.out_channels
+                } else {
+                    c.in_channels
+                },
+                out: project_out,
+                kernel: c.kernel,
+                stride: c.stride,
+                has_expand,
+            },
+            out,
+        ))
+    }
+
+    /// Tags the residual `add` of a block from `x` to `out` and returns it.
+    fn residual(
+        &mut self,
+        add: NodeId,
+        x: NodeId,
+        out: NodeId,
+        tag: impl Fn(Role) -> Tag,
+        nodes: &mut Vec<(NodeId, Role)>,
+    ) -> Result<NodeId, Failure> {
+        let mut ins = self.graph.inputs(add);
+        ins.sort_unstable();
+        let mut want = vec![x, out];
+        want.sort_unstable();
+        if ins != want {
+            return Err(self.fail(
+                add,
+                "the residual Add should add the block's input to its output",
+            ));
+        }
+        self.set(add, tag(Role::Residual));
+        nodes.push((add, Role::Residual));
+        Ok(add)
     }
 
     /// One MBConv block from its input `x` and first convolution; returns it and its output.
@@ -391,22 +515,11 @@ impl Walk<'_> {
             &mut nodes,
         )?;
         if let Some(add) = residual {
-            let mut ins = self.graph.inputs(add);
-            ins.sort_unstable();
-            let mut want = vec![x, out];
-            want.sort_unstable();
-            if ins != want {
-                return Err(self.fail(
-                    add,
-                    "the residual Add should add the block's input to its output",
-                ));
-            }
-            self.set(add, tag(Role::Residual));
-            nodes.push((add, Role::Residual));
-            out = add;
+            out = self.residual(add, x, out, tag, &mut nodes)?;
         }
         Ok((
             Found {
+                kind: BlockKind::MBConv,
                 nodes,
                 in_channels,
                 mid: d.in_channels,
