@@ -84,9 +84,10 @@ fixtures-full-families: fixtures-env fixtures-env-tf
     {{venv}}/bin/python fixtures/generate/full_family_fixtures.py torch target/fixtures-full/families
     {{venv-tf}}/bin/python fixtures/generate/full_family_fixtures.py keras target/fixtures-full/families
 
-# The opt-in tier over target/fixtures-full.
+# The opt-in tier over target/fixtures-full (families: `just fixtures-full-families`).
 test-full:
     cargo test --release --locked -p effnet-import --test full_size -- --ignored
+    cargo test --release --locked --test families -- --ignored
 
 # Load effnet's safetensors exports into torchvision/timm/EfficientNet-PyTorch (strict=True)
 # and compare outputs with the source framework's (needs the fixture venv; not in CI).

@@ -278,10 +278,12 @@ impl FromStr for Variant {
     /// `efficientnet_lite0`, `efficientnetv2-s`, `efficientnet_v2_s`, `v2_b0`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.trim().to_ascii_lowercase().replace('_', "-");
+        // timm's TF ports: `tf_efficientnetv2_s`, `tf_efficientnet_lite0`.
+        let lower = lower.strip_prefix("tf-").unwrap_or(&lower);
         let short = lower
             .strip_prefix("efficientnet")
             .map(|rest| rest.trim_start_matches('-'))
-            .unwrap_or(&lower);
+            .unwrap_or(lower);
         let short = match short.strip_prefix("v2") {
             Some(rest) if !rest.is_empty() && !rest.starts_with('-') => format!("v2-{rest}"),
             _ => short.to_owned(),
@@ -309,6 +311,9 @@ mod tests {
             ("efficientnetv2-b2", Variant::V2B2),
             ("efficientnetv2_xl", Variant::V2XL),
             ("v2_m", Variant::V2M),
+            ("tf_efficientnetv2_b3", Variant::V2B3),
+            ("tf_efficientnet_lite4", Variant::Lite4),
+            ("EfficientNetV2S", Variant::V2S),
         ] {
             assert_eq!(text.parse::<Variant>().unwrap(), variant, "{text}");
         }
