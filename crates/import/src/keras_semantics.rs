@@ -446,26 +446,41 @@ pub(crate) fn function_semantics(
     } else {
         Activation::Swish
     };
-    let blocks = facts
-        .conv_strides
+    // A block's stride sits on its depthwise conv (`_dwconv`, V2's `_dwconv2`), else on a
+    // Fused-MBConv's expansion, else on its projection (a Fused-MBConv without expansion).
+    let mut blocks = std::collections::HashMap::new();
+    for suffixes in [
+        &["_dwconv", "_dwconv2"][..],
+        &["_expand_conv"],
+        &["_project_conv"],
+    ] {
+        for (kernel, &stride) in &facts.conv_strides {
+            let Some(layer) = kernel.split('/').next() else {
+                continue;
+            };
+            if let Some(block) = suffixes.iter().find_map(|s| layer.strip_suffix(s)) {
+                blocks.entry(block.to_owned()).or_insert((stride, None));
+            }
+        }
+    }
+    // EfficientNet's Normalization holds variables; EfficientNetV2's constants (none here).
+    let has_normalization = checkpoint
+        .tensors
         .iter()
-        .filter_map(|(kernel, &stride)| {
-            let layer = kernel.split('/').next()?;
-            Some((layer.strip_suffix("_dwconv")?.to_owned(), (stride, None)))
-        })
-        .collect();
+        .any(|(n, _)| n.starts_with("normalization"));
     let variance_fix = holds_imagenet_std(checkpoint);
     warnings.push(format!(
         "the SavedModel's serving function `{}` gives strides, activation and head; the preprocessing is assumed {}",
         facts.function,
-        if variance_fix {
-            "to include the Keras ≥ 2.9 variance fix (its stored \"variance\" is ImageNet's std)"
-        } else {
-            "to be Rescaling + Normalization without the variance fix"
+        match (has_normalization, variance_fix) {
+            (false, _) => "to be the family's (EfficientNetV2: its constants, not read from the function)",
+            (true, true) => "to include the Keras ≥ 2.9 variance fix (its stored \"variance\" is ImageNet's std)",
+            (true, false) => "to be Rescaling + Normalization without the variance fix",
         }
     ));
     KerasSemantics {
-        preprocessing: Some(effnet_spec::Preprocessing::Keras { variance_fix }),
+        preprocessing: has_normalization
+            .then_some(effnet_spec::Preprocessing::Keras { variance_fix }),
         classifier_activation: has("Softmax").then_some(Activation::Softmax),
         bn_eps: None,
         blocks: Some(blocks),

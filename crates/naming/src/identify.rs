@@ -54,12 +54,13 @@ impl Identity {
         }
     }
 
-    /// The variant whose scheme conventions apply: the variant, or the family's
-    /// representative for a custom model (see [`effnet_spec::Scheme::family_semantics`]).
+    /// The variant whose scheme conventions (epsilon, Keras preprocessing) apply: the
+    /// variant, or the first variant of a custom model's base (V2-S's for a scaled V2-S).
     pub fn semantics_variant(&self) -> Option<Variant> {
         match self {
             Identity::Variant(v) => Some(*v),
-            other => other.family().and_then(Family::representative),
+            Identity::Custom { base, .. } => Variant::ALL.into_iter().find(|v| v.base() == *base),
+            Identity::Unknown => None,
         }
     }
 

@@ -166,14 +166,11 @@ pub fn import_with(
         architecture.family = Some(family);
         architecture.activation = family.activation();
     }
-    let variant = match identity {
-        Identity::Variant(v) => Some(v),
-        _ => None,
-    };
-    let mut semantics = match family {
-        Some(family) => scheme.family_semantics(family, variant),
-        None => scheme.semantics(variant),
-    };
+    let mut semantics = scheme.semantics(
+        identity
+            .semantics_variant()
+            .or(family.and_then(effnet_spec::Family::representative)),
+    );
     adjust(&mut semantics, &mut architecture);
     if !semantics.stage_first_residual {
         for block in architecture.blocks.iter_mut().filter(|b| b.index == 0) {

@@ -2,7 +2,8 @@
 //! (`layer_with_weights-N`, in `model.layers` order) and Keras 3 `.weights.h5` files from
 //! versions that name groups only by class (`conv2d_3`, `batch_normalization_12`: the order
 //! within each class). The EfficientNet layer grammar — optional `Normalization`, stem conv and
-//! BatchNorm, then per block an optional expansion (present exactly when the depthwise conv's
+//! BatchNorm, EfficientNetV2's Fused-MBConv blocks (a k×k conv, then a 1×1 projection when it
+//! expanded), then per MBConv block an optional expansion (present exactly when the depthwise conv's
 //! channels differ from the block input's), depthwise, optional SE pair (the convs with a
 //! bias), projection, then head conv and BatchNorm and an optional classifier — orders the
 //! classes and tells every layer's role; block stages follow where channels, kernel or
@@ -138,6 +139,69 @@ pub fn keras_layer_names(
         "stem_bn".into(),
         queues.next(LayerKind::BatchNorm, "stem BatchNorm")?,
     ));
+
+    // EfficientNetV2's Fused-MBConv blocks come first: a k×k conv over all channels (the
+    // expansion, or without expansion the projection), then a 1×1 projection when it expanded
+    // (narrower than its input, where an MBConv expansion or the head widens).
+    let kernel_of = |layer: &UnnamedLayer| layer.kernel().and_then(|k| k.shape().first().copied());
+    while queues.0[LayerKind::Conv as usize]
+        .front()
+        .is_some_and(|c| kernel_of(c).is_some_and(|k| k > 1))
+    {
+        let b = blocks.len();
+        let label = format!("block {}", b + 1);
+        let first = queues.next(LayerKind::Conv, "a Fused-MBConv convolution")?;
+        let kernel = channels(&first, 0)?;
+        if channels(&first, 2)? != current {
+            return Err(NamingError::Inconsistent {
+                tensor: first.origin.clone(),
+                message: format!("expected a convolution from {current} channels"),
+            });
+        }
+        let first_out = channels(&first, 3)?;
+        let first_bn = queues.next(LayerKind::BatchNorm, &format!("BatchNorm of {label}"))?;
+        let projection = queues.0[LayerKind::Conv as usize].front().is_some_and(|p| {
+            kernel_of(p) == Some(1)
+                && channels(p, 2).ok() == Some(first_out)
+                && channels(p, 3).is_ok_and(|out| out < first_out)
+        });
+        let (layers, mid, out) = if projection {
+            let project = queues.next(LayerKind::Conv, "projection conv")?;
+            let out = channels(&project, 3)?;
+            let project_bn = queues.next(
+                LayerKind::BatchNorm,
+                &format!("projection BatchNorm of {label}"),
+            )?;
+            (
+                vec![
+                    ("expand_conv", first),
+                    ("expand_bn", first_bn),
+                    ("project_conv", project),
+                    ("project_bn", project_bn),
+                ],
+                first_out,
+                out,
+            )
+        } else {
+            (
+                vec![("project_conv", first), ("project_bn", first_bn)],
+                current,
+                first_out,
+            )
+        };
+        blocks.push(Block {
+            shape: BlockShape {
+                kind: effnet_ir::BlockKind::FusedMBConv,
+                in_channels: current,
+                mid,
+                out,
+                kernel,
+                has_expand: projection,
+            },
+            layers,
+        });
+        current = out;
+    }
 
     loop {
         let Some(dw) = queues.pop(LayerKind::Depthwise) else {

@@ -105,12 +105,6 @@ impl Scheme {
         }
     }
 
-    /// The scheme's semantics for a model of `family` (a custom one when `variant` is `None`):
-    /// those of the variant, or of the family's representative.
-    pub fn family_semantics(self, family: Family, variant: Option<Variant>) -> Semantics {
-        self.semantics(variant.or(family.representative()))
-    }
-
     /// The scheme's semantics for a model of `variant` (torchvision's epsilon depends on it;
     /// `None` for custom coefficients of B0).
     pub fn semantics(self, variant: Option<Variant>) -> Semantics {
