@@ -313,7 +313,8 @@ fn name_by_position(
             reason,
         }
     })?;
-    let mut checkpoint = Checkpoint::default();
+    // Keras layers, in TensorFlow's layout.
+    let mut checkpoint = Checkpoint::with_layout(effnet_ir::TensorLayout::Tf);
     for (layer, unnamed) in named {
         for (variable, tensor) in unnamed.variables {
             checkpoint

@@ -41,6 +41,7 @@ pub(crate) fn tensors(path: &Path) -> Result<Tensors, ImportError> {
         checkpoint: effnet_ir::Checkpoint {
             tensors: model.tensors,
             metadata: model.metadata,
+            layout: effnet_ir::TensorLayout::Torch,
         },
         globals: Vec::new(),
         skipped: Vec::new(),

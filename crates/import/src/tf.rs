@@ -39,6 +39,7 @@ pub(crate) fn read_saved_model(path: &Path) -> Result<Tensors, ImportError> {
         checkpoint: Checkpoint {
             tensors: saved.tensors,
             metadata,
+            layout: effnet_ir::TensorLayout::Tf,
         },
         globals: Vec::new(),
         skipped: saved.skipped,
@@ -83,6 +84,7 @@ pub(crate) fn read_tf(path: &Path) -> Result<Tensors, ImportError> {
         let checkpoint = Checkpoint {
             tensors: kept.tensors,
             metadata: notes.clone(),
+            layout: effnet_ir::TensorLayout::Tf,
         };
         return Ok(Tensors {
             container: "tf-bundle",

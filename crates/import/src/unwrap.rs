@@ -72,6 +72,7 @@ fn under(checkpoint: &Checkpoint, prefix: &str) -> Checkpoint {
             .filter_map(|(n, t)| n.strip_prefix(&dotted).map(|s| (s.to_owned(), t.clone())))
             .collect(),
         metadata: checkpoint.metadata.clone(),
+        layout: checkpoint.layout,
     }
 }
 
@@ -214,13 +215,12 @@ pub(crate) fn unwrap(
 mod tests {
     use super::*;
     use effnet_ir::{DType, Tensor};
-    use std::collections::BTreeMap;
 
     fn checkpoint(names: impl IntoIterator<Item = String>) -> Checkpoint {
         let t = Tensor::shape_only(DType::F32, vec![1]).unwrap();
         Checkpoint {
             tensors: names.into_iter().map(|n| (n, t.clone())).collect(),
-            metadata: BTreeMap::new(),
+            ..Checkpoint::default()
         }
     }
 

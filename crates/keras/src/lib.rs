@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use effnet_io::Budget;
 use effnet_io::text::{excerpt as text, shown};
-use effnet_ir::{Bytes, Checkpoint, DType, Tensor};
+use effnet_ir::{Bytes, Checkpoint, DType, Tensor, TensorLayout};
 use hdf5_reader::{Hdf5File, group::Group};
 
 /// The HDF5 signature.
@@ -179,7 +179,7 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
             path: path.to_owned(),
             message: "an HDF5 file without Keras `layer_names`: not a Keras weights file".into(),
         })?;
-    let mut checkpoint = Checkpoint::default();
+    let mut checkpoint = Checkpoint::with_layout(TensorLayout::Tf);
     let mut skipped = Vec::new();
     for layer in &layer_names {
         let group = weights.group(layer).map_err(h5)?;
@@ -242,7 +242,7 @@ fn read_keras3_weights(
     let mut skipped = Vec::new();
     collect_keras3_layers(layers, "layers", budget, &mut read, &mut skipped, 0)?;
     // Names when every layer records one; otherwise positions for all.
-    let mut named = Checkpoint::default();
+    let mut named = Checkpoint::with_layout(TensorLayout::Tf);
     let mut unnamed = Vec::new();
     if read.iter().all(|(name, _)| name.is_some()) {
         for (name, layer) in read {
@@ -648,7 +648,7 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
         .pointer("/config/layers")
         .and_then(serde_json::Value::as_array)
         .ok_or_else(|| err("config.json lists no layers".into()))?;
-    let mut checkpoint = Checkpoint::default();
+    let mut checkpoint = Checkpoint::with_layout(TensorLayout::Tf);
     let mut skipped = Vec::new();
     read_config_layers(
         &layers_group,

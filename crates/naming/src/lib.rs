@@ -15,7 +15,7 @@ mod layout;
 pub mod positional;
 pub mod schemes;
 
-use effnet_ir::{Checkpoint, Graph};
+use effnet_ir::{Checkpoint, Graph, TensorLayout};
 use effnet_spec::{Architecture, Scheme, build_graph};
 
 pub use bind::ImportReport;
@@ -88,15 +88,15 @@ pub fn import(checkpoint: &Checkpoint, scheme: Scheme) -> Result<Imported, Namin
     import_with(checkpoint, scheme, &|_, _| {})
 }
 
-/// The canonical (PyTorch/ONNX) layout of a tensor a TensorFlow scheme stores in its own:
+/// The canonical (PyTorch/ONNX) layout of a tensor a TensorFlow container stores in its own:
 /// conv `[kh, kw, in, out]` → `[out, in, kh, kw]`, depthwise `[kh, kw, C, 1]` → `[C, 1, kh, kw]`,
 /// dense `[in, out]` → `[out, in]`.
 fn canonical(
-    scheme: Scheme,
+    layout: TensorLayout,
     key: &ParsedKey,
     tensor: &effnet_ir::Tensor,
 ) -> Result<effnet_ir::Tensor, NamingError> {
-    if !matches!(scheme, Scheme::Keras | Scheme::TfOfficial) || key.param != Param::Weight {
+    if layout != TensorLayout::Tf || key.param != Param::Weight {
         return Ok(tensor.clone());
     }
     let perm: &[usize] = match (key.layer, tensor.shape().len()) {
@@ -131,7 +131,10 @@ pub fn import_with(
         .tensors
         .par_iter()
         .zip(&parsed)
-        .map(|((_, tensor), key)| key.as_ref().map(|k| canonical(scheme, k, tensor)))
+        .map(|((_, tensor), key)| {
+            key.as_ref()
+                .map(|k| canonical(checkpoint.layout, k, tensor))
+        })
         .collect();
     for (((name, _), key), tensor) in checkpoint.tensors.iter().zip(&parsed).zip(moved) {
         match (key, tensor) {

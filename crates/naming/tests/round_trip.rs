@@ -77,7 +77,7 @@ fn shape_only_full_size_files_identify_their_variant() {
                         )
                     })
                     .collect(),
-                metadata: Default::default(),
+                ..Checkpoint::default()
             };
             let imported = import(&checkpoint, scheme).unwrap();
             assert_eq!(imported.identity, Identity::Variant(*variant), "{scheme}");
