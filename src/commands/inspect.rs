@@ -87,7 +87,7 @@ fn document(model: &Model) -> serde_json::Value {
             "missing": report.missing,
             "unused": report.unused,
         },
-        "assumptions": imported.assumptions,
+        "assumptions": imported.assumptions.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "warnings": model.warnings,
     })
 }

@@ -216,11 +216,10 @@ pub fn check(model: &Model, target: Target, allow: &Allowances) -> Result<Plan, 
             ));
         }
         if !model.evidence.strides && !allow.assume_architecture {
-            let strides = imported
-                .assumptions
-                .iter()
-                .find(|a| a.starts_with("strides") || a.starts_with("the blocks form stages"))
-                .map_or("strides from EfficientNet's stage pattern", String::as_str);
+            let strides = imported.assumptions.iter().find(|a| a.is_strides()).map_or(
+                "strides from EfficientNet's stage pattern".to_owned(),
+                |a| a.to_string(),
+            );
             needed.push(format!(
                 "its strides, padding and BatchNorm epsilon (assumed: {strides}; the {} scheme's padding and epsilon; accept them with --assume-architecture)",
                 model.naming

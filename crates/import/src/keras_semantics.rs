@@ -83,7 +83,7 @@ impl KerasSemantics {
     pub(crate) fn evidence(
         keras: Option<&KerasSemantics>,
         has_config: bool,
-        assumptions: &mut Vec<String>,
+        assumptions: &mut Vec<effnet_naming::Assumption>,
     ) -> Evidence {
         match keras {
             Some(KerasSemantics {
@@ -93,8 +93,7 @@ impl KerasSemantics {
                 dropout,
                 ..
             }) => {
-                assumptions
-                    .retain(|a| !a.starts_with("strides") && !a.starts_with("stages inferred"));
+                assumptions.retain(|a| !a.is_structure());
                 Evidence {
                     strides: true,
                     residuals: blocks.values().all(|(_, r)| r.is_some()),

@@ -152,9 +152,9 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         deviations.extend(keras.deviations.iter().cloned());
     }
     if positional {
-        imported.assumptions.push(
-            "layer names reconstructed from the order and shapes of the weights (the file records none); stages from where channels, kernel or expansion change".into(),
-        );
+        imported
+            .assumptions
+            .push(effnet_naming::Assumption::LayerNamesByPosition);
     }
     let evidence = KerasSemantics::evidence(
         keras.as_ref(),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use effnet_ir::{BatchNorm, Graph, IrError, Node, NodeId, Op, Role, Tag, Tensor, structure};
-use effnet_naming::{ImportReport, Imported, identify};
+use effnet_naming::{Assumption, ImportReport, Imported, identify};
 use effnet_spec::{Architecture, BlockSpec, Evidence, PaddingStyle, Scheme};
 
 use crate::{ImportError, ImportOptions, Model, NamingSource, Tensors, unsupported};
@@ -55,21 +55,14 @@ pub(crate) fn tensors(path: &Path) -> Result<Tensors, ImportError> {
 pub(crate) fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> {
     let onnx = read(path)?;
     let mut graph = onnx.graph;
-    let mut assumptions = vec![
-        "stages from where stride, channels, kernel or expansion change (an ONNX graph names none)"
-            .to_owned(),
-    ];
+    let mut assumptions = vec![Assumption::OnnxStages];
     let zero = zero_biases(&mut graph).map_err(|e| unsupported(path, &e.to_string()))?;
     if zero > 0 {
-        assumptions.push(format!(
-            "{zero} layer(s) of the SE or the classifier without a bias in the graph (an exporter drops a zero bias): given a zero bias, which computes the same"
-        ));
+        assumptions.push(Assumption::ZeroBiases(zero));
     }
     let same = tf_same_at_fixed_size(&mut graph);
     if same > 0 {
-        assumptions.push(format!(
-            "{same} convolution(s) with explicit pads equal to TF \"same\" at the only input size the graph takes, read as TF \"same\""
-        ));
+        assumptions.push(Assumption::PadsReadAsSame(same));
     }
     let mut architecture = architecture(&graph).map_err(|m| unsupported(path, &m))?;
     let identity = identify(&architecture);

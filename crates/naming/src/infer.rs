@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use effnet_ir::{Activation, BlockKind, Tensor};
 use effnet_spec::{Architecture, Base, BlockSpec};
 
-use crate::NamingError;
 use crate::key::{BlockRef, Layer, Param, ParsedKey, Scope};
+use crate::{Assumption, NamingError};
 
 /// An architecture inferred from tensors, with where each named block landed.
 #[derive(Clone, Debug)]
@@ -19,7 +19,7 @@ pub struct Inferred {
     /// Each block as the scheme named it → (paper stage, index within the stage).
     pub positions: BTreeMap<BlockRef, (u8, u16)>,
     /// What had to be assumed.
-    pub assumptions: Vec<String>,
+    pub assumptions: Vec<Assumption>,
 }
 
 /// Weight shapes of one block's layers.
@@ -258,10 +258,7 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
             }
             stage_of.push(stage);
         }
-        assumptions.push(
-            "stages inferred from where block kind, channels, kernel or expansion change between blocks"
-                .into(),
-        );
+        assumptions.push(Assumption::StagesFromShapes);
     }
     if let Some(&bad) = stage_of.iter().find(|&&s| s < 2) {
         return Err(NamingError::Inconsistent {
@@ -286,15 +283,13 @@ pub fn infer(keys: &[(ParsedKey, &str, &Tensor)]) -> Result<Inferred, NamingErro
     });
     let first_stage = *stage_of.first().expect("non-empty");
     let last_stage = *stage_of.last().expect("non-empty");
-    match pattern {
-        Some(base) => assumptions.push(format!(
-            "strides taken from the {} stage pattern (the tensors effnet reads from this file do not record them)",
-            base.family.title()
-        )),
-        None => assumptions.push(format!(
-            "the blocks form stages {first_stage}–{last_stage} in no EfficientNet family's pattern: strides are unknown and taken as 1"
-        )),
-    }
+    assumptions.push(match pattern {
+        Some(base) => Assumption::StridesFromPattern(base.family),
+        None => Assumption::StridesUnknown {
+            first: first_stage,
+            last: last_stage,
+        },
+    });
 
     let total = raws.len();
     let mut positions = BTreeMap::new();

@@ -6,6 +6,7 @@
 //! architecture with every tensor bound to its node ([`import`]). Writing goes the other way
 //! through [`format_key`]. Both directions live in [`schemes`] side by side.
 
+mod assumption;
 mod bind;
 pub mod export;
 mod identify;
@@ -18,6 +19,7 @@ pub mod schemes;
 use effnet_ir::{Checkpoint, Graph, TensorLayout};
 use effnet_spec::{Architecture, Scheme, build_graph};
 
+pub use assumption::Assumption;
 pub use bind::ImportReport;
 pub use identify::{Identity, identify};
 pub use infer::{Inferred, infer};
@@ -80,7 +82,7 @@ pub struct Imported {
     /// What happened to every tensor.
     pub report: ImportReport,
     /// What had to be assumed (strides, stages).
-    pub assumptions: Vec<String>,
+    pub assumptions: Vec<Assumption>,
 }
 
 /// Reads `checkpoint` (names already stripped of wrappers) as `scheme`.
