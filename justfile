@@ -94,6 +94,7 @@ test-full:
 check-torch: fixtures-env
     cargo build --release --locked
     {{venv}}/bin/python fixtures/generate/check_torch.py target/release/effnet fixtures/torch
+    {{venv}}/bin/python fixtures/generate/check_torch_families.py target/release/effnet fixtures/families
 
 # Seed the fuzz corpora from the fixtures (fuzz/README.md).
 fuzz-seeds:
