@@ -8,8 +8,10 @@
 //!   folder and renamed into place; an output that is an input (same device and inode), lies
 //!   inside an input folder, or is not a regular file is refused, `--force` or not.
 //! - [`text`]: text that comes from a file escaped before it is printed.
+//! - [`checksum`]: CRC-32 of mapped bytes on every core, pages released as they are hashed.
 
 pub mod budget;
+pub mod checksum;
 pub mod input;
 pub mod output;
 pub mod text;

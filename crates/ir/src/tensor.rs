@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use half::{bf16, f16};
 
@@ -14,6 +14,12 @@ pub trait Storage: AsRef<[u8]> + Send + Sync {
     /// A hint that `start..start + len` is about to be read (a memory map starts reading
     /// those pages in).
     fn prefetch(&self, _start: usize, _len: usize) {}
+
+    /// The number of bytes, known without producing them (a lazily computed storage knows its
+    /// size before its bytes exist).
+    fn byte_len(&self) -> usize {
+        self.as_ref().len()
+    }
 }
 
 impl Storage for Vec<u8> {}
@@ -56,7 +62,7 @@ pub struct Bytes {
 impl Bytes {
     /// A range of `storage`. Fails when the range does not lie inside it.
     pub fn new(storage: Arc<dyn Storage>, start: usize, len: usize) -> Result<Self, IrError> {
-        let total = (*storage).as_ref().len();
+        let total = storage.byte_len();
         let end = start.checked_add(len).ok_or(IrError::ByteRange {
             start,
             end: usize::MAX,
@@ -240,9 +246,39 @@ impl Tensor {
     }
 }
 
+/// The bytes of a tensor with its axes reordered, gathered on first read: importing a
+/// TensorFlow-layout file costs nothing until the weights are used (`inspect` never reads them).
+struct Permuted {
+    src: Bytes,
+    /// `(length, source stride)` per result axis, axes of length 1 left out.
+    axes: Vec<(usize, usize)>,
+    size: usize,
+    out: OnceLock<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Permuted {
+    fn as_ref(&self) -> &[u8] {
+        self.out.get_or_init(|| {
+            let src = self.src.as_slice();
+            let mut out = vec![0u8; src.len()];
+            if !src.is_empty() {
+                permute_into(&mut out, src, &self.axes, self.size);
+            }
+            out
+        })
+    }
+}
+
+impl Storage for Permuted {
+    fn byte_len(&self) -> usize {
+        self.src.len()
+    }
+}
+
 impl Tensor {
     /// The tensor with its axes reordered: axis `i` of the result is axis `perm[i]` of this one
-    /// (NumPy's `transpose(perm)`), copied into a contiguous buffer.
+    /// (NumPy's `transpose(perm)`), gathered into a contiguous buffer when its data is first
+    /// read.
     pub fn permuted(&self, perm: &[usize]) -> Result<Tensor, IrError> {
         let rank = self.shape.len();
         let mut seen = vec![false; rank];
@@ -256,8 +292,7 @@ impl Tensor {
         let src = self
             .data
             .as_ref()
-            .ok_or_else(|| IrError::NoData(self.shape.clone()))?
-            .as_slice();
+            .ok_or_else(|| IrError::NoData(self.shape.clone()))?;
         let size = self.dtype.size();
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
         // Row-major strides of the source, in elements, taken in the result's axis order;
@@ -271,11 +306,14 @@ impl Tensor {
             .map(|&p| (self.shape[p], strides[p]))
             .filter(|&(len, _)| len != 1)
             .collect();
-        let mut out = vec![0u8; src.len()];
-        if self.numel > 0 {
-            permute_into(&mut out, src, &axes, size);
-        }
-        Tensor::with_data(self.dtype, shape, Bytes::from_vec(out))
+        let len = src.len();
+        let lazy = Permuted {
+            src: src.clone(),
+            axes,
+            size,
+            out: OnceLock::new(),
+        };
+        Tensor::with_data(self.dtype, shape, Bytes::new(Arc::new(lazy), 0, len)?)
     }
 }
 

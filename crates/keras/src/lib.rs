@@ -149,8 +149,14 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
     })?;
     let file_len = map.len() as u64;
     let meta_budget = Budget::for_input(file_len);
-    let mut budget = file_len.saturating_mul(MAX_EXPANSION);
-    let file = Hdf5File::from_mmap_with_options(map, hdf5_options(&meta_budget)).map_err(h5)?;
+    let map = Arc::new(map);
+    let file =
+        Hdf5File::from_owner(SharedMap(map.clone()), hdf5_options(&meta_budget)).map_err(h5)?;
+    let mut data = DataSource {
+        file: &file,
+        map: Some((map, 0)),
+        budget: file_len.saturating_mul(MAX_EXPANSION),
+    };
     let root = file.root_group().map_err(h5)?;
     let config = match string_attr(&root, "model_config") {
         Some(text) => Some(
@@ -171,7 +177,7 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
     };
     if config.is_none() && strings_attr(&weights, "layer_names").is_none() {
         if let Ok(layers) = root.group("layers") {
-            return read_keras3_weights(&layers, &mut budget).map_err(h5);
+            return read_keras3_weights(&layers, &mut data).map_err(h5);
         }
     }
     let layer_names =
@@ -200,7 +206,7 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
                 1 => format!("{layer}/{variable}"),
                 n => format!("{}/{variable}", parts[n - 2]),
             };
-            match dataset_tensor(&dataset, &mut budget).map_err(h5)? {
+            match dataset_tensor(&dataset, &mut data).map_err(h5)? {
                 Some(tensor) => checkpoint.tensors.push((name, tensor)),
                 None => skipped.push((name, "not a parameter type".into())),
             }
@@ -236,11 +242,11 @@ fn variables_by_count(class: &str, count: usize) -> Option<&'static [&'static st
 /// only the class and the per-class counter.
 fn read_keras3_weights(
     layers: &Group,
-    budget: &mut u64,
+    data: &mut DataSource<'_>,
 ) -> Result<KerasFile, hdf5_reader::error::Error> {
     let mut read = Vec::new();
     let mut skipped = Vec::new();
-    collect_keras3_layers(layers, "layers", budget, &mut read, &mut skipped, 0)?;
+    collect_keras3_layers(layers, "layers", data, &mut read, &mut skipped, 0)?;
     // Names when every layer records one; otherwise positions for all.
     let mut named = Checkpoint::with_layout(TensorLayout::Tf);
     let mut unnamed = Vec::new();
@@ -272,7 +278,7 @@ type Keras3Layer = (Option<String>, UnnamedLayer);
 fn collect_keras3_layers(
     layers: &Group,
     path: &str,
-    budget: &mut u64,
+    data: &mut DataSource<'_>,
     read: &mut Vec<Keras3Layer>,
     skipped: &mut Vec<(String, String)>,
     depth: usize,
@@ -299,7 +305,7 @@ fn collect_keras3_layers(
                 collect_keras3_layers(
                     &inner,
                     &format!("{origin}/layers"),
-                    budget,
+                    data,
                     read,
                     skipped,
                     depth + 1,
@@ -319,7 +325,7 @@ fn collect_keras3_layers(
             let Ok(dataset) = vars.dataset(&i.to_string()) else {
                 break;
             };
-            tensors.push(dataset_tensor(&dataset, budget)?);
+            tensors.push(dataset_tensor(&dataset, data)?);
         }
         let Some(names) = variables_by_count(&class, tensors.len()) else {
             skipped.push((
@@ -500,7 +506,16 @@ impl<'a> Archive<'a> {
                 .and_then(|n| Some(start..start.checked_add(n)?))
                 .filter(|r| r.end <= self.map.len())
                 .ok_or_else(|| err(format!("`{name}` lies outside the archive")))?;
-            if crc32fast::hash(&self.map[range.clone()]) != entry.crc32() {
+            // Hashed on every core; the pages leave the process once hashed (the weights are
+            // read again only where they are used).
+            let map = &self.map;
+            let release = |piece: &[u8]| {
+                use effnet_ir::Storage;
+                let start = piece.as_ptr() as usize - map.as_ptr() as usize;
+                map.release(start, piece.len());
+            };
+            let crc = effnet_io::checksum::crc32_parts(&[&map[range.clone()]], 8 << 20, &release);
+            if crc[0] != entry.crc32() {
                 return Err(err(format!(
                     "`{name}` fails its CRC-32 check (the archive is damaged)"
                 )));
@@ -640,8 +655,18 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
         &budget,
     )?;
     drop(archive);
-    let mut data_budget = (weights.as_ref().len() as u64).saturating_mul(MAX_EXPANSION);
+    let data_budget = (weights.as_ref().len() as u64).saturating_mul(MAX_EXPANSION);
+    // A stored member is a range of the archive's map: its contiguous datasets are views.
+    let member_map = match &weights {
+        MemberBytes::Mapped(map, range) => Some((map.clone(), range.start)),
+        MemberBytes::Owned(_) => None,
+    };
     let h5file = Hdf5File::from_owner(weights, hdf5_options(&budget)).map_err(h5)?;
+    let mut data = DataSource {
+        file: &h5file,
+        map: member_map,
+        budget: data_budget,
+    };
     let root = h5file.root_group().map_err(h5)?;
     let layers_group = root.group("layers").map_err(h5)?;
     let layers = config
@@ -653,7 +678,7 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
     read_config_layers(
         &layers_group,
         layers,
-        &mut data_budget,
+        &mut data,
         &mut checkpoint,
         &mut skipped,
         0,
@@ -680,7 +705,7 @@ const MAX_EXPANSION: u64 = 200;
 fn read_config_layers(
     group: &Group,
     layers: &[serde_json::Value],
-    budget: &mut u64,
+    data: &mut DataSource<'_>,
     checkpoint: &mut Checkpoint,
     skipped: &mut Vec<(String, String)>,
     depth: usize,
@@ -714,7 +739,7 @@ fn read_config_layers(
         if let (Some(inner), Ok(inner_group), true) =
             (inner, layer_group.group("layers"), depth < 8)
         {
-            read_config_layers(&inner_group, inner, budget, checkpoint, skipped, depth + 1)?;
+            read_config_layers(&inner_group, inner, data, checkpoint, skipped, depth + 1)?;
             continue;
         }
         let Ok(vars) = layer_group.group("vars") else {
@@ -725,7 +750,7 @@ fn read_config_layers(
                 continue;
             };
             let full = format!("{name}/{variable}");
-            match dataset_tensor(&dataset, budget)? {
+            match dataset_tensor(&dataset, data)? {
                 Some(t) => checkpoint.tensors.push((full, t)),
                 None => skipped.push((full, "not a parameter type".into())),
             }
@@ -734,13 +759,71 @@ fn read_config_layers(
     Ok(())
 }
 
-/// A dataset as a tensor (`None` for types that are not parameters). `budget` is what the
-/// datasets still to be read may claim; a dataset claiming more is refused before anything is
-/// allocated.
+/// A memory map shared between the HDF5 reader and the tensors viewing it.
+struct SharedMap(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Where datasets' bytes come from: the open file, the map its HDF5 bytes sit in (with their
+/// offset in it) when they are mapped, and what the datasets still to be read may claim.
+struct DataSource<'a> {
+    file: &'a Hdf5File,
+    map: Option<(Arc<memmap2::Mmap>, usize)>,
+    budget: u64,
+}
+
+impl DataSource<'_> {
+    /// A contiguous, little-endian dataset of `len` bytes as a view into the map: nothing is
+    /// read until the weights are used. `None` where the dataset is stored otherwise (compact,
+    /// chunked, big-endian, unallocated) or the file is not mapped: it is read then.
+    fn view(&self, dataset: &hdf5_reader::dataset::Dataset, len: usize) -> Option<Bytes> {
+        use hdf5_reader::messages::HdfMessage;
+        use hdf5_reader::messages::layout::DataLayout;
+        let (map, offset) = self.map.as_ref()?;
+        let little_endian = match dataset.dtype() {
+            hdf5_reader::Datatype::FloatingPoint { byte_order, .. }
+            | hdf5_reader::Datatype::FixedPoint { byte_order, .. } => {
+                *byte_order == hdf5_reader::ByteOrder::LittleEndian
+            }
+            _ => false,
+        };
+        if !little_endian || cfg!(target_endian = "big") {
+            return None;
+        }
+        let header = self.file.get_or_parse_header(dataset.address()).ok()?;
+        let (address, size) = header.messages.iter().find_map(|m| match m {
+            HdfMessage::DataLayout(l) => match l.layout {
+                DataLayout::Contiguous { address, size } => Some((address, size)),
+                _ => None,
+            },
+            _ => None,
+        })?;
+        if usize::try_from(size).ok()? != len {
+            return None;
+        }
+        let start = self
+            .file
+            .superblock()
+            .base_address
+            .checked_add(address)
+            .and_then(|a| usize::try_from(a).ok())
+            .and_then(|a| a.checked_add(*offset))?;
+        Bytes::new(map.clone(), start, len).ok()
+    }
+}
+
+/// A dataset as a tensor (`None` for types that are not parameters): a view into the map when
+/// it is stored contiguously, read otherwise. `data.budget` is what the datasets still to be
+/// read may claim; a dataset claiming more is refused before anything is allocated.
 fn dataset_tensor(
     dataset: &hdf5_reader::dataset::Dataset,
-    budget: &mut u64,
+    data: &mut DataSource<'_>,
 ) -> Result<Option<Tensor>, hdf5_reader::error::Error> {
+    let budget = &mut data.budget;
     let dtype = match dataset.dtype() {
         hdf5_reader::Datatype::FloatingPoint { size: 4, .. } => DType::F32,
         hdf5_reader::Datatype::FloatingPoint { size: 2, .. } => DType::F16,
@@ -771,8 +854,14 @@ fn dataset_tensor(
         .iter()
         .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
         .collect();
-    let bytes = dataset.read_native_bytes()?;
-    Ok(Tensor::with_data(dtype, shape, Bytes::from_vec(bytes)).ok())
+    let bytes = match usize::try_from(claimed)
+        .ok()
+        .and_then(|len| data.view(dataset, len))
+    {
+        Some(view) => view,
+        None => Bytes::from_vec(dataset.read_native_bytes()?),
+    };
+    Ok(Tensor::with_data(dtype, shape, bytes).ok())
 }
 
 #[cfg(test)]

@@ -260,63 +260,9 @@ fn verify_crcs_in_pieces(
     piece: usize,
     release: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<(), String> {
-    let pieces: Vec<(usize, &[u8])> = entries
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (_, bytes))| bytes.chunks(piece).map(move |c| (i, c)))
-        .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(pieces.len().div_ceil(4))
-        .max(1);
-    let hashed: Vec<crc32fast::Hasher> = if threads == 1 {
-        pieces
-            .iter()
-            .map(|(_, c)| {
-                let mut h = crc32fast::Hasher::new();
-                h.update(c);
-                release(c);
-                h
-            })
-            .collect()
-    } else {
-        let mut out: Vec<Option<crc32fast::Hasher>> = vec![None; pieces.len()];
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|t| {
-                    let pieces = &pieces;
-                    scope.spawn(move || {
-                        pieces
-                            .iter()
-                            .enumerate()
-                            .skip(t)
-                            .step_by(threads)
-                            .map(|(k, (_, c))| {
-                                let mut h = crc32fast::Hasher::new();
-                                h.update(c);
-                                release(c);
-                                (k, h)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            for worker in workers {
-                for (k, h) in worker.join().expect("a CRC worker does not panic") {
-                    out[k] = Some(h);
-                }
-            }
-        });
-        out.into_iter()
-            .map(|h| h.expect("every piece hashed"))
-            .collect()
-    };
-    let mut combined: Vec<crc32fast::Hasher> = vec![crc32fast::Hasher::new(); entries.len()];
-    for ((i, _), h) in pieces.iter().zip(&hashed) {
-        combined[*i].combine(h);
-    }
-    for ((place, _), h) in entries.iter().zip(combined) {
-        let crc = h.finalize();
+    let parts: Vec<&[u8]> = entries.iter().map(|(_, bytes)| *bytes).collect();
+    let crcs = effnet_io::checksum::crc32_parts(&parts, piece, release);
+    for ((place, _), crc) in entries.iter().zip(crcs) {
         if crc != place.crc {
             return Err(format!(
                 "zip entry `{}` fails its CRC-32 check (computed {crc:08x}, recorded {:08x}): the file is corrupt",
