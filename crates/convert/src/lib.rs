@@ -384,8 +384,10 @@ pub fn to_safetensors(
                     // After an overflow nothing more is written; the rest is still converted to
                     // report every tensor that overflows.
                     if overflowing.is_empty() || options.clamp {
-                        let bytes = converted.data().map_or(&[][..], |b| b.as_slice());
-                        writer.write_tensor(name, bytes)?;
+                        match converted.data() {
+                            Some(b) => b.read_with(|bytes| writer.write_tensor(name, bytes))?,
+                            None => writer.write_tensor(name, &[])?,
+                        }
                     }
                 }
                 // The source bytes are done with: a mapped input gives its pages back.

@@ -92,12 +92,11 @@ impl Tensor {
         if self.dtype() == dtype || !self.dtype().is_float() || !dtype.is_float() {
             return Ok((self.clone(), ConversionStats::default()));
         }
-        let src = self
+        let data = self
             .data()
-            .ok_or_else(|| IrError::NoData(self.shape().to_vec()))?
-            .as_slice();
+            .ok_or_else(|| IrError::NoData(self.shape().to_vec()))?;
         let (bytes, stats) = if self.dtype() == DType::F32 && dtype == DType::F16 {
-            f32_bytes_to_f16(src, clamp)
+            data.read_with(|src| f32_bytes_to_f16(src, clamp))
         } else {
             encode_f32(&self.to_f32_vec()?, dtype, clamp)
         };

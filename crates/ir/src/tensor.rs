@@ -20,6 +20,13 @@ pub trait Storage: AsRef<[u8]> + Send + Sync {
     fn byte_len(&self) -> usize {
         self.as_ref().len()
     }
+
+    /// Calls `f` with `start..start + len`. A lazily computed storage that has not kept its
+    /// bytes computes them for the call only, so a reader going through every tensor once
+    /// (a conversion) never holds them all.
+    fn read_with(&self, start: usize, len: usize, f: &mut dyn FnMut(&[u8])) {
+        f(&self.as_ref()[start..start + len]);
+    }
 }
 
 impl Storage for Vec<u8> {}
@@ -124,6 +131,19 @@ impl Bytes {
         &(*self.storage).as_ref()[self.start..self.start + self.len]
     }
 
+    /// Calls `f` with the bytes; a lazily computed storage computes them for this call only
+    /// (see [`Storage::read_with`]).
+    pub fn read_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut f = Some(f);
+        let mut result = None;
+        self.storage.read_with(self.start, self.len, &mut |bytes| {
+            if let Some(f) = f.take() {
+                result = Some(f(bytes));
+            }
+        });
+        result.expect("read_with calls back once")
+    }
+
     /// Number of bytes.
     pub fn len(&self) -> usize {
         self.len
@@ -215,34 +235,37 @@ impl Tensor {
 
     /// The values converted to f32 (integers and f64 rounded to nearest).
     pub fn to_f32_vec(&self) -> Result<Vec<f32>, IrError> {
-        let bytes = self
+        let data = self
             .data
             .as_ref()
-            .ok_or_else(|| IrError::NoData(self.shape.clone()))?
-            .as_slice();
-        let values = match self.dtype {
-            DType::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            DType::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
-                .collect(),
-            DType::I64 => bytes
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
-                .collect(),
-        };
-        Ok(values)
+            .ok_or_else(|| IrError::NoData(self.shape.clone()))?;
+        Ok(data.read_with(|bytes| decode_f32(self.dtype, bytes)))
+    }
+}
+
+/// Little-endian values of `dtype` as f32 (integers and f64 rounded to nearest).
+fn decode_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        DType::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
+            .collect(),
+        DType::I64 => bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
+            .collect(),
     }
 }
 
@@ -256,22 +279,41 @@ struct Permuted {
     out: OnceLock<Vec<u8>>,
 }
 
+impl Permuted {
+    fn gather(&self) -> Vec<u8> {
+        let src = self.src.as_slice();
+        let mut out = vec![0u8; src.len()];
+        if !src.is_empty() {
+            permute_into(&mut out, src, &self.axes, self.size);
+        }
+        out
+    }
+}
+
 impl AsRef<[u8]> for Permuted {
     fn as_ref(&self) -> &[u8] {
-        self.out.get_or_init(|| {
-            let src = self.src.as_slice();
-            let mut out = vec![0u8; src.len()];
-            if !src.is_empty() {
-                permute_into(&mut out, src, &self.axes, self.size);
-            }
-            out
-        })
+        self.out.get_or_init(|| self.gather())
     }
 }
 
 impl Storage for Permuted {
     fn byte_len(&self) -> usize {
         self.src.len()
+    }
+
+    fn read_with(&self, start: usize, len: usize, f: &mut dyn FnMut(&[u8])) {
+        match self.out.get() {
+            Some(out) => f(&out[start..start + len]),
+            None => f(&self.gather()[start..start + len]),
+        }
+    }
+
+    fn prefetch(&self, _start: usize, _len: usize) {
+        self.src.prefetch();
+    }
+
+    fn release(&self, _start: usize, _len: usize) {
+        self.src.release();
     }
 }
 

@@ -187,6 +187,8 @@ pub fn read_with_budget(path: &Path, other_input: u64) -> Result<(Bundle, Budget
         }
         let data = Bytes::new(map.clone(), start, end - start)
             .map_err(|e| format(&shard_path, e.to_string()))?;
+        // Checked: its pages leave the process until the weights are used.
+        data.release();
         let tensor =
             Tensor::with_data(dt, shape, data).map_err(|e| format(&shard_path, e.to_string()))?;
         bundle.tensors.push((key, tensor));
