@@ -1102,19 +1102,33 @@ fn cost_svg_parses_names_every_stage_and_renders() {
         .filter_map(|n| n.text())
         .map(str::trim)
         .collect();
+    // Each bar is labelled with its stage and the paper's operator.
     for stage in 1..=9 {
         assert!(
-            labels.contains(&format!("stage {stage}").as_str()),
-            "stage {stage}"
+            labels.iter().any(|l| l.starts_with(&format!("{stage}: "))),
+            "stage {stage}: {labels:?}"
         );
     }
+    assert!(labels.contains(&"1: Conv3x3"), "{labels:?}");
+    assert!(labels.contains(&"9: Conv1x1 & Pooling & FC"), "{labels:?}");
+    // Units scale with the values: B7's stages reach billions of MACs and GiB of activations.
     for needle in [
-        "MACs per stage (millions)",
-        "Activation memory per stage (MiB)",
+        "MACs per stage (GMACs)",
+        "Parameters per stage (M)",
+        "Activation memory per stage (GiB)",
     ] {
-        assert!(labels.iter().any(|l| l.contains(needle)), "{needle}");
+        assert!(
+            labels.iter().any(|l| l.contains(needle)),
+            "{needle}: {labels:?}"
+        );
     }
     assert!(labels.iter().any(|l| l.contains("600×600")));
+    // Values are printed on the bars, each in its own unit: stage 7 has 28.39 M parameters
+    // and 8.55 GMACs, the head 4.20 M parameters, stage 3 1.35 GiB of activations, the stem
+    // 1.86 K parameters.
+    for value in ["28.39 M", "8.55 G", "4.20 M", "1.35 GiB", "1.86 K"] {
+        assert!(labels.contains(&value), "{value}: {labels:?}");
+    }
     // Rendered, it is not blank: the bars cover a good share of the picture with colour.
     let mut options = resvg::usvg::Options::default();
     options.fontdb_mut().load_system_fonts();
