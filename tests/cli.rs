@@ -270,6 +270,56 @@ fn cost_at_a_non_square_resolution() {
 }
 
 #[test]
+fn a_non_square_onnx_export_keeps_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wide.onnx");
+    let input = fixture("timm-tf-tiny.pth");
+    let stdout = stdout_of(&[
+        "convert",
+        &input,
+        "--source-naming",
+        "timm-tf",
+        "-o",
+        out.to_str().unwrap(),
+        "--resolution",
+        "67x95",
+        "--check",
+    ]);
+    assert!(stdout.contains("67×95 input"), "{stdout}");
+    // The exported graph records 67×95: cost reads it without --resolution, and counts what
+    // the source counts at that size.
+    let onnx = json_of(&["cost", out.to_str().unwrap(), "--format", "json"]);
+    let source = json_of(&[
+        "cost",
+        &input,
+        "--naming",
+        "timm-tf",
+        "--resolution",
+        "67x95",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(onnx["model"]["input_size"], serde_json::json!([67, 95]));
+    assert_eq!(onnx["total"]["macs"], source["total"]["macs"]);
+    let compared = json_of(&[
+        "compare",
+        &input,
+        out.to_str().unwrap(),
+        "--naming-a",
+        "timm-tf",
+        "--resolution",
+        "67x95",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        compared["input"]["shape"],
+        serde_json::json!([1, 3, 67, 95])
+    );
+    assert_eq!(compared["equal"], true);
+}
+
+#[test]
 fn cost_memory_summary() {
     let doc = json_of(&[
         "cost",

@@ -51,11 +51,14 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             let model = super::open_model(path, args.scaling.naming, &args.read)?;
             super::warn(&model);
             let identity = &model.imported.identity;
+            // The flag, else what the file records: a square size, or the input node's
+            // height and width (an ONNX model exported at a non-square size).
             let resolution = args
                 .scaling
                 .resolution
                 .map(|r| r.hw())
                 .or(model.imported.architecture.resolution.map(|r| [r, r]))
+                .or_else(|| super::run::resolution_of(&model.imported.graph, None))
                 .with_context(|| {
                     format!(
                         "{}: the file does not record an input resolution ({}); give one with --resolution",
