@@ -45,7 +45,7 @@ fn spec_and_cost(c: &mut Criterion) {
                 family: Some("efficientnet".into()),
                 width: Some(spec.width),
                 depth: Some(spec.depth),
-                resolution: spec.resolution,
+                resolution: [spec.resolution, spec.resolution],
                 naming: None,
                 source: "spec".into(),
             };

@@ -56,9 +56,10 @@ pub enum Command {
         after_help = "Examples:\n  effnet man > ~/.local/share/man/man1/effnet.1\n  effnet man convert | man -l -\n  effnet man --dir ~/.local/share/man/man1"
     )]
     Man(ManArgs),
-    /// Report params, MACs, FLOPs and activation memory per stage, block or layer.
+    /// Report params, MACs, FLOPs and activation memory per stage, block, layer or operator
+    /// class, with a memory summary.
     #[command(
-        after_help = "Examples:\n  effnet cost --variant b0\n  effnet cost --variant b7 --by layer --format json\n  effnet cost --variant b2 --resolution 288 --batch 8 --dtype f16 --format md"
+        after_help = "Examples:\n  effnet cost --variant b0\n  effnet cost --variant b7 --by layer --format json\n  effnet cost --variant b0 --by operator\n  effnet cost --variant b0 --resolution 224x320\n  effnet cost --variant b2 --resolution 288 --batch 8 --dtype f16 --format md"
     )]
     Cost(CostArgs),
     /// Run a model on a .npy array or on images: its output, and the top-5 classes.
@@ -83,9 +84,10 @@ pub struct ScalingArgs {
     /// Depth coefficient, overriding the variant's.
     #[arg(long, value_name = "D")]
     pub depth: Option<f64>,
-    /// Input resolution (square, 1–65536), overriding the variant's native one.
-    #[arg(long, value_name = "R", value_parser = parse_resolution)]
-    pub resolution: Option<usize>,
+    /// Input resolution, overriding the variant's native one: R (square) or HxW (e.g.
+    /// 224x320), each side 1–65536.
+    #[arg(long, value_name = "R|HxW", value_parser = parse_resolution)]
+    pub resolution: Option<Resolution>,
     /// The implementation whose conventions (padding, BatchNorm epsilon, preprocessing,
     /// classifier activation) the model follows [default: tf-official].
     #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
@@ -225,9 +227,10 @@ pub struct ConvertArgs {
     /// ONNX opset (13–21) [default: 17].
     #[arg(long, value_name = "N")]
     pub opset: Option<i64>,
-    /// ONNX: the input size to resolve TF "same" padding for (1–65536) [default: the model's].
-    #[arg(long, value_name = "R", value_parser = parse_resolution)]
-    pub resolution: Option<usize>,
+    /// ONNX (and --check): the input size to resolve TF "same" padding for, R or HxW (each
+    /// side 1–65536) [default: the model's].
+    #[arg(long, value_name = "R|HxW", value_parser = parse_resolution)]
+    pub resolution: Option<Resolution>,
     /// ONNX: keep height and width dynamic (TF "same" convs as auto_pad=SAME_UPPER).
     #[arg(long)]
     pub dynamic_size: bool,
@@ -318,7 +321,8 @@ pub struct CostArgs {
     /// Activation dtype (sizes activation memory).
     #[arg(long, value_enum, default_value_t = ActivationDtype::F32)]
     pub dtype: ActivationDtype,
-    /// One row per stage, block or layer.
+    /// One row per stage, block, layer, or operator class (convolution, depthwise
+    /// convolution, dense, BatchNorm, activation, pooling, elementwise, other).
     #[arg(long, value_enum, default_value_t = By::Stage)]
     pub by: By,
     /// Output format.
@@ -362,6 +366,7 @@ pub enum By {
     Stage,
     Block,
     Layer,
+    Operator,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -478,8 +483,47 @@ fn parse_in_range(text: &str, what: &str, max: usize) -> Result<usize, String> {
     }
 }
 
-fn parse_resolution(text: &str) -> Result<usize, String> {
-    parse_in_range(text, "resolution", MAX_RESOLUTION)
+/// An input size: `R` for a square `R×R`, or `HxW` (height first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolution(pub [usize; 2]);
+
+impl Resolution {
+    /// `[height, width]`.
+    pub fn hw(self) -> [usize; 2] {
+        self.0
+    }
+
+    /// The side of a square size.
+    pub fn square(self) -> Option<usize> {
+        let [h, w] = self.0;
+        (h == w).then_some(h)
+    }
+}
+
+impl std::fmt::Display for Resolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [h, w] = self.0;
+        write!(f, "{h}×{w}")
+    }
+}
+
+/// `224`, `224x320`, `224X320` or `224×320`.
+fn parse_resolution(text: &str) -> Result<Resolution, String> {
+    let trimmed = text.trim();
+    let parts: Vec<&str> = trimmed.split(['x', 'X', '×']).collect();
+    match parts.as_slice() {
+        [r] => parse_in_range(r, "resolution", MAX_RESOLUTION).map(|r| Resolution([r, r])),
+        [h, w] => {
+            let side = |s: &str, what: &str| {
+                parse_in_range(s, what, MAX_RESOLUTION)
+                    .map_err(|e| format!("{e} (resolution `{trimmed}`: R, or HxW such as 224x320)"))
+            };
+            Ok(Resolution([side(h, "height")?, side(w, "width")?]))
+        }
+        _ => Err(format!(
+            "resolution `{trimmed}` is not R or HxW (e.g. 224 or 224x320)"
+        )),
+    }
 }
 
 fn parse_batch(text: &str) -> Result<usize, String> {
@@ -527,9 +571,9 @@ pub struct RunArgs {
     /// Leave out a final softmax (Keras applications end in one).
     #[arg(long)]
     pub logits: bool,
-    /// Image crop size [default: the one the model records].
-    #[arg(long, value_name = "R", value_parser = parse_resolution)]
-    pub resolution: Option<usize>,
+    /// Image crop size, R (images are cropped square) [default: the one the model records].
+    #[arg(long, value_name = "R|HxW", value_parser = parse_resolution)]
+    pub resolution: Option<Resolution>,
     /// Read the tensor names with this scheme instead of detecting it.
     #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
     pub naming: Option<Scheme>,
@@ -559,9 +603,9 @@ pub struct CompareArgs {
     /// Seed of the random pixels used without --input [default: 0].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Input size of the random pixels [default: the one a model records, else 224].
-    #[arg(long, value_name = "R", value_parser = parse_resolution)]
-    pub resolution: Option<usize>,
+    /// Input size of the random pixels, R or HxW [default: the one a model records, else 224].
+    #[arg(long, value_name = "R|HxW", value_parser = parse_resolution)]
+    pub resolution: Option<Resolution>,
     /// Read A's tensor names with this scheme instead of detecting it.
     #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
     pub naming_a: Option<Scheme>,

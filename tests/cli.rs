@@ -120,6 +120,242 @@ fn cost_b7_by_layer_json_sums_to_the_published_counts() {
 }
 
 #[test]
+fn cost_by_layer_has_shapes_kernels_and_shares() {
+    let doc = json_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--by",
+        "layer",
+        "--format",
+        "json",
+    ]);
+    let layers = doc["layers"].as_array().unwrap();
+    let stem = layers.iter().find(|l| l["op"] == "Conv2d").unwrap();
+    assert_eq!(stem["input_shape"], serde_json::json!([1, 3, 224, 224]));
+    assert_eq!(stem["output_shape"], serde_json::json!([1, 32, 112, 112]));
+    assert_eq!(stem["kernel"], serde_json::json!([3, 3]));
+    assert_eq!(stem["stride"], serde_json::json!([2, 2]));
+    assert_eq!(stem["groups"], 1);
+    assert_eq!(stem["operator"], "convolution");
+    let bn = layers.iter().find(|l| l["op"] == "BatchNorm").unwrap();
+    assert!(bn["kernel"].is_null() && bn["groups"].is_null());
+    let share: f64 = layers.iter().map(|l| l["macs_pct"].as_f64().unwrap()).sum();
+    assert!((share - 100.0).abs() < 0.01, "{share}");
+    let table = stdout_of(&["cost", "--variant", "b0", "--by", "layer"]);
+    for needle in [
+        "Kernel/stride/groups",
+        "% MACs",
+        "3×3 s2",
+        "1×32×112×112",
+        "g96",
+    ] {
+        assert!(table.contains(needle), "{needle}");
+    }
+    let csv = stdout_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--by",
+        "layer",
+        "--format",
+        "csv",
+    ]);
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.ends_with("activation_bytes,input_shape,kernel,stride,groups,operator,macs_pct"),
+        "{header}"
+    );
+}
+
+#[test]
+fn cost_by_operator_totals_the_classes() {
+    let doc = json_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--by",
+        "operator",
+        "--format",
+        "json",
+    ]);
+    let ops = doc["operators"].as_array().unwrap();
+    let names: Vec<&str> = ops
+        .iter()
+        .map(|o| o["operator"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "convolution",
+            "depthwise_convolution",
+            "dense",
+            "batchnorm",
+            "activation",
+            "pooling",
+            "elementwise",
+            "other"
+        ]
+    );
+    let sum = |key: &str| ops.iter().map(|o| o[key].as_u64().unwrap()).sum::<u64>();
+    for key in ["params", "macs", "flops", "activation_bytes"] {
+        assert_eq!(sum(key), doc["total"][key].as_u64().unwrap(), "{key}");
+    }
+    // fvcore's linear count for B0.
+    assert_eq!(ops[2]["macs"], 1_280_000);
+    assert!(doc.get("layers").is_none() && doc.get("blocks").is_none());
+    assert_snapshot!(stdout_of(&["cost", "--variant", "b0", "--by", "operator"]));
+    let csv = stdout_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--by",
+        "operator",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(csv.lines().count(), 1 + 8);
+    assert!(csv.starts_with("operator,ops,nodes,params,"));
+}
+
+#[test]
+fn cost_at_a_non_square_resolution() {
+    // fvcore conv + linear on torchvision's efficientnet_b0 at 224×320 (crates/cost/tests).
+    for size in ["224x320", "224×320", "224X320"] {
+        let doc = json_of(&[
+            "cost",
+            "--variant",
+            "b0",
+            "--resolution",
+            size,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(doc["total"]["macs"], 550_346_560u64, "{size}");
+        assert_eq!(doc["model"]["resolution"], serde_json::json!([224, 320]));
+        assert_eq!(doc["model"]["input_size"], serde_json::json!([224, 320]));
+        assert_eq!(
+            doc["stages"][1]["input_resolution"],
+            serde_json::json!([112, 160])
+        );
+    }
+    let square = json_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--resolution",
+        "256x256",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(square["model"]["resolution"], 256);
+    assert_eq!(square["total"]["macs"], 503_337_472u64);
+    let table = stdout_of(&["cost", "--variant", "b0", "--resolution", "224x320"]);
+    assert!(table.contains("224×320"), "{table}");
+    // spec takes the same sizes.
+    let spec = json_of(&["spec", "b0", "--resolution", "224x320", "--format", "json"]);
+    assert_eq!(spec["input_size"], serde_json::json!([224, 320]));
+    assert_eq!(
+        spec["stages"][8]["input_resolution"],
+        serde_json::json!([7, 10])
+    );
+    for (bad, needle) in [
+        ("0x320", "height 0 is out of range"),
+        ("224x", "width `` is not a whole number"),
+        ("224x320x3", "is not R or HxW"),
+    ] {
+        let stderr = error_of(&["cost", "--variant", "b0", "--resolution", bad]);
+        assert!(stderr.contains(needle), "{bad}: {stderr}");
+    }
+}
+
+#[test]
+fn a_non_square_onnx_export_keeps_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wide.onnx");
+    let input = fixture("timm-tf-tiny.pth");
+    let stdout = stdout_of(&[
+        "convert",
+        &input,
+        "--source-naming",
+        "timm-tf",
+        "-o",
+        out.to_str().unwrap(),
+        "--resolution",
+        "67x95",
+        "--check",
+    ]);
+    assert!(stdout.contains("67×95 input"), "{stdout}");
+    // The exported graph records 67×95: cost reads it without --resolution, and counts what
+    // the source counts at that size.
+    let onnx = json_of(&["cost", out.to_str().unwrap(), "--format", "json"]);
+    let source = json_of(&[
+        "cost",
+        &input,
+        "--naming",
+        "timm-tf",
+        "--resolution",
+        "67x95",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(onnx["model"]["input_size"], serde_json::json!([67, 95]));
+    assert_eq!(onnx["total"]["macs"], source["total"]["macs"]);
+    let compared = json_of(&[
+        "compare",
+        &input,
+        out.to_str().unwrap(),
+        "--naming-a",
+        "timm-tf",
+        "--resolution",
+        "67x95",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        compared["input"]["shape"],
+        serde_json::json!([1, 3, 67, 95])
+    );
+    assert_eq!(compared["equal"], true);
+}
+
+#[test]
+fn cost_memory_summary() {
+    let doc = json_of(&[
+        "cost",
+        "--variant",
+        "b0",
+        "--batch",
+        "8",
+        "--dtype",
+        "f16",
+        "--format",
+        "json",
+    ]);
+    let m = &doc["memory"];
+    let get = |k: &str| m[k].as_u64().unwrap();
+    assert_eq!(get("element_bytes"), 2);
+    assert_eq!(get("input_bytes"), 8 * 3 * 224 * 224 * 2);
+    assert_eq!(
+        get("peak_activation_bytes"),
+        doc["total"]["peak_activation_bytes"].as_u64().unwrap()
+    );
+    assert_eq!(
+        get("inference_total_bytes"),
+        get("weights_bytes") + get("peak_activation_bytes")
+    );
+    assert_eq!(
+        get("training_total_bytes"),
+        2 * get("weights_bytes") + get("input_bytes") + get("saved_for_backward_bytes")
+    );
+    let table = stdout_of(&["cost", "--variant", "b0"]);
+    assert!(table.contains("Memory at batch 1, f32"), "{table}");
+    assert!(table.contains("total, training"), "{table}");
+    let md = stdout_of(&["cost", "--variant", "b0", "--format", "md"]);
+    assert!(md.contains("| memory | bytes | what |"), "{md}");
+}
+
+#[test]
 fn cost_options_scale_the_report() {
     let doc = json_of(&[
         "cost",
@@ -916,19 +1152,33 @@ fn cost_svg_parses_names_every_stage_and_renders() {
         .filter_map(|n| n.text())
         .map(str::trim)
         .collect();
+    // Each bar is labelled with its stage and the paper's operator.
     for stage in 1..=9 {
         assert!(
-            labels.contains(&format!("stage {stage}").as_str()),
-            "stage {stage}"
+            labels.iter().any(|l| l.starts_with(&format!("{stage}: "))),
+            "stage {stage}: {labels:?}"
         );
     }
+    assert!(labels.contains(&"1: Conv3x3"), "{labels:?}");
+    assert!(labels.contains(&"9: Conv1x1 & Pooling & FC"), "{labels:?}");
+    // Units scale with the values: B7's stages reach billions of MACs and GiB of activations.
     for needle in [
-        "MACs per stage (millions)",
-        "Activation memory per stage (MiB)",
+        "MACs per stage (GMACs)",
+        "Parameters per stage (M)",
+        "Activation memory per stage (GiB)",
     ] {
-        assert!(labels.iter().any(|l| l.contains(needle)), "{needle}");
+        assert!(
+            labels.iter().any(|l| l.contains(needle)),
+            "{needle}: {labels:?}"
+        );
     }
     assert!(labels.iter().any(|l| l.contains("600×600")));
+    // Values are printed on the bars, each in its own unit: stage 7 has 28.39 M parameters
+    // and 8.55 GMACs, the head 4.20 M parameters, stage 3 1.35 GiB of activations, the stem
+    // 1.86 K parameters.
+    for value in ["28.39 M", "8.55 G", "4.20 M", "1.35 GiB", "1.86 K"] {
+        assert!(labels.contains(&value), "{value}: {labels:?}");
+    }
     // Rendered, it is not blank: the bars cover a good share of the picture with colour.
     let mut options = resvg::usvg::Options::default();
     options.fontdb_mut().load_system_fonts();

@@ -256,6 +256,17 @@ def _fspath(name: str, value: object) -> str:
     return text
 
 
+def _resolution(value: tuple[object, ...]) -> str:
+    """``(224, 320)`` → ``"224x320"`` (height × width)."""
+    if len(value) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise OptionError(
+            f"resolution={value!r}: give a size (224), \"HxW\" or a (height, width) pair of ints"
+        )
+    return f"{value[0]}x{value[1]}"
+
+
 def _arguments(command: str, options: dict[str, object]) -> list[str]:
     """The flags for `options`, refusing names `command` does not have."""
     table = _OPTIONS[command]
@@ -294,6 +305,8 @@ def _arguments(command: str, options: dict[str, object]) -> list[str]:
                 raise OptionError(f"{name}={value!r}: give True, False or a count (0, 1, 2…)")
             argv.extend([flag] * value)
         else:
+            if name == "resolution" and isinstance(value, tuple):
+                value = _resolution(value)
             text = _fspath(name, value)
             if kind == _OUT and text == "-":
                 raise OptionError(
@@ -398,7 +411,8 @@ def spec(variant: str, **options: object) -> dict[str, object]:
     Args:
         variant: ``"b0"`` … ``"b7"``, ``"b8"``, ``"l2"``, ``"lite0"`` … ``"lite4"``, ``"v2-b0"`` … ``"v2-b3"``, ``"v2-s"``, ``"v2-m"``, ``"v2-l"`` or ``"v2-xl"``.
         width, depth: coefficients overriding the variant's.
-        resolution: input size overriding the variant's native one.
+        resolution: input size overriding the variant's native one: ``260``, or height and
+            width as ``"224x320"`` or ``(224, 320)``.
         naming: whose conventions the model follows (``"tf-official"`` by default,
             ``"keras"``, ``"torchvision"``, ``"timm"``, ``"timm-tf"``, ``"lukemelas"``).
         quiet, verbose: as ``-q`` and ``-v``.
@@ -470,9 +484,13 @@ def cost(
         path: a model file (as :func:`inspect`).
         variant: ``"b0"`` … ``"l2"``, instead of a file.
         resolution, width, depth: overrides (a weights-only file of a custom model needs
-            ``resolution``).
+            ``resolution``); resolution is ``224``, ``"224x320"`` or ``(224, 320)`` (height,
+            width).
         batch: images per batch; dtype: activation dtype, ``"f32"``, ``"f16"`` or ``"bf16"``.
-        by: ``"stage"`` (default), ``"block"`` or ``"layer"``: adds ``blocks``/``layers``.
+        by: ``"stage"`` (default), ``"block"``, ``"layer"`` or ``"operator"``: adds
+            ``blocks``/``layers`` (input and output shapes, kernel, stride, groups, share of
+            the MACs) or ``operators`` (totals per operator class: convolution, depthwise
+            convolution, dense, BatchNorm, activation, pooling, elementwise, other).
         naming, key: as :func:`inspect`.
         baseline: a saved cost JSON file to compare with; max_increase: the growth allowed, in
             percent (``2`` or ``"2%"``); allow_different_settings: compare across settings.
@@ -482,7 +500,8 @@ def cost(
         quiet, verbose: as ``-q`` and ``-v``.
 
     Returns:
-        The ``effnet.cost/1`` document: ``model``, ``stages``, ``total``, ``baseline``, …
+        The ``effnet.cost/1`` document: ``model``, ``stages``, ``total``, ``memory``,
+        ``baseline``, …
 
     Raises:
         EffnetError: the file cannot be read, the baseline is unusable, or the options are
@@ -518,7 +537,7 @@ def convert(
             the output replaces anything; a difference beyond ``tolerance`` raises
             :class:`EffnetError` with ``exit_code`` 1 and writes nothing.
         opset, resolution, dynamic_size, logits, no_preprocessing, fold_bn, input_layout:
-            ONNX output.
+            ONNX output (resolution: ``224``, ``"224x320"`` or ``(224, 320)``).
         quiet, verbose: as ``-q`` and ``-v``.
 
     Raises:
@@ -573,7 +592,8 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], **options: obj
     Args:
         a, b: the two models; ``b`` is the reference of relative differences.
         input: raw pixels (0–255, ``.npy``) both get, each through its own preprocessing;
-            layout: its layout. Without it: seed and resolution of random pixels.
+            layout: its layout. Without it: seed and resolution of random pixels (``224``,
+            ``"224x320"`` or ``(224, 320)``).
         naming_a, naming_b: read A's or B's names with this scheme.
         tolerance: the largest relative difference still equal (default 1e-4).
         quiet, verbose: as ``-q`` and ``-v``.

@@ -9,6 +9,8 @@ __version__: str
 
 _Path = Union[str, os.PathLike[str]]
 _Number = Union[int, float, str]
+_Resolution = Union[int, str, "tuple[int, int]"]
+"""An input size: ``224``, ``"224x320"`` (height × width) or ``(224, 320)``."""
 _Verbose = Union[bool, int]
 
 SpecDocument = Dict[str, Any]
@@ -60,7 +62,7 @@ def spec(
     *,
     width: Optional[_Number] = None,
     depth: Optional[_Number] = None,
-    resolution: Optional[_Number] = None,
+    resolution: Optional[_Resolution] = None,
     naming: Optional[str] = None,
     quiet: bool = False,
     verbose: _Verbose = False,
@@ -98,12 +100,12 @@ def cost(
     variant: Optional[str] = None,
     width: Optional[_Number] = None,
     depth: Optional[_Number] = None,
-    resolution: Optional[_Number] = None,
+    resolution: Optional[_Resolution] = None,
     naming: Optional[str] = None,
     key: Optional[str] = None,
     batch: Optional[_Number] = None,
     dtype: Optional[_Dtype] = None,
-    by: Optional[Literal["stage", "block", "layer"]] = None,
+    by: Optional[Literal["stage", "block", "layer", "operator"]] = None,
     baseline: Optional[_Path] = None,
     max_increase: Optional[_Number] = None,
     allow_different_settings: bool = False,
@@ -136,7 +138,7 @@ def convert(
     tolerance: Optional[_Number] = None,
     seed: Optional[_Number] = None,
     opset: Optional[_Number] = None,
-    resolution: Optional[_Number] = None,
+    resolution: Optional[_Resolution] = None,
     dynamic_size: bool = False,
     logits: bool = False,
     no_preprocessing: bool = False,
@@ -154,7 +156,7 @@ def run(
     layout: Optional[_Layout] = None,
     output: Optional[_Path] = None,
     logits: bool = False,
-    resolution: Optional[_Number] = None,
+    resolution: Optional[_Resolution] = None,
     naming: Optional[str] = None,
     key: Optional[str] = None,
     force: bool = False,
@@ -170,7 +172,7 @@ def compare(
     input: Optional[_Path] = None,
     layout: Optional[_Layout] = None,
     seed: Optional[_Number] = None,
-    resolution: Optional[_Number] = None,
+    resolution: Optional[_Resolution] = None,
     naming_a: Optional[str] = None,
     naming_b: Optional[str] = None,
     tolerance: Optional[_Number] = None,

@@ -224,6 +224,22 @@ def test_cost_file_and_options():
     assert f32["total"]["activation_bytes"] == 2 * doc["total"]["activation_bytes"]
 
 
+def test_cost_by_operator_and_non_square_resolutions():
+    doc = effnet.cost(variant="b0", by="operator")
+    ops = {o["operator"]: o for o in doc["operators"]}
+    assert ops["dense"]["macs"] == 1_280_000
+    assert sum(o["macs"] for o in doc["operators"]) == doc["total"]["macs"]
+    assert doc["memory"]["weights_bytes"] > 0
+    # fvcore's conv + linear count of torchvision's efficientnet_b0 at 224×320.
+    for size in ("224x320", (224, 320)):
+        wide = effnet.cost(variant="b0", resolution=size)
+        assert wide["total"]["macs"] == 550_346_560
+        assert wide["model"]["input_size"] == [224, 320]
+    assert effnet.spec("b0", resolution=(224, 320))["input_size"] == [224, 320]
+    with pytest.raises(effnet.OptionError, match="resolution"):
+        effnet.cost(variant="b0", resolution=(224, 320, 3))
+
+
 def test_cost_gate_over_budget_is_a_report_not_an_exception(tmp_path):
     baseline = tmp_path / "b0.json"
     baseline.write_text(json.dumps(effnet.cost(variant="b0", resolution=224)))

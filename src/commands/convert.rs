@@ -35,7 +35,7 @@ fn check_options(args: &ConvertArgs) -> Option<effnet_convert::CheckOptions> {
     args.check.then_some(effnet_convert::CheckOptions {
         seed: args.seed,
         tolerance,
-        resolution: args.resolution,
+        resolution: args.resolution.map(|r| r.hw()),
     })
 }
 
@@ -155,7 +155,7 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             target,
             &OnnxConvertOptions {
                 opset: args.opset.unwrap_or(DEFAULT_OPSET),
-                resolution: args.resolution,
+                resolution: args.resolution.map(|r| r.hw()),
                 dynamic_size: args.dynamic_size,
                 logits: args.logits,
                 no_preprocessing: args.no_preprocessing,
@@ -173,7 +173,7 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             output::warn(&change.line());
         }
         let size = match report.resolution {
-            Some(r) => format!("{r}×{r} input"),
+            Some([h, w]) => format!("{h}×{w} input"),
             None => "dynamic input size".to_owned(),
         };
         let mut out = format!(

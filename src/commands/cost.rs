@@ -41,7 +41,7 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
                 family: Some(model.spec.family().name().to_owned()),
                 width: Some(model.spec.width),
                 depth: Some(model.spec.depth),
-                resolution: model.spec.resolution,
+                resolution: model.input_size,
                 naming: Some(model.semantics.scheme.name().to_owned()),
                 source: "spec".to_owned(),
             };
@@ -51,10 +51,14 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             let model = super::open_model(path, args.scaling.naming, &args.read)?;
             super::warn(&model);
             let identity = &model.imported.identity;
+            // The flag, else what the file records: a square size, or the input node's
+            // height and width (an ONNX model exported at a non-square size).
             let resolution = args
                 .scaling
                 .resolution
-                .or(model.imported.architecture.resolution)
+                .map(|r| r.hw())
+                .or(model.imported.architecture.resolution.map(|r| [r, r]))
+                .or_else(|| super::run::resolution_of(&model.imported.graph, None))
                 .with_context(|| {
                     format!(
                         "{}: the file does not record an input resolution ({}); give one with --resolution",
@@ -62,7 +66,7 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
                         identity.label()
                     )
                 })?;
-            if resolution == 0 {
+            if resolution.contains(&0) {
                 bail!("resolution 0 is out of range");
             }
             let (width, depth) = identity.coefficients().unzip();
@@ -99,7 +103,7 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             ActivationDtype::F16 => DType::F16,
             ActivationDtype::Bf16 => DType::BF16,
         },
-        resolution: Some([info.resolution, info.resolution]),
+        resolution: Some(info.resolution),
     };
     let report = analyze(&graph, info, &options)?;
     let comparison = match &args.baseline {
@@ -140,6 +144,7 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
         By::Stage => Granularity::Stage,
         By::Block => Granularity::Block,
         By::Layer => Granularity::Layer,
+        By::Operator => Granularity::Operator,
     };
     let mut text = match args.format {
         CostFormat::Table => render::table(&report, by),

@@ -99,12 +99,19 @@ pub struct SpecModel {
     pub spec: ModelSpec,
     pub semantics: Semantics,
     pub graph: Graph,
+    /// The input height and width asked for: `--resolution` (which may be non-square), else
+    /// the spec's square resolution.
+    pub input_size: [usize; 2],
 }
 
 impl SpecModel {
     pub fn build(variant: Variant, scaling: &ScalingArgs) -> anyhow::Result<Self> {
         let spec = ModelSpec::variant(variant)
-            .with_overrides(scaling.width, scaling.depth, scaling.resolution)
+            .with_overrides(
+                scaling.width,
+                scaling.depth,
+                scaling.resolution.and_then(|r| r.square()),
+            )
             .context("invalid model coefficients")?;
         let semantics = scaling
             .naming
@@ -112,10 +119,14 @@ impl SpecModel {
             .semantics(spec.variant);
         let graph = build_graph(&spec.architecture(), &semantics)
             .with_context(|| format!("cannot build EfficientNet {}", spec.label()))?;
+        let input_size = scaling
+            .resolution
+            .map_or([spec.resolution, spec.resolution], |r| r.hw());
         Ok(SpecModel {
             spec,
             semantics,
             graph,
+            input_size,
         })
     }
 }

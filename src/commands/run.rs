@@ -45,8 +45,11 @@ pub(crate) fn read_input(path: &Path, layout: Layout) -> anyhow::Result<Array> {
 }
 
 /// The resolution images are brought to: the flag, else the one the model records.
-pub(crate) fn resolution_of(graph: &effnet_ir::Graph, flag: Option<usize>) -> Option<[usize; 2]> {
-    flag.map(|r| [r, r]).or_else(|| {
+pub(crate) fn resolution_of(
+    graph: &effnet_ir::Graph,
+    flag: Option<crate::cli::Resolution>,
+) -> Option<[usize; 2]> {
+    flag.map(|r| r.hw()).or_else(|| {
         graph.nodes().find_map(|(_, n)| match &n.op {
             effnet_ir::Op::Input(i) => i.resolution,
             _ => None,
@@ -80,6 +83,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 bail!("the model records no input resolution: give one (--resolution)");
             };
             if h != w {
+                if args.resolution.is_some() {
+                    bail!("images are cropped square: give --resolution R, not {h}×{w}");
+                }
                 bail!("images are cropped square; the model records {h}×{w}: give --resolution");
             }
             let prep = ImagePrep::for_family(graph.meta.naming.as_deref(), h);

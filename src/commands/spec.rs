@@ -14,7 +14,7 @@ use crate::output;
 
 pub fn run(args: &SpecArgs) -> anyhow::Result<ExitCode> {
     let model = SpecModel::build(args.variant, &args.scaling)?;
-    let shapes = model.graph.infer_shapes(1, None)?;
+    let shapes = model.graph.infer_shapes(1, Some(model.input_size))?;
     let stages = structure::stages(&model.graph, Some(&shapes));
     let blocks = structure::blocks(&model.graph, Some(&shapes));
     let text = match args.format {
@@ -40,12 +40,10 @@ fn title(model: &SpecModel) -> String {
             spec.base.name
         ),
     };
+    let [h, w] = model.input_size;
     format!(
-        "{name} · width {} · depth {} · {r}×{r} · {} conventions",
-        spec.width,
-        spec.depth,
-        model.semantics.scheme,
-        r = spec.resolution
+        "{name} · width {} · depth {} · {h}×{w} · {} conventions",
+        spec.width, spec.depth, model.semantics.scheme,
     )
 }
 
@@ -170,7 +168,8 @@ fn document(model: &SpecModel, stages: &[StageInfo], blocks: &[BlockInfo]) -> se
         "activation": spec.family().activation().name(),
         "width": spec.width,
         "depth": spec.depth,
-        "resolution": spec.resolution,
+        "resolution": effnet_cost::resolution_value(model.input_size),
+        "input_size": model.input_size,
         "dropout": spec.dropout,
         "drop_connect_rate": spec.drop_connect_rate,
         "num_classes": spec.num_classes,

@@ -16,8 +16,8 @@ pub struct CheckOptions {
     pub seed: u64,
     /// Largest relative difference of the outputs (max |a − b| / max |b|) accepted.
     pub tolerance: f64,
-    /// Input size; `None` takes the model's, else 224.
-    pub resolution: Option<usize>,
+    /// Input height and width; `None` takes the model's, else 224×224.
+    pub resolution: Option<[usize; 2]>,
 }
 
 impl Default for CheckOptions {
@@ -31,11 +31,11 @@ impl Default for CheckOptions {
 }
 
 /// The input size a check runs at.
-pub fn check_resolution(model: &Model, options: &CheckOptions) -> usize {
+pub fn check_resolution(model: &Model, options: &CheckOptions) -> [usize; 2] {
     options
         .resolution
-        .or(model.imported.architecture.resolution)
-        .unwrap_or(224)
+        .or(model.imported.architecture.resolution.map(|r| [r, r]))
+        .unwrap_or([224, 224])
 }
 
 /// Runs `model` and the file at `written` (a conversion of it, not yet in place at `out`) on
@@ -69,12 +69,12 @@ pub fn check_written(
         Feed::for_model(output_graph, &output.metadata)
             .map_err(|e| fail(format!("feeding the output: {e}")))?
     };
-    let r = check_resolution(model, options);
+    let hw = check_resolution(model, options);
     check_conversion(
         (source_graph, &source_feed),
         (output_graph, &output_feed),
         options.seed,
-        [r, r],
+        hw,
         options.tolerance,
     )
     .map_err(|e| fail(format!("running the two models: {e}")))

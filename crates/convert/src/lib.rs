@@ -487,8 +487,8 @@ pub fn inputs_of(model: &Model) -> Vec<PathBuf> {
 pub struct OnnxConvertOptions {
     /// Opset (13–21).
     pub opset: i64,
-    /// Input size for explicit pads; `None` takes the model's, if it records one.
-    pub resolution: Option<usize>,
+    /// Input height and width for explicit pads; `None` takes the model's, if it records one.
+    pub resolution: Option<[usize; 2]>,
     /// Keep the spatial size dynamic (TF "same" convs as `auto_pad = SAME_UPPER`).
     pub dynamic_size: bool,
     /// Output logits even when the model ends in softmax.
@@ -531,8 +531,8 @@ pub struct OnnxReport {
     pub initializers: usize,
     /// Bytes written.
     pub bytes: usize,
-    /// The input size the pads were resolved for (`None`: dynamic).
-    pub resolution: Option<usize>,
+    /// The input height and width the pads were resolved for (`None`: dynamic).
+    pub resolution: Option<[usize; 2]>,
     /// The output's name (`logits` or `probabilities`).
     pub output_name: String,
     /// With `verify`: the file re-read and decoded equal to the model built.
@@ -554,11 +554,13 @@ pub fn to_onnx(
     let resolution = if options.dynamic_size {
         None
     } else {
-        options.resolution.or(imported.architecture.resolution)
+        options
+            .resolution
+            .or(imported.architecture.resolution.map(|r| [r, r]))
     };
     let onnx_options = effnet_onnx::OnnxOptions {
         opset: options.opset,
-        resolution: resolution.map(|r| [r, r]),
+        resolution,
         logits: options.logits,
         no_preprocessing: options.no_preprocessing,
         doc: format!(

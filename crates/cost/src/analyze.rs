@@ -3,7 +3,10 @@ use std::collections::BTreeMap;
 use effnet_ir::{Activation, DType, Graph, IrError, Op, Shapes, TensorShape, structure};
 
 use crate::memory;
-use crate::report::{BlockCost, CostReport, Costs, LayerCost, ModelInfo, StageCost, Totals};
+use crate::report::{
+    BlockCost, CostReport, Costs, LayerCost, Memory, ModelInfo, OperatorClass, OperatorCost,
+    StageCost, Totals,
+};
 
 /// What to cost the graph at.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +55,7 @@ pub enum CostError {
 /// Costs every node of `graph` and rolls the costs up per block and per stage.
 pub fn analyze(
     graph: &Graph,
-    model: ModelInfo,
+    mut model: ModelInfo,
     options: &CostOptions,
 ) -> Result<CostReport, CostError> {
     if options.batch == 0 {
@@ -89,6 +92,7 @@ pub fn analyze(
     }
     let input = graph.input()?;
     let resolution = shapes[input].spatial().ok_or(CostError::NoResolution)?;
+    model.resolution = resolution;
     let size = options.dtype.size() as u64;
     let last_block_stage = graph.last_block_stage();
 
@@ -109,13 +113,22 @@ pub fn analyze(
             let output_elems = out.elems().unwrap_or(0);
             let macs = macs(&node.op, &out);
             let computes_tensor = !node.op.is_inference_alias() && !matches!(node.op, Op::Input(_));
+            let conv = match &node.op {
+                Op::Conv2d(c) => Some(c),
+                _ => None,
+            };
             LayerCost {
                 name: node.name.clone(),
                 op: node.op.kind(),
+                operator: OperatorClass::of(&node.op),
                 role: node.tag.role.name(),
                 stage: node.tag.stage.number(last_block_stage),
                 block: node.tag.block.map(|b| b + 1),
+                input_shape: in_shape.and_then(|s| s.dims()).unwrap_or_default(),
                 output_shape: out.dims().unwrap_or_default(),
+                kernel: conv.map(|c| c.kernel),
+                stride: conv.map(|c| c.stride),
+                groups: conv.map(|c| c.groups),
                 output_elems,
                 costs: Costs {
                     params,
@@ -134,6 +147,7 @@ pub fn analyze(
 
     let blocks = roll_up_blocks(graph, &layers);
     let stages = roll_up_stages(graph, &shapes, &layers);
+    let operators = roll_up_operators(&layers);
     let mut sum = Costs::default();
     for layer in &layers {
         sum += layer.costs;
@@ -148,6 +162,21 @@ pub fn analyze(
         peak_activation_bytes: memory::peak_inference_bytes(graph, &shapes, size),
         training_activation_bytes: memory::training_saved_bytes(graph, &shapes, size),
     };
+    let weights_bytes = (total.params + total.non_trainable_params).saturating_mul(size);
+    let input_bytes = shapes[input].elems().unwrap_or(0).saturating_mul(size);
+    let memory = Memory {
+        element_bytes: size,
+        weights_bytes,
+        input_bytes,
+        forward_activation_bytes: total.activation_bytes,
+        peak_activation_bytes: total.peak_activation_bytes,
+        saved_for_backward_bytes: total.training_activation_bytes,
+        inference_total_bytes: weights_bytes.saturating_add(total.peak_activation_bytes),
+        training_total_bytes: weights_bytes
+            .saturating_mul(2)
+            .saturating_add(input_bytes)
+            .saturating_add(total.training_activation_bytes),
+    };
     Ok(CostReport {
         model,
         batch: options.batch,
@@ -156,7 +185,9 @@ pub fn analyze(
         layers,
         blocks,
         stages,
+        operators,
         total,
+        memory,
     })
 }
 
@@ -223,6 +254,28 @@ fn roll_up_blocks(graph: &Graph, layers: &[LayerCost]) -> Vec<BlockCost> {
         entry.costs += layer.costs;
     }
     groups.into_values().collect()
+}
+
+fn roll_up_operators(layers: &[LayerCost]) -> Vec<OperatorCost> {
+    OperatorClass::ALL
+        .into_iter()
+        .filter_map(|class| {
+            let mut cost = OperatorCost {
+                operator: class,
+                ops: Vec::new(),
+                nodes: 0,
+                costs: Costs::default(),
+            };
+            for layer in layers.iter().filter(|l| l.operator == class) {
+                if !cost.ops.contains(&layer.op) {
+                    cost.ops.push(layer.op);
+                }
+                cost.nodes += 1;
+                cost.costs += layer.costs;
+            }
+            (cost.nodes > 0).then_some(cost)
+        })
+        .collect()
 }
 
 fn roll_up_stages(graph: &Graph, shapes: &Shapes, layers: &[LayerCost]) -> Vec<StageCost> {

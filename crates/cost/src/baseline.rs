@@ -47,7 +47,7 @@ fn check_settings(report: &CostReport, baseline: &Value) -> Result<(), BaselineE
         (
             "resolution",
             model.and_then(|m| m.get("resolution")),
-            report.model.resolution.to_string(),
+            crate::resolution_value(report.model.resolution).to_string(),
         ),
         (
             "naming",

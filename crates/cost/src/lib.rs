@@ -8,4 +8,7 @@ pub mod render;
 mod report;
 
 pub use analyze::{CostError, CostOptions, analyze};
-pub use report::{BlockCost, CostReport, Costs, LayerCost, ModelInfo, StageCost, Totals};
+pub use report::{
+    BlockCost, CostReport, Costs, LayerCost, Memory, ModelInfo, OperatorClass, OperatorCost,
+    StageCost, Totals, resolution_value,
+};

@@ -20,6 +20,15 @@ pub enum Granularity {
     Block,
     /// Every node.
     Layer,
+    /// Operator classes (convolution, depthwise convolution, dense, BatchNorm, …).
+    Operator,
+}
+
+impl Granularity {
+    /// Whether rows carry the share of the total MACs.
+    fn shows_share(self) -> bool {
+        matches!(self, Granularity::Layer | Granularity::Operator)
+    }
 }
 
 /// The conventions behind the numbers, printed with every report.
@@ -99,10 +108,13 @@ fn headers(by: Granularity) -> (Vec<&'static str>, Vec<&'static str>) {
                 "Block",
                 "Layer",
                 "Op",
+                "Input",
                 "Output",
+                "Kernel/stride/groups",
                 "Params",
                 "MACs",
                 "FLOPs",
+                "% MACs",
                 "Activations",
             ],
             vec![
@@ -118,19 +130,73 @@ fn headers(by: Granularity) -> (Vec<&'static str>, Vec<&'static str>) {
                 "macs",
                 "flops",
                 "activation_bytes",
+                "input_shape",
+                "kernel",
+                "stride",
+                "groups",
+                "operator",
+                "macs_pct",
+            ],
+        ),
+        Granularity::Operator => (
+            vec![
+                "Operator",
+                "Ops",
+                "Nodes",
+                "Params",
+                "MACs",
+                "FLOPs",
+                "% MACs",
+                "Activations",
+            ],
+            vec![
+                "operator",
+                "ops",
+                "nodes",
+                "params",
+                "non_trainable_params",
+                "macs",
+                "flops",
+                "activation_bytes",
+                "macs_pct",
             ],
         ),
     }
 }
 
-/// The rounded cells of a row's figures: params, MACs, FLOPs, activations.
-fn human_cells(c: &Costs) -> [String; 4] {
-    [
+/// `12.34%`.
+fn percent(pct: f64) -> String {
+    format!("{pct:.2}%")
+}
+
+/// A percentage rounded to four decimals, for CSV and JSON.
+fn exact_pct(pct: f64) -> f64 {
+    (pct * 1e4).round() / 1e4
+}
+
+/// `1×32×112×112`.
+fn shape_text(dims: &[usize]) -> String {
+    dims.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
+}
+
+/// `3×3`.
+fn pair_text(pair: Option<[usize; 2]>) -> String {
+    pair.map(|[h, w]| format!("{h}×{w}")).unwrap_or_default()
+}
+
+/// The rounded cells of a row's figures: params, MACs, FLOPs, (% MACs), activations.
+fn human_cells(c: &Costs, share: Option<f64>) -> Vec<String> {
+    let mut cells = vec![
         thousands(c.params),
         human_count(c.macs),
         human_count(c.flops),
-        human_bytes(c.activation_bytes),
-    ]
+    ];
+    cells.extend(share.map(percent));
+    cells.push(human_bytes(c.activation_bytes));
+    cells
 }
 
 /// The exact cells of a row's figures, in the CSV header's order.
@@ -147,9 +213,47 @@ fn exact_cells(c: &Costs) -> [String; 5] {
 /// A row: its leading cells (human, exact) followed by its figures.
 fn row(cells: Vec<String>, exact: Vec<String>, costs: &Costs) -> Row {
     let mut row = Row { cells, exact };
-    row.cells.extend(human_cells(costs));
+    row.cells.extend(human_cells(costs, None));
     row.exact.extend(exact_cells(costs));
     row
+}
+
+/// A row with the share of the total MACs, and exact cells after the figures.
+fn row_with_share(
+    report: &CostReport,
+    cells: Vec<String>,
+    exact: Vec<String>,
+    costs: &Costs,
+    exact_tail: Vec<String>,
+) -> Row {
+    let share = report.macs_pct(costs.macs);
+    let mut row = Row { cells, exact };
+    row.cells.extend(human_cells(costs, Some(share)));
+    row.exact.extend(exact_cells(costs));
+    row.exact.extend(exact_tail);
+    row.exact.push(exact_pct(share).to_string());
+    row
+}
+
+/// `3×3 s2 g96` (groups only when more than one); empty for ops that are not convolutions.
+fn conv_text(
+    kernel: Option<[usize; 2]>,
+    stride: Option<[usize; 2]>,
+    groups: Option<usize>,
+) -> String {
+    let Some([kh, kw]) = kernel else {
+        return String::new();
+    };
+    let stride = match stride {
+        Some([sh, sw]) if sh == sw => format!(" s{sh}"),
+        Some([sh, sw]) => format!(" s{sh}×{sw}"),
+        None => String::new(),
+    };
+    let groups = match groups {
+        Some(g) if g > 1 => format!(" g{g}"),
+        _ => String::new(),
+    };
+    format!("{kh}×{kw}{stride}{groups}")
 }
 
 fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
@@ -198,19 +302,18 @@ fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
             .layers
             .iter()
             .map(|l| {
-                let shape = l
-                    .output_shape
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("×");
-                row(
+                let shape = shape_text(&l.output_shape);
+                let input = shape_text(&l.input_shape);
+                row_with_share(
+                    report,
                     vec![
                         l.stage.to_string(),
                         block(l.block),
                         l.name.clone(),
                         l.op.to_owned(),
+                        input.clone(),
                         shape.clone(),
+                        conv_text(l.kernel, l.stride, l.groups),
                     ],
                     vec![
                         l.stage.to_string(),
@@ -222,21 +325,62 @@ fn rows(report: &CostReport, by: Granularity) -> Vec<Row> {
                         l.output_elems.to_string(),
                     ],
                     &l.costs,
+                    vec![
+                        input,
+                        pair_text(l.kernel),
+                        pair_text(l.stride),
+                        l.groups.map(|g| g.to_string()).unwrap_or_default(),
+                        l.operator.name().to_owned(),
+                    ],
+                )
+            })
+            .collect(),
+        Granularity::Operator => report
+            .operators
+            .iter()
+            .map(|o| {
+                let ops = o.ops.join(", ");
+                row_with_share(
+                    report,
+                    vec![
+                        o.operator.label().to_owned(),
+                        ops.clone(),
+                        o.nodes.to_string(),
+                    ],
+                    vec![o.operator.name().to_owned(), ops, o.nodes.to_string()],
+                    &o.costs,
+                    Vec::new(),
                 )
             })
             .collect(),
     }
 }
 
-/// The total row, padded to the table's width; the numbers sit in the last four columns.
-fn total_cells(report: &CostReport, columns: usize) -> Vec<String> {
+/// The number of figure columns at the end of a table of this granularity.
+fn figure_columns(by: Granularity) -> usize {
+    if by.shows_share() { 5 } else { 4 }
+}
+
+/// The total row, padded to the table's width; the numbers sit in the last columns.
+fn total_cells(report: &CostReport, by: Granularity, columns: usize) -> Vec<String> {
     let t = &report.total;
     let mut cells = vec![String::new(); columns];
     cells[0] = "Total".into();
-    cells[columns - 4] = thousands(t.params);
-    cells[columns - 3] = human_count(t.macs);
-    cells[columns - 2] = human_count(t.flops);
-    cells[columns - 1] = human_bytes(t.activation_bytes);
+    let totals = Costs {
+        params: t.params,
+        non_trainable_params: t.non_trainable_params,
+        macs: t.macs,
+        flops: t.flops,
+        activation_bytes: t.activation_bytes,
+    };
+    let share = by
+        .shows_share()
+        .then_some(if t.macs == 0 { 0.0 } else { 100.0 });
+    let figures = human_cells(&totals, share);
+    let from = columns - figures.len();
+    for (i, cell) in figures.into_iter().enumerate() {
+        cells[from + i] = cell;
+    }
     cells
 }
 
@@ -291,8 +435,8 @@ pub fn table(report: &CostReport, by: Granularity) -> String {
     for row in rows(report, by) {
         table.add_row(row.cells);
     }
-    table.add_row(total_cells(report, head.len()));
-    let numeric_from = head.len() - 4;
+    table.add_row(total_cells(report, by, head.len()));
+    let numeric_from = head.len() - figure_columns(by);
     for (i, column) in table.column_iter_mut().enumerate() {
         if i >= numeric_from
             || matches!(head[i], "Channels" | "Layers" | "Nodes" | "Stage" | "Block")
@@ -308,13 +452,15 @@ pub fn table(report: &CostReport, by: Granularity) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+    out.push('\n');
+    out.push_str(&memory_block(report, false));
     out
 }
 
 /// A GitHub-flavoured Markdown table with a title and a summary.
 pub fn markdown(report: &CostReport, by: Granularity) -> String {
     let (head, _) = headers(by);
-    let numeric_from = head.len() - 4;
+    let numeric_from = head.len() - figure_columns(by);
     let mut out = format!("### {}\n\n", title(report));
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let aligns: Vec<&str> = (0..head.len())
@@ -326,7 +472,7 @@ pub fn markdown(report: &CostReport, by: Granularity) -> String {
         let cells: Vec<String> = row.cells.iter().map(|c| escape(c)).collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
-    let total: Vec<String> = total_cells(report, head.len())
+    let total: Vec<String> = total_cells(report, by, head.len())
         .into_iter()
         .map(|c| if c.is_empty() { c } else { format!("**{c}**") })
         .collect();
@@ -334,6 +480,67 @@ pub fn markdown(report: &CostReport, by: Granularity) -> String {
     out.push('\n');
     for line in summary_lines(report) {
         let _ = writeln!(out, "- {line}");
+    }
+    out.push('\n');
+    out.push_str(&memory_block(report, true));
+    out
+}
+
+/// The memory summary (torchinfo's "Estimated Total Size", itemised): aligned lines, or a
+/// Markdown table.
+fn memory_block(report: &CostReport, markdown: bool) -> String {
+    let m = &report.memory;
+    let heading = format!(
+        "Memory at batch {}, {} ({} bytes per weight and activation)",
+        report.batch, report.dtype, m.element_bytes
+    );
+    let items = [
+        (
+            "weights",
+            m.weights_bytes,
+            "every parameter, BatchNorm statistics included",
+        ),
+        ("input", m.input_bytes, "the input batch"),
+        (
+            "forward activations",
+            m.forward_activation_bytes,
+            "every node's output",
+        ),
+        (
+            "inference peak",
+            m.peak_activation_bytes,
+            "live tensors at the worst step, input included",
+        ),
+        (
+            "saved for backward",
+            m.saved_for_backward_bytes,
+            "what a training step keeps",
+        ),
+        (
+            "total, inference",
+            m.inference_total_bytes,
+            "weights + inference peak",
+        ),
+        (
+            "total, training",
+            m.training_total_bytes,
+            "weights × 2 (with gradients) + input + saved; no optimizer state",
+        ),
+    ];
+    let mut out = String::new();
+    if markdown {
+        let _ = writeln!(out, "**{heading}**\n");
+        let _ = writeln!(out, "| memory | bytes | what |");
+        let _ = writeln!(out, "|---|---:|---|");
+        for (what, bytes, note) in items {
+            let _ = writeln!(out, "| {what} | {} | {note} |", human_bytes(bytes));
+        }
+    } else {
+        let _ = writeln!(out, "{heading}");
+        let width = items.iter().map(|(w, _, _)| w.len()).max().unwrap_or(0);
+        for (what, bytes, note) in items {
+            let _ = writeln!(out, "  {what:<width$}  {:>10}  {note}", human_bytes(bytes));
+        }
     }
     out
 }
@@ -359,8 +566,9 @@ fn csv_field(field: &str) -> String {
     }
 }
 
-/// The `effnet.cost/1` document. `stages` and `total` are always present; `blocks` is added
-/// for block and layer granularity, `layers` for layer granularity.
+/// The `effnet.cost/1` document. `stages`, `total` and `memory` are always present; `blocks`
+/// is added for block and layer granularity, `layers` for layer granularity, `operators` for
+/// operator granularity.
 pub fn json(report: &CostReport, by: Granularity) -> Value {
     let mut doc = json!({
         "schema": SCHEMA,
@@ -371,11 +579,32 @@ pub fn json(report: &CostReport, by: Granularity) -> Value {
         "stages": report.stages,
         "total": report.total,
     });
-    if by != Granularity::Stage {
+    doc["memory"] = json!(report.memory);
+    if matches!(by, Granularity::Block | Granularity::Layer) {
         doc["blocks"] = json!(report.blocks);
     }
     if by == Granularity::Layer {
-        doc["layers"] = json!(report.layers);
+        doc["layers"] = report
+            .layers
+            .iter()
+            .map(|l| {
+                let mut v = json!(l);
+                v["macs_pct"] = json!(exact_pct(report.macs_pct(l.costs.macs)));
+                v
+            })
+            .collect();
+    }
+    if by == Granularity::Operator {
+        doc["operators"] = report
+            .operators
+            .iter()
+            .map(|o| {
+                let mut v = json!(o);
+                v["label"] = json!(o.operator.label());
+                v["macs_pct"] = json!(exact_pct(report.macs_pct(o.costs.macs)));
+                v
+            })
+            .collect();
     }
     doc
 }

@@ -87,6 +87,124 @@ fn macs_at_other_resolutions_match_torchvision() {
 }
 
 #[test]
+fn macs_at_non_square_sizes_match_fvcore() {
+    // fvcore 0.1.5.post20221221 on torchvision 0.x `efficientnet_b0()` and timm
+    // `tf_efficientnet_b0` (TF "same" padding), conv + linear of `by_operator()`:
+    //   FlopCountAnalysis(model.eval(), torch.zeros(1, 3, h, w)).by_operator()
+    //   → by_op["conv"] + by_op["linear"]
+    // 224×320 (and 320×224): 550,346,560; 225×330: 631,380,032; 200×300: 499,644,560 —
+    // the same for both models. fvcore's total adds BatchNorm (19,250,560 at 224×320) and
+    // pooling (3,384,640).
+    let spec = ModelSpec::variant(Variant::B0);
+    for (hw, macs) in [
+        ([224, 320], 550_346_560u64),
+        ([320, 224], 550_346_560),
+        ([225, 330], 631_380_032),
+        ([200, 300], 499_644_560),
+    ] {
+        for scheme in [Scheme::Torchvision, Scheme::TfOfficial] {
+            let r = report(
+                &spec,
+                scheme,
+                &CostOptions {
+                    resolution: Some(hw),
+                    ..CostOptions::default()
+                },
+            );
+            assert_eq!(r.resolution, hw);
+            assert_eq!(r.model.resolution, hw);
+            assert_eq!(r.total.macs, macs, "B0 at {hw:?} {scheme}");
+            let input = &r.layers[0].output_shape;
+            assert_eq!(input[2..], hw, "input shape at {hw:?}");
+        }
+    }
+}
+
+#[test]
+fn operator_classes_partition_the_totals() {
+    let r = report(
+        &ModelSpec::variant(Variant::B0),
+        Scheme::Torchvision,
+        &CostOptions::default(),
+    );
+    let mut sum = effnet_cost::Costs::default();
+    for o in &r.operators {
+        sum += o.costs;
+    }
+    assert_eq!(sum.macs, r.total.macs);
+    assert_eq!(sum.params, r.total.params);
+    assert_eq!(sum.flops, r.total.flops);
+    assert_eq!(sum.activation_bytes, r.total.activation_bytes);
+    let names: Vec<&str> = r.operators.iter().map(|o| o.operator.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "convolution",
+            "depthwise_convolution",
+            "dense",
+            "batchnorm",
+            "activation",
+            "pooling",
+            "elementwise",
+            "other"
+        ]
+    );
+    let class = |name: &str| {
+        r.operators
+            .iter()
+            .find(|o| o.operator.name() == name)
+            .unwrap()
+    };
+    // fvcore's batch_norm count at 224 (2 per element, as effnet's BatchNorm FLOPs): 13,475,392.
+    assert_eq!(class("batchnorm").costs.flops, 13_475_392);
+    assert_eq!(class("dense").costs.macs, 1_280_000);
+    assert_eq!(
+        class("convolution").costs.macs + class("depthwise_convolution").costs.macs,
+        384_534_752
+    );
+    // The stem conv: 3→32, 3×3 stride 2 on 224×224.
+    let stem = r.layers.iter().find(|l| l.op == "Conv2d").unwrap();
+    assert_eq!(stem.input_shape, [1, 3, 224, 224]);
+    assert_eq!(stem.output_shape, [1, 32, 112, 112]);
+    assert_eq!(stem.kernel, Some([3, 3]));
+    assert_eq!(stem.stride, Some([2, 2]));
+    assert_eq!(stem.groups, Some(1));
+    let dw = r.layers.iter().find(|l| l.op == "DepthwiseConv2d").unwrap();
+    assert_eq!(dw.groups, Some(32));
+}
+
+#[test]
+fn memory_summary_adds_up() {
+    let r = report(
+        &ModelSpec::variant(Variant::B0),
+        Scheme::Torchvision,
+        &CostOptions::default(),
+    );
+    let m = &r.memory;
+    assert_eq!(m.element_bytes, 4);
+    // 5,288,548 trainable + 42,016 BatchNorm statistics (no Keras normalization here).
+    assert_eq!(
+        m.weights_bytes,
+        4 * (r.total.params + r.total.non_trainable_params)
+    );
+    assert_eq!(m.input_bytes, 4 * 3 * 224 * 224);
+    assert_eq!(m.peak_activation_bytes, 9_633_792);
+    assert_eq!(m.forward_activation_bytes, r.total.activation_bytes);
+    assert_eq!(
+        m.saved_for_backward_bytes,
+        r.total.training_activation_bytes
+    );
+    assert_eq!(
+        m.inference_total_bytes,
+        m.weights_bytes + m.peak_activation_bytes
+    );
+    assert_eq!(
+        m.training_total_bytes,
+        2 * m.weights_bytes + m.input_bytes + m.saved_for_backward_bytes
+    );
+}
+
+#[test]
 fn keras_counts_include_bn_statistics_and_normalization() {
     // Reference §2.5: Keras count_params() = trainable + 2 × BN channels + 7.
     let expected = [
