@@ -133,7 +133,7 @@ fn document(
 }
 
 /// Findings by severity: errors, warnings, infos.
-fn counts(report: &AuditReport) -> (usize, usize, usize) {
+pub fn counts(report: &AuditReport) -> (usize, usize, usize) {
     let deviations = errors(report);
     let warned = report
         .findings

@@ -98,11 +98,11 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
 
     page.section("audit", "Audit");
     page.verdict(audit.conforms, &audit_verdict);
+    let (errors, warnings, infos) = super::audit::counts(&audit);
     page.paragraph(
         &format!(
-            "Spec {} ({how}). {} finding(s), {} not verifiable from this file.",
+            "Spec {} ({how}). {errors} error(s), {warnings} warning(s), {infos} info; {} not verifiable from this file.",
             audit.spec,
-            audit.findings.len(),
             audit.unverifiable.len()
         ),
         true,
