@@ -72,12 +72,16 @@ pub enum Command {
         after_help = "Examples:\n  effnet compare model.pth model-timm.safetensors --resolution 224\n  effnet compare a.pth b.safetensors --seed 7 --resolution 300 --format json\n  effnet compare a.pth b.safetensors --input pixels.npy --tolerance 1e-5"
     )]
     Compare(CompareArgs),
-    /// Write one self-contained HTML page about a model: what `inspect` says, the `audit`
-    /// verdict and findings, the per-stage `cost` table and charts, and the comparison with a
-    /// cost baseline. Exit 0 when written and the model conforms (and is within budget), 1
-    /// when written but it deviates or is over budget, 2 when nothing could be written.
+    /// Write one self-contained HTML page about a model: inspect, audit, cost and a baseline.
+    ///
+    /// The page holds what `inspect` says, the `audit` verdict and findings (spec auto), the
+    /// per-stage `cost` table and charts, and with --baseline the comparison with a saved cost
+    /// report. Inline CSS and SVG, no scripts, nothing loaded from the network. Without -o it is
+    /// written to <MODEL's name without its extension>.report.html in the current folder. Exit 0
+    /// when written and the model conforms (and is within budget), 1 when written but it
+    /// deviates or is over budget, 2 when nothing could be written.
     #[command(
-        after_help = "The page has inline CSS and SVG, no scripts and no links: open it anywhere, or keep it as a CI artifact.\nWithout -o it is written to <MODEL's name without its extension>.report.html in the current folder.\n\nExamples:\n  effnet report efficientnet_b0.pth\n  effnet report model.safetensors --resolution 224 -o report.html --force\n  effnet report model.pth --baseline ci/cost-baseline.json --max-increase 2% -o report.html"
+        after_help = "Examples:\n  effnet report efficientnet_b0.pth\n  effnet report model.safetensors --resolution 224 -o report.html --force\n  effnet report model.pth --baseline ci/cost-baseline.json --max-increase 2% -o report.html"
     )]
     Report(ReportArgs),
 }
