@@ -281,3 +281,32 @@ fn output_rules_default_name_and_stdout() {
         .code(2);
     assert!(!missing.exists());
 }
+
+#[test]
+fn text_from_the_file_system_is_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "<script>alert('x')</script> & \"b0\".pth";
+    let model = dir.path().join(name);
+    std::fs::copy(fixture(TINY), &model).unwrap();
+    let out = dir.path().join("page.html");
+    effnet()
+        .arg("report")
+        .arg(&model)
+        .args(["--resolution", "224", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !html.contains("<script"),
+        "markup from a file name reached the page"
+    );
+    let doc = parse(&html);
+    assert!(doc.descendants().all(|n| !n.has_tag_name("script")));
+    let title = doc
+        .descendants()
+        .find(|n| n.has_tag_name("title"))
+        .map(texts)
+        .unwrap();
+    assert!(title.ends_with(name), "{title}");
+}
