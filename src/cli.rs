@@ -73,6 +73,51 @@ pub enum Command {
         after_help = "Examples:\n  effnet compare model.pth model-timm.safetensors --resolution 224\n  effnet compare a.pth b.safetensors --seed 7 --resolution 300 --format json\n  effnet compare a.pth b.safetensors --input pixels.npy --tolerance 1e-5"
     )]
     Compare(CompareArgs),
+    /// Write one self-contained HTML page about a model: inspect, audit, cost and a baseline.
+    ///
+    /// The page holds what `inspect` says, the `audit` verdict and findings (spec auto), the
+    /// per-stage `cost` table and charts, and with --baseline the comparison with a saved cost
+    /// report. Inline CSS and SVG, no scripts, nothing loaded from the network. Without -o it is
+    /// written to <MODEL's name without its extension>.report.html in the current folder. Exit 0
+    /// when written and the model conforms (and is within budget), 1 when written but it
+    /// deviates or is over budget, 2 when nothing could be written.
+    #[command(
+        after_help = "Examples:\n  effnet report efficientnet_b0.pth\n  effnet report model.safetensors --resolution 224 -o report.html --force\n  effnet report model.pth --baseline ci/cost-baseline.json --max-increase 2% -o report.html"
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The model file or checkpoint (any format `inspect` reads).
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// The HTML file to write (`-` for stdout) [default: <MODEL stem>.report.html in the
+    /// current folder].
+    #[arg(short, long, value_name = "FILE.html")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// The naming scheme to read the tensor names with, instead of detecting it.
+    #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
+    pub naming: Option<Scheme>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The input size the cost is measured at: R (square) or HxW, 1–65536 each [default: the
+    /// one the file records].
+    #[arg(long, value_name = "R|HxW", value_parser = parse_resolution)]
+    pub resolution: Option<Resolution>,
+    /// Compare the cost with a saved `effnet cost --format json` report; exit 1 when a total
+    /// grows past --max-increase.
+    #[arg(long, value_name = "FILE.json")]
+    pub baseline: Option<PathBuf>,
+    /// The growth a total may have over the baseline, in percent (`2%` or `2`).
+    #[arg(long, value_name = "PCT", default_value = "0", value_parser = parse_percent, requires = "baseline")]
+    pub max_increase: f64,
+    /// Compare with a baseline measured at another batch, dtype, resolution or naming.
+    #[arg(long, requires = "baseline")]
+    pub allow_different_settings: bool,
 }
 
 /// A variant and the coefficients that may override it.

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod output;
+mod render_html;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::Cost(args) => commands::cost::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Compare(args) => commands::compare::run(&args),
+        Command::Report(args) => commands::report::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -42,6 +42,7 @@ __all__ = [
     "convert",
     "cost",
     "inspect",
+    "report",
     "run",
     "spec",
 ]
@@ -141,6 +142,16 @@ _OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "allow_different_settings": ("--allow-different-settings", _FLAG),
         "svg": ("--svg", _OUT),
         "force": ("--force", _FLAG),
+    },
+    "report": {
+        "output": ("--output", _VALUE),
+        "force": ("--force", _FLAG),
+        "naming": ("--naming", _VALUE),
+        "key": ("--key", _VALUE),
+        "resolution": ("--resolution", _VALUE),
+        "baseline": ("--baseline", _VALUE),
+        "max_increase": ("--max-increase", _VALUE),
+        "allow_different_settings": ("--allow-different-settings", _FLAG),
     },
     "convert": {
         "to": ("--to", _VALUE),
@@ -336,9 +347,11 @@ def _call(
     fixed: tuple[str, ...] = (),
     *,
     json_output: bool = True,
+    verdict_codes: tuple[int, ...] = (0,),
 ) -> tuple[object, list[str]]:
     """Runs `effnet <command>` with `options` (checked) and `fixed` (the function's own
-    flags); returns its parsed JSON document (with `json_output=False`: its stdout text) and
+    flags); returns its parsed JSON document (with `json_output=False`: its stdout text, or
+    (stdout, exit code) when `verdict_codes` accepts more than 0) and
     the warnings it printed, which are also issued as EffnetWarning in the caller's caller."""
     argv = [binary(), command, *fixed, *_arguments(command, options)]
     if json_output:
@@ -355,8 +368,8 @@ def _call(
     stderr = done.stderr.decode("utf-8", "replace")
     code = done.returncode
     result: object = None
-    if code == 0 and not json_output:
-        result = stdout
+    if code in verdict_codes and not json_output:
+        result = (stdout, code) if verdict_codes != (0,) else stdout
     elif code in (0, 1) and json_output:
         import json
 
@@ -606,6 +619,55 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], **options: obj
         EffnetError: a file cannot be read or the two cannot be compared (exit_code 2).
     """
     return _call("compare", [_positional("a", a), _positional("b", b)], options)[0]  # type: ignore[return-value]
+
+
+def report(model: str | os.PathLike[str], **options: object) -> dict[str, object]:
+    """One self-contained HTML page about a model: ``effnet report MODEL -o FILE``.
+
+    The page holds what :func:`inspect` says, the :func:`audit` verdict and findings
+    (``spec="auto"``), the per-stage :func:`cost` table and charts, and, with ``baseline``, the
+    comparison with a saved cost report. A model that deviates or is over budget is not an
+    error: the page is written and ``passed`` is False (the binary's exit 1).
+
+    Args:
+        model: a model file (as :func:`inspect`).
+        output: the HTML file to write [default: ``<model's name without its extension>.report.html``
+            in the current folder, as the binary]; ``"-"`` returns the page as ``html`` instead.
+        force: overwrite ``output`` if it exists.
+        naming, key: as :func:`inspect`; resolution: the input size of the cost (a
+            weights-only file of a custom model needs one).
+        baseline, max_increase, allow_different_settings: as :func:`cost`.
+        quiet, verbose: as ``-q`` and ``-v``.
+
+    Returns:
+        ``{"output": path, "passed": bool, "html": str | None, "warnings": [lines]}``:
+        ``passed`` is True when the model conforms to its spec and no cost total grew past the
+        budget; ``html`` is the page when ``output="-"``.
+
+    Raises:
+        EffnetError: the model or the baseline cannot be read, or the output is refused (an
+            existing file without ``force``, an input): nothing was written (exit_code 2).
+    """
+    given = options.get("output")
+    out = _fspath("output", given) if given is not None else _default_report(model)
+    options = {**options, "output": out}
+    (text, code), warned = _call(  # type: ignore[misc]
+        "report", [_positional("model", model)], options, json_output=False, verdict_codes=(0, 1)
+    )
+    return {
+        "output": out,
+        "passed": code == 0,
+        "html": text if out == "-" else None,
+        "warnings": warned,
+    }
+
+
+def _default_report(model: object) -> str:
+    # The binary's default, spelled out so the path can be returned: the model's file (or
+    # folder) name without its last extension, `.report.html`, in the current folder.
+    name = os.path.basename(os.path.normpath(_positional("model", model)))
+    stem = os.path.splitext(name)[0] if name not in ("", ".", "..") else ""
+    return f"{stem or 'model'}.report.html"
 
 
 def __getattr__(name: str) -> str:

@@ -27,6 +27,8 @@ CompareDocument = Dict[str, Any]
 """`effnet.compare/1` (docs/json.md); `equal` False when the outputs differ."""
 ConvertResult = Dict[str, Any]
 """`{"output": str, "report": list[str], "warnings": list[str]}`."""
+ReportResult = Dict[str, Any]
+"""`{"output": str, "passed": bool, "html": str | None, "warnings": list[str]}`."""
 
 _Dtype = Literal["f32", "f16", "bf16"]
 _Layout = Literal["nchw", "nhwc"]
@@ -181,3 +183,20 @@ def compare(
 ) -> CompareDocument:
     """Two models on the same input, stage by stage (`effnet compare`); outputs that differ
     return `equal` False."""
+
+def report(
+    model: _Path,
+    *,
+    output: Optional[_Path] = None,
+    force: bool = False,
+    naming: Optional[str] = None,
+    key: Optional[str] = None,
+    resolution: Optional[_Number] = None,
+    baseline: Optional[_Path] = None,
+    max_increase: Optional[_Number] = None,
+    allow_different_settings: bool = False,
+    quiet: bool = False,
+    verbose: _Verbose = False,
+) -> ReportResult:
+    """One self-contained HTML page about a model (`effnet report MODEL -o FILE`); a model
+    that deviates or is over budget returns `passed` False."""

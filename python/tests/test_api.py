@@ -412,6 +412,32 @@ def test_compare_different_outputs_is_a_report_not_an_exception(tmp_path):
 # --- options --------------------------------------------------------------------------------
 
 
+def test_report_writes_a_page_and_returns_its_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = effnet.report(TINY, resolution=224)
+    assert done["output"] == "torchvision-tiny.report.html"
+    assert done["passed"] is True and done["html"] is None
+    page = (tmp_path / done["output"]).read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for heading in ("<h2>Model</h2>", "<h2>Audit</h2>", "<h2>Cost per stage</h2>", "<svg"):
+        assert heading in page
+    with pytest.raises(effnet.EffnetError) as err:
+        effnet.report(TINY, resolution=224)  # exists: --force needed
+    assert err.value.exit_code == 2 and "--force" in err.value.message
+    assert effnet.report(TINY, resolution=224, force=True)["passed"] is True
+
+
+def test_report_verdict_and_stdout(tmp_path):
+    out = tmp_path / "no-se.html"
+    done = effnet.report(
+        FIXTURES / "audit" / "no-se.pth", output=out, resolution=224, naming="timm"
+    )
+    assert done["passed"] is False and done["output"] == str(out)
+    assert "deviates from" in out.read_text()
+    page = effnet.report(TINY, output="-", resolution=224)
+    assert page["html"].startswith("<!DOCTYPE html>") and "conforms to" in page["html"]
+
+
 def test_unknown_option_lists_the_valid_ones():
     with pytest.raises(effnet.OptionError) as caught:
         effnet.cost(variant="b0", dtyp="f16")
@@ -466,7 +492,7 @@ def test_verbose_copies_stderr(capfd):
 
 # --- one source of truth: the option tables, the stub and `effnet <command> --help` ------------
 
-COMMANDS = ["spec", "inspect", "audit", "cost", "convert", "run", "compare"]
+COMMANDS = ["spec", "inspect", "audit", "cost", "convert", "run", "compare", "report"]
 # Flags the Python API sets itself or leaves out on purpose.
 NOT_OPTIONS = {"help", "version", "format", "quiet", "verbose"}
 POSITIONAL_OR_OWN = {"cost": {"variant"}, "convert": {"output"}}

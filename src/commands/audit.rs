@@ -19,10 +19,43 @@ const EXIT_DEVIATES: u8 = 1;
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let model = super::open_model(&args.path, args.naming, &args.read)?;
     super::warn(&model);
+    let (report, how) = evaluate(&model, &args.spec, args.width, args.depth)?;
+    let path = args.path.display().to_string();
+    let text = match args.format {
+        SpecFormat::Json => {
+            let mut doc = serde_json::to_string_pretty(&document(
+                &report,
+                &path,
+                how,
+                model.naming.name(),
+                &model.warnings,
+            ))?;
+            doc.push('\n');
+            doc
+        }
+        SpecFormat::Table => render(&report, &path, how, false),
+        SpecFormat::Md => render(&report, &path, how, true),
+    };
+    output::print(&text)?;
+    Ok(if report.conforms {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DEVIATES)
+    })
+}
+
+/// Audits `model` against `spec` (`auto` or a variant; `width` and `depth` for a custom one):
+/// the report, with the import's own findings, and how the spec was chosen.
+pub fn evaluate(
+    model: &effnet_import::Model,
+    spec: &str,
+    width: Option<f64>,
+    depth: Option<f64>,
+) -> anyhow::Result<(AuditReport, &'static str)> {
     let arch = &model.imported.architecture;
     let evidence = model.evidence;
     let scheme = Some(model.naming);
-    let (spec, how) = match (args.spec.as_str(), args.width, args.depth) {
+    let (spec, how) = match (spec, width, depth) {
         ("auto", Some(_), None) | ("auto", None, Some(_)) => {
             bail!("--width and --depth go together (or name a variant with --spec to override one)")
         }
@@ -59,28 +92,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let extra = model.findings();
     report.conforms &= extra.iter().all(|f| f.severity != Severity::Error);
     report.findings.extend(extra);
-    let path = args.path.display().to_string();
-    let text = match args.format {
-        SpecFormat::Json => {
-            let mut doc = serde_json::to_string_pretty(&document(
-                &report,
-                &path,
-                how,
-                model.naming.name(),
-                &model.warnings,
-            ))?;
-            doc.push('\n');
-            doc
-        }
-        SpecFormat::Table => render(&report, &path, how, false),
-        SpecFormat::Md => render(&report, &path, how, true),
-    };
-    output::print(&text)?;
-    Ok(if report.conforms {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_DEVIATES)
-    })
+    Ok((report, how))
 }
 
 fn errors(report: &AuditReport) -> usize {
@@ -120,15 +132,25 @@ fn document(
     })
 }
 
-fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String {
+/// Findings by severity: errors, warnings, infos.
+pub fn counts(report: &AuditReport) -> (usize, usize, usize) {
     let deviations = errors(report);
     let warned = report
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Warning)
         .count();
-    let infos = report.findings.len() - deviations - warned;
-    let verdict = if report.conforms && warned > 0 {
+    (
+        deviations,
+        warned,
+        report.findings.len() - deviations - warned,
+    )
+}
+
+/// `conforms to EfficientNet b0`, `…, with 2 warning(s)` or `deviates from …: 3 finding(s)`.
+pub fn verdict(report: &AuditReport) -> String {
+    let (deviations, warned, _) = counts(report);
+    if report.conforms && warned > 0 {
         format!(
             "conforms to {} {}, with {warned} warning(s)",
             report.family.title(),
@@ -142,7 +164,12 @@ fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String
             report.family.title(),
             report.spec
         )
-    };
+    }
+}
+
+fn render(report: &AuditReport, path: &str, how: &str, markdown: bool) -> String {
+    let (_, _, infos) = counts(report);
+    let verdict = verdict(report);
     let mut out = String::new();
     if markdown {
         let mark = if report.conforms { "✅" } else { "❌" };

@@ -1,11 +1,12 @@
 //! `effnet cost`: params, MACs, FLOPs and activation memory.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use effnet_cost::baseline::compare;
+use effnet_cost::baseline::{Comparison, compare};
 use effnet_cost::render::{self, Granularity};
-use effnet_cost::{CostOptions, ModelInfo, analyze};
+use effnet_cost::{CostOptions, CostReport, ModelInfo, analyze};
 use effnet_ir::{DType, Graph};
 
 use super::SpecModel;
@@ -50,48 +51,7 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
         (Some(path), None) => {
             let model = super::open_model(path, args.scaling.naming, &args.read)?;
             super::warn(&model);
-            let identity = &model.imported.identity;
-            // The flag, else what the file records: a square size, or the input node's
-            // height and width (an ONNX model exported at a non-square size).
-            let resolution = args
-                .scaling
-                .resolution
-                .map(|r| r.hw())
-                .or(model.imported.architecture.resolution.map(|r| [r, r]))
-                .or_else(|| super::run::resolution_of(&model.imported.graph, None))
-                .with_context(|| {
-                    format!(
-                        "{}: the file does not record an input resolution ({}); give one with --resolution",
-                        path.display(),
-                        identity.label()
-                    )
-                })?;
-            if resolution.contains(&0) {
-                bail!("resolution 0 is out of range");
-            }
-            let (width, depth) = identity.coefficients().unzip();
-            let info = ModelInfo {
-                title: match (&identity, identity.family()) {
-                    (effnet_naming::Identity::Variant(v), _) => v.display_name(),
-                    (
-                        effnet_naming::Identity::Custom {
-                            base, width, depth, ..
-                        },
-                        _,
-                    ) => format!("{} w={width} d={depth}", base.family.title()),
-                    _ => "EfficientNet".to_owned(),
-                },
-                variant: match identity {
-                    effnet_naming::Identity::Variant(v) => Some(v.name().to_owned()),
-                    _ => None,
-                },
-                family: identity.family().map(|f| f.name().to_owned()),
-                width,
-                depth,
-                resolution,
-                naming: Some(model.naming.name().to_owned()),
-                source: path.display().to_string(),
-            };
+            let info = file_info(&model, path, args.scaling.resolution.map(|r| r.hw()))?;
             (model.imported.graph, info)
         }
         (None, None) => bail!("give a model file or --variant"),
@@ -107,21 +67,12 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
     };
     let report = analyze(&graph, info, &options)?;
     let comparison = match &args.baseline {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read the baseline", path.display()))?;
-            let doc: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: the baseline is not JSON", path.display()))?;
-            Some(
-                compare(
-                    &report,
-                    &doc,
-                    args.max_increase,
-                    args.allow_different_settings,
-                )
-                .with_context(|| format!("{}: unusable baseline", path.display()))?,
-            )
-        }
+        Some(path) => Some(load_baseline(
+            path,
+            &report,
+            args.max_increase,
+            args.allow_different_settings,
+        )?),
         None => None,
     };
     if let Some(svg) = &args.svg {
@@ -173,4 +124,67 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
         Some(c) if !c.within_budget() => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// What a cost report says of the model read from `path`; `resolution` overrides the one the
+/// file records, and one of the two is needed.
+pub fn file_info(
+    model: &effnet_import::Model,
+    path: &Path,
+    resolution: Option<[usize; 2]>,
+) -> anyhow::Result<ModelInfo> {
+    let identity = &model.imported.identity;
+    // The flag, else what the file records: a square size, or the input node's height and
+    // width (an ONNX model exported at a non-square size).
+    let resolution = resolution
+        .or(model.imported.architecture.resolution.map(|r| [r, r]))
+        .or_else(|| super::run::resolution_of(&model.imported.graph, None))
+        .with_context(|| {
+            format!(
+                "{}: the file does not record an input resolution ({}); give one with --resolution",
+                path.display(),
+                identity.label()
+            )
+        })?;
+    if resolution.contains(&0) {
+        bail!("resolution 0 is out of range");
+    }
+    let (width, depth) = identity.coefficients().unzip();
+    Ok(ModelInfo {
+        title: match (&identity, identity.family()) {
+            (effnet_naming::Identity::Variant(v), _) => v.display_name(),
+            (
+                effnet_naming::Identity::Custom {
+                    base, width, depth, ..
+                },
+                _,
+            ) => format!("{} w={width} d={depth}", base.family.title()),
+            _ => "EfficientNet".to_owned(),
+        },
+        variant: match identity {
+            effnet_naming::Identity::Variant(v) => Some(v.name().to_owned()),
+            _ => None,
+        },
+        family: identity.family().map(|f| f.name().to_owned()),
+        width,
+        depth,
+        resolution,
+        naming: Some(model.naming.name().to_owned()),
+        source: path.display().to_string(),
+    })
+}
+
+/// Reads the `effnet.cost/1` document at `path` and compares `report` with it.
+pub fn load_baseline(
+    path: &Path,
+    report: &CostReport,
+    max_increase: f64,
+    allow_different_settings: bool,
+) -> anyhow::Result<Comparison> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the baseline", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: the baseline is not JSON", path.display()))?;
+    compare(report, &doc, max_increase, allow_different_settings)
+        .with_context(|| format!("{}: unusable baseline", path.display()))
 }

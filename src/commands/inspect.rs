@@ -92,7 +92,32 @@ fn document(model: &Model) -> serde_json::Value {
     })
 }
 
+/// What `inspect` shows of a model: the rows of its table (label, value; text from the file
+/// escaped for a terminal) and the notes below it (`assumed: …`, `warning: …`).
+pub struct Facts {
+    /// Label and value of each row.
+    pub rows: Vec<(&'static str, String)>,
+    /// The assumptions and warnings of the import, one line each.
+    pub notes: Vec<String>,
+}
+
 fn table(model: &Model) -> String {
+    let facts = facts(model);
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    for (k, v) in facts.rows {
+        t.add_row(vec![k.to_owned(), v]);
+    }
+    let mut out = t.to_string();
+    out.push('\n');
+    for note in &facts.notes {
+        let _ = writeln!(out, "{note}");
+    }
+    out
+}
+
+/// The facts of `model` as `inspect` prints them.
+pub fn facts(model: &Model) -> Facts {
     let imported = &model.imported;
     let arch = &imported.architecture;
     let (trainable, non_trainable) = imported.graph.param_counts();
@@ -198,18 +223,11 @@ fn table(model: &Model) -> String {
             format!("{} = {}", effnet_io::escape(k), effnet_io::escape(v)),
         ));
     }
-    let mut t = Table::new();
-    t.load_preset(presets::NOTHING);
-    for (k, v) in rows {
-        t.add_row(vec![k.to_owned(), v]);
-    }
-    let mut out = t.to_string();
-    out.push('\n');
-    for a in &imported.assumptions {
-        let _ = writeln!(out, "assumed: {a}");
-    }
-    for w in &model.warnings {
-        let _ = writeln!(out, "warning: {w}");
-    }
-    out
+    let notes = imported
+        .assumptions
+        .iter()
+        .map(|a| format!("assumed: {a}"))
+        .chain(model.warnings.iter().map(|w| format!("warning: {w}")))
+        .collect();
+    Facts { rows, notes }
 }

@@ -101,13 +101,19 @@ fn exit_status(sub: Option<&str>) -> Vec<(u8, &'static str)> {
     let deviation = match sub {
         Some("audit") => Some("the model deviates from the spec (findings of severity error)"),
         Some("cost") => Some("a total grew past --max-increase over the --baseline"),
-        None => Some("audit found deviations, or cost exceeded its budget"),
+        Some("report") => Some(
+            "the page was written, but the model deviates from its spec or a cost total grew past --max-increase over the --baseline",
+        ),
+        None => Some(
+            "audit found deviations, or cost exceeded its budget (report: the page was written about such a model)",
+        ),
         _ => None,
     };
     let mut codes = vec![(
         0,
         match sub {
             Some("audit") => "the model conforms",
+            Some("report") => "the page was written, the model conforms and is within budget",
             _ => "success",
         },
     )];

@@ -218,7 +218,8 @@ impl Comparison {
         self.exceeded.is_empty()
     }
 
-    fn verdict(&self) -> String {
+    /// `within budget: …` or `over budget (max +2%): params +8.96%, …`.
+    pub fn verdict(&self) -> String {
         if self.within_budget() {
             format!(
                 "within budget: no total grew more than {}%",
@@ -238,9 +239,9 @@ impl Comparison {
         }
     }
 
-    /// A Markdown section (for `$GITHUB_STEP_SUMMARY`) or plain text.
-    pub fn render(&self, markdown: bool) -> String {
-        let mut out = String::new();
+    /// The comparison as cells: the header and one row per stage then the total, each figure
+    /// the current value with its change (`1.23 M (+4.50%)`, `(=)`, `(new)`).
+    pub fn cells(&self) -> ([&'static str; 4], Vec<Vec<String>>) {
         let header = ["Stage", "Params", "MACs", "Activations"];
         let mut rows: Vec<Vec<String>> = self
             .stages
@@ -258,6 +259,13 @@ impl Comparison {
             total("macs").cell(human_count),
             total("activation_bytes").cell(human_bytes),
         ]);
+        (header, rows)
+    }
+
+    /// A Markdown section (for `$GITHUB_STEP_SUMMARY`) or plain text.
+    pub fn render(&self, markdown: bool) -> String {
+        let mut out = String::new();
+        let (header, rows) = self.cells();
         let mark = if self.within_budget() { "✅" } else { "❌" };
         if markdown {
             let _ = writeln!(

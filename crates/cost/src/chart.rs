@@ -175,14 +175,18 @@ pub fn svg(report: &CostReport) -> Result<String, String> {
                 })
                 .draw()
                 .map_err(|e| e.to_string())?;
-            chart
-                .draw_series(
-                    Histogram::vertical(&chart)
-                        .style(color.filled())
-                        .margin(8)
-                        .data(stages.iter().copied().zip(values.iter().copied())),
-                )
-                .map_err(|e| e.to_string())?;
+            // One series per bar: a histogram sums its data in a hash map and draws the bars
+            // in its order, which changes from run to run; stage order keeps the SVG the same.
+            for (&stage, &value) in stages.iter().zip(&values) {
+                chart
+                    .draw_series(
+                        Histogram::vertical(&chart)
+                            .style(color.filled())
+                            .margin(8)
+                            .data([(stage, value)]),
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
             let label_style = ("sans-serif", 12)
                 .into_font()
                 .color(&RGBColor(40, 40, 40))
@@ -214,6 +218,8 @@ pub fn svg(report: &CostReport) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{CostOptions, ModelInfo, analyze};
+    use effnet_spec::{ModelSpec, Scheme, Variant, build_graph};
 
     #[test]
     fn units_scale_with_the_largest_value() {
@@ -224,5 +230,33 @@ mod tests {
         assert_eq!(byte_unit(3 << 30).name, "GiB");
         assert_eq!(file_name("/models/b0.pth").as_deref(), Some("b0.pth"));
         assert_eq!(file_name("spec"), None);
+    }
+
+    #[test]
+    fn the_same_report_draws_the_same_svg() {
+        let spec = ModelSpec::variant(Variant::B0);
+        let graph = build_graph(
+            &spec.architecture(),
+            &Scheme::TfOfficial.semantics(spec.variant),
+        )
+        .unwrap();
+        let info = ModelInfo {
+            title: "EfficientNet-B0".into(),
+            variant: Some("b0".into()),
+            family: None,
+            width: Some(1.0),
+            depth: Some(1.0),
+            resolution: [224, 224],
+            naming: None,
+            source: "spec".into(),
+        };
+        let report = analyze(&graph, info, &CostOptions::default()).unwrap();
+        let first = super::svg(&report).unwrap();
+        for _ in 0..4 {
+            assert!(
+                super::svg(&report).unwrap() == first,
+                "the SVG changed between runs"
+            );
+        }
     }
 }

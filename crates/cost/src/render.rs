@@ -424,31 +424,69 @@ fn summary_lines(report: &CostReport) -> Vec<String> {
     ]
 }
 
+/// A report as cells, what every renderer draws: the title line, the column headers, the
+/// rounded cells of each row, the total row and the summary lines. Numbers are formatted here
+/// once; a new renderer (the HTML report) lays these out instead of recomputing them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    /// `EfficientNet-B0 · 224×224 · batch 1 · f32 activations · … · source`.
+    pub title: String,
+    /// Column headers.
+    pub header: Vec<&'static str>,
+    /// Which columns are right-aligned: the figures and the counts.
+    pub right_aligned: Vec<bool>,
+    /// One row of rounded cells per stage, block or layer.
+    pub rows: Vec<Vec<String>>,
+    /// The total row, as wide as the header (the figures in the last four columns).
+    pub total: Vec<String>,
+    /// The lines printed below the table: exact totals, memory, the conventions.
+    pub summary: Vec<String>,
+}
+
+/// The cells of `report` at granularity `by`.
+pub fn grid(report: &CostReport, by: Granularity) -> Grid {
+    let (header, _) = headers(by);
+    let columns = header.len();
+    let numeric_from = columns - figure_columns(by);
+    let right_aligned = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            i >= numeric_from || matches!(*h, "Channels" | "Layers" | "Nodes" | "Stage" | "Block")
+        })
+        .collect();
+    Grid {
+        title: title(report),
+        right_aligned,
+        header,
+        rows: rows(report, by).into_iter().map(|r| r.cells).collect(),
+        total: total_cells(report, by, columns),
+        summary: summary_lines(report),
+    }
+}
+
 /// A terminal table with a title line and a summary below.
 pub fn table(report: &CostReport, by: Granularity) -> String {
-    let (head, _) = headers(by);
+    let grid = grid(report, by);
     let mut table = Table::new();
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(head.clone());
-    for row in rows(report, by) {
-        table.add_row(row.cells);
+        .set_header(grid.header.clone());
+    for row in grid.rows {
+        table.add_row(row);
     }
-    table.add_row(total_cells(report, by, head.len()));
-    let numeric_from = head.len() - figure_columns(by);
-    for (i, column) in table.column_iter_mut().enumerate() {
-        if i >= numeric_from
-            || matches!(head[i], "Channels" | "Layers" | "Nodes" | "Stage" | "Block")
-        {
+    table.add_row(grid.total);
+    for (column, right) in table.column_iter_mut().zip(&grid.right_aligned) {
+        if *right {
             column.set_cell_alignment(CellAlignment::Right);
         }
     }
-    let mut out = title(report);
+    let mut out = grid.title;
     out.push('\n');
     out.push_str(&table.to_string());
     out.push('\n');
-    for line in summary_lines(report) {
+    for line in grid.summary {
         out.push_str(&line);
         out.push('\n');
     }
