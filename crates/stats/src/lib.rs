@@ -49,6 +49,13 @@ pub fn tensor_stats(tensor: &Tensor) -> Option<Stats> {
     Some(stats(tensor.dtype(), bytes.as_slice()))
 }
 
+/// The statistics of every tensor (None for a shape-only one), the tensors taken in parallel
+/// as well as the chunks within each.
+pub fn tensors_stats<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Vec<Option<Stats>> {
+    let tensors: Vec<&Tensor> = tensors.into_iter().collect();
+    tensors.par_iter().map(|t| tensor_stats(t)).collect()
+}
+
 /// The statistics of the little-endian values of type `dtype` in `bytes` (a trailing partial
 /// element is ignored).
 pub fn stats(dtype: DType, bytes: &[u8]) -> Stats {
