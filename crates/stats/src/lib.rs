@@ -7,7 +7,7 @@
 //! The values are read in chunks of [`CHUNK`] elements, each decoded to `f64` (f16, bf16 and
 //! f32 exactly; i64 exactly up to 2⁵³). NaN and ±Inf are counted and left out of everything
 //! else. Within a chunk the mean and the sum of squared deviations are computed in two passes
-//! over the decoded values (still in cache); the chunks, computed in parallel with rayon, are
+//! over the decoded values (still in cache), each in 8 lanes summed at the end; the chunks, computed in parallel with rayon, are
 //! then merged pairwise in a fixed tree (Chan, Golub & LeVeque's update of count, mean and
 //! squared deviations, the parallel form of Welford's algorithm). The order of the merges does
 //! not depend on the thread schedule, so the results are the same on every run.
@@ -141,41 +141,54 @@ fn merge_all(parts: &[Acc]) -> Acc {
     }
 }
 
-/// The statistics of one chunk (at most [`CHUNK`] elements): decoded, finite values kept,
-/// then two passes.
+/// The statistics of one chunk (at most [`CHUNK`] elements): decoded, then two passes.
 fn chunk_acc(dtype: DType, bytes: &[u8]) -> Acc {
     let mut buf = [0f64; CHUNK];
-    let mut n = 0usize;
-    let mut nan = 0u64;
-    let mut inf = 0u64;
-    let mut push = |v: f64| {
-        if v.is_finite() {
-            buf[n] = v;
-            n += 1;
-        } else if v.is_nan() {
-            nan += 1;
-        } else {
-            inf += 1;
-        }
-    };
-    match dtype {
-        DType::F32 => bytes
-            .chunks_exact(4)
-            .for_each(|c| push(f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))),
-        DType::F16 => bytes
-            .chunks_exact(2)
-            .for_each(|c| push(f64::from(f16::from_le_bytes([c[0], c[1]]).to_f32()))),
-        DType::BF16 => bytes
-            .chunks_exact(2)
-            .for_each(|c| push(f64::from(bf16::from_le_bytes([c[0], c[1]]).to_f32()))),
-        DType::F64 => bytes
-            .chunks_exact(8)
-            .for_each(|c| push(f64::from_le_bytes(c.try_into().expect("chunk of 8")))),
-        DType::I64 => bytes
-            .chunks_exact(8)
-            .for_each(|c| push(i64::from_le_bytes(c.try_into().expect("chunk of 8")) as f64)),
+    let n = decode(dtype, bytes, &mut buf);
+    let values = &mut buf[..n];
+    // Almost always every value is finite: then the passes run in lanes, without branches.
+    let finite = values.iter().filter(|v| v.is_finite()).count();
+    if finite == n {
+        return finite_acc(values, 0, 0);
     }
-    let values = &buf[..n];
+    let nan = values.iter().filter(|v| v.is_nan()).count() as u64;
+    let inf = (n - finite) as u64 - nan;
+    let mut kept = 0;
+    for i in 0..n {
+        let v = values[i];
+        if v.is_finite() {
+            values[kept] = v;
+            kept += 1;
+        }
+    }
+    finite_acc(&values[..kept], nan, inf)
+}
+
+/// Decodes the little-endian values in `bytes` into `out`; returns how many.
+fn decode(dtype: DType, bytes: &[u8], out: &mut [f64; CHUNK]) -> usize {
+    fn fill<const N: usize>(bytes: &[u8], out: &mut [f64], f: impl Fn([u8; N]) -> f64) -> usize {
+        let mut n = 0;
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(N)) {
+            *o = f(c.try_into().expect("chunk of N"));
+            n += 1;
+        }
+        n
+    }
+    match dtype {
+        DType::F32 => fill::<4>(bytes, out, |b| f64::from(f32::from_le_bytes(b))),
+        DType::F16 => fill::<2>(bytes, out, |b| f64::from(f16::from_le_bytes(b).to_f32())),
+        DType::BF16 => fill::<2>(bytes, out, |b| f64::from(bf16::from_le_bytes(b).to_f32())),
+        DType::F64 => fill::<8>(bytes, out, f64::from_le_bytes),
+        DType::I64 => fill::<8>(bytes, out, |b| i64::from_le_bytes(b) as f64),
+    }
+}
+
+/// Lanes the passes over a chunk run in (independent sums the compiler can vectorize).
+const LANES: usize = 8;
+
+/// The statistics of finite `values`: the sum, min and max, then the squared deviations from
+/// the mean, each in [`LANES`] lanes added up at the end.
+fn finite_acc(values: &[f64], nan: u64, inf: u64) -> Acc {
     if values.is_empty() {
         return Acc {
             nan,
@@ -183,20 +196,41 @@ fn chunk_acc(dtype: DType, bytes: &[u8]) -> Acc {
             ..Acc::EMPTY
         };
     }
-    let (mut sum, mut min, mut max) = (0f64, f64::INFINITY, f64::NEG_INFINITY);
-    for &v in values {
-        sum += v;
-        min = min.min(v);
-        max = max.max(v);
+    let mut sum = [0f64; LANES];
+    let mut min = [f64::INFINITY; LANES];
+    let mut max = [f64::NEG_INFINITY; LANES];
+    let mut lanes = values.chunks_exact(LANES);
+    for c in &mut lanes {
+        for k in 0..LANES {
+            sum[k] += c[k];
+            min[k] = if c[k] < min[k] { c[k] } else { min[k] };
+            max[k] = if c[k] > max[k] { c[k] } else { max[k] };
+        }
     }
-    let mean = sum / n as f64;
-    let m2 = values.iter().map(|&v| (v - mean) * (v - mean)).sum();
+    for (k, &v) in lanes.remainder().iter().enumerate() {
+        sum[k] += v;
+        min[k] = min[k].min(v);
+        max[k] = max[k].max(v);
+    }
+    let n = values.len();
+    let mean = sum.iter().sum::<f64>() / n as f64;
+    let mut m2 = [0f64; LANES];
+    let mut lanes = values.chunks_exact(LANES);
+    for c in &mut lanes {
+        for k in 0..LANES {
+            let d = c[k] - mean;
+            m2[k] += d * d;
+        }
+    }
+    for (k, &v) in lanes.remainder().iter().enumerate() {
+        m2[k] += (v - mean) * (v - mean);
+    }
     Acc {
         n: n as u64,
         mean,
-        m2,
-        min,
-        max,
+        m2: m2.iter().sum(),
+        min: min.iter().copied().fold(f64::INFINITY, f64::min),
+        max: max.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         nan,
         inf,
     }
