@@ -139,7 +139,7 @@ impl<'a> TensorList<'a> {
                 .map(usize::to_string)
                 .collect::<Vec<_>>()
                 .join("×");
-            let count = |n: Option<u64>| n.map_or("–".to_owned(), |n| thousands(n));
+            let count = |n: Option<u64>| n.map_or("–".to_owned(), thousands);
             t.add_row(vec![
                 effnet_io::escape(name).into_owned(),
                 if shape.is_empty() {
