@@ -175,6 +175,10 @@ pub struct InspectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = InspectFormat::Table)]
     pub format: InspectFormat,
+    /// Also list every tensor of the file: name, shape, dtype, bytes, min, max, mean, std,
+    /// NaN and Inf counts (NaN and Inf left out of the statistics).
+    #[arg(long)]
+    pub tensors: bool,
     /// Also write the graph for Graphviz (stages as clusters) to FILE (`-` for stdout instead
     /// of the report).
     #[arg(long, value_name = "FILE")]

@@ -491,6 +491,138 @@ fn inspect_torchvision_checkpoint() {
 }
 
 #[test]
+fn inspect_tensors_lists_every_tensor_with_its_statistics() {
+    let path = fixture("timm-tf-tiny.safetensors");
+    let doc = json_of(&["inspect", &path, "--tensors", "--format", "json"]);
+    let list = doc["tensor_list"].as_array().unwrap();
+    assert_eq!(list.len() as u64, doc["tensors_in_file"].as_u64().unwrap());
+    for t in list {
+        let elements: u64 = t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .product();
+        let size = match t["dtype"].as_str().unwrap() {
+            "f16" | "bf16" => 2,
+            "f32" => 4,
+            _ => 8,
+        };
+        assert_eq!(t["bytes"].as_u64().unwrap(), elements * size, "{t}");
+        assert_eq!((t["nan"].as_u64(), t["inf"].as_u64()), (Some(0), Some(0)));
+        if elements > 0 {
+            let (min, max, mean) = (
+                t["min"].as_f64().unwrap(),
+                t["max"].as_f64().unwrap(),
+                t["mean"].as_f64().unwrap(),
+            );
+            assert!(min <= mean && mean <= max, "{t}");
+            assert!(t["std"].as_f64().unwrap() >= 0.0, "{t}");
+        }
+    }
+    // Without --tensors, no list (the statistics read every value).
+    let doc = json_of(&["inspect", &path, "--format", "json"]);
+    assert!(doc.get("tensor_list").is_none());
+    assert!(doc["not_efficientnet"].is_null());
+    let table = stdout_of(&["inspect", &path, "--tensors"]);
+    let first = list[0]["name"].as_str().unwrap();
+    assert!(table.contains("Mean") && table.contains(first), "{table}");
+    assert!(table.contains("std: population"), "{table}");
+}
+
+/// A safetensors file written by hand: `tensors` as `(name, shape, f32 values)`.
+fn write_safetensors(path: &std::path::Path, tensors: &[(&str, &[usize], &[f32])]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            (*name).to_owned(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut head = Value::Object(header).to_string().into_bytes();
+    while head.len() % 8 != 0 {
+        head.push(b' ');
+    }
+    let mut bytes = (head.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(head);
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_file_that_is_not_an_efficientnet_still_inspects_and_is_refused_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resnet.safetensors");
+    write_safetensors(
+        &path,
+        &[
+            ("conv1.weight", &[2, 1, 1, 2], &[1.0, 2.0, 3.0, 4.0]),
+            ("fc.weight", &[1, 3], &[1.0, f32::NAN, f32::NEG_INFINITY]),
+        ],
+    );
+    let p = path.to_str().unwrap();
+    let table = stdout_of(&["inspect", p]);
+    assert!(
+        table.contains("not an EfficientNet: no naming scheme"),
+        "{table}"
+    );
+    assert!(table.contains("2 (f32 ×2)"), "{table}");
+    let doc = json_of(&["inspect", p, "--format", "json", "--tensors"]);
+    assert_eq!(doc["schema"], "effnet.inspect/1");
+    assert_eq!(doc["container"], "safetensors");
+    assert!(doc["variant"].is_null() && doc["family"].is_null() && doc["naming"].is_null());
+    assert!(
+        doc["not_efficientnet"]
+            .as_str()
+            .unwrap()
+            .contains("`conv1.weight`")
+    );
+    assert_eq!(doc["tensors"], 2);
+    assert_eq!(doc["params"], 7);
+    assert_eq!(doc["metadata"]["format"], "pt");
+    let list = &doc["tensor_list"];
+    assert_eq!(list[0]["name"], "conv1.weight");
+    assert_eq!(list[0]["shape"], serde_json::json!([2, 1, 1, 2]));
+    assert_eq!(list[0]["bytes"], 16);
+    assert_eq!(list[0]["mean"], 2.5);
+    assert_eq!(list[0]["std"], 1.25f64.sqrt());
+    assert_eq!(list[1]["name"], "fc.weight");
+    assert_eq!(
+        (list[1]["nan"].as_u64(), list[1]["inf"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (list[1]["min"].as_f64(), list[1]["max"].as_f64()),
+        (Some(1.0), Some(1.0))
+    );
+    let table = stdout_of(&["inspect", p, "--tensors"]);
+    assert!(
+        table.contains("fc.weight") && table.contains("1×3"),
+        "{table}"
+    );
+
+    // Every command that needs the model refuses it, naming the file and the reason.
+    let out = dir.path().join("out.onnx");
+    for args in [
+        vec!["cost", p],
+        vec!["audit", p],
+        vec!["convert", p, "-o", out.to_str().unwrap()],
+        vec!["inspect", p, "--dot", "-"],
+    ] {
+        let stderr = error_of(&args);
+        assert!(
+            stderr.contains("resnet.safetensors") && stderr.contains("conv1.weight"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!out.exists());
+}
+
+#[test]
 fn inspect_json_follows_the_contract() {
     let doc = json_of(&[
         "inspect",

@@ -273,9 +273,13 @@ fn a_file_without_a_stem_says_it_is_not_an_efficientnet() {
         &headless,
         "features.0.",
     );
-    let stderr = error_of(&["inspect", headless.to_str().unwrap()]);
+    let stderr = error_of(&["audit", headless.to_str().unwrap()]);
     assert!(stderr.contains("not an EfficientNet: no "), "{stderr}");
     assert!(!stderr.contains("has no the"), "{stderr}");
+    // inspect still describes it, with the same reason.
+    let table = stdout_of(&["inspect", headless.to_str().unwrap()]);
+    assert!(table.contains("not an EfficientNet: no "), "{table}");
+    assert!(!table.contains("has no the"), "{table}");
 }
 
 #[test]

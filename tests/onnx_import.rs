@@ -225,13 +225,33 @@ fn an_op_outside_efficientnet_is_refused_by_type_name_and_position() {
     let name = node.name.clone().unwrap();
     let path = tmp.path().join("hard-sigmoid.onnx");
     std::fs::write(&path, effnet_onnx::encode(&bad)).unwrap();
-    let out = run(&["inspect", path.to_str().unwrap()]);
+    let out = run(&["audit", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("hard-sigmoid.onnx")
             && err.contains(&format!("node #{position} `{name}` (HardSigmoid)")),
         "{err}"
+    );
+    // inspect describes it as a file that is not an EfficientNet: its initializers, the node.
+    let doc = json(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--format",
+        "json",
+        "--tensors",
+    ]);
+    assert!(doc["variant"].is_null(), "{doc}");
+    let reason = doc["not_efficientnet"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("node #{position} `{name}` (HardSigmoid)")),
+        "{reason}"
+    );
+    assert_eq!(doc["container"], "onnx");
+    assert!(doc["tensors"].as_u64().unwrap() > 0);
+    assert_eq!(
+        doc["tensor_list"].as_array().unwrap().len() as u64,
+        doc["tensors"].as_u64().unwrap()
     );
 
     // A residual Add that adds the wrong input: an unrecognised pattern, named.

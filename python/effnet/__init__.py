@@ -118,6 +118,7 @@ _OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "inspect": {
         "naming": ("--naming", _VALUE),
         "key": ("--key", _VALUE),
+        "tensors": ("--tensors", _FLAG),
         "dot": ("--dot", _OUT),
         "force": ("--force", _FLAG),
     },
@@ -447,12 +448,15 @@ def inspect(path: str | os.PathLike[str], **options: object) -> dict[str, object
             TensorFlow checkpoint (folder, prefix or ``.index``) or a SavedModel folder.
         naming: read the tensor names with this scheme instead of detecting it.
         key: take the weights under this key of a checkpoint dictionary (``"model_ema"``).
+        tensors: also list every tensor of the file with its statistics (``tensor_list``:
+            name, shape, dtype, bytes, min, max, mean, std, nan, inf).
         dot: also write the graph for Graphviz to this file; force: overwrite it.
         quiet, verbose: as ``-q`` and ``-v``.
 
     Returns:
         The ``effnet.inspect/1`` document: ``container``, ``naming``, ``variant``,
-        ``params``, ``tensors``, ``warnings``, …
+        ``params``, ``tensors``, ``warnings``, …; a file that is not an EfficientNet has
+        ``variant`` None and the reason in ``not_efficientnet``.
 
     Raises:
         EffnetError: the file cannot be read, or is refused (exit_code 2).

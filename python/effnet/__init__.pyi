@@ -76,6 +76,7 @@ def inspect(
     *,
     naming: Optional[str] = None,
     key: Optional[str] = None,
+    tensors: bool = False,
     dot: Optional[_Path] = None,
     force: bool = False,
     quiet: bool = False,

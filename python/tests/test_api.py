@@ -126,6 +126,34 @@ def test_inspect_warnings_are_in_the_document():
     assert any("timm-tf" in w for w in doc["warnings"])
 
 
+def test_inspect_tensors_lists_statistics():
+    doc = effnet.inspect(TORCH / "torchvision-tiny.safetensors", tensors=True)
+    listed = doc["tensor_list"]
+    assert len(listed) == doc["tensors_in_file"]
+    first = listed[0]
+    assert set(first) == {"name", "shape", "dtype", "bytes", "min", "max", "mean", "std", "nan", "inf"}
+    assert "tensor_list" not in effnet.inspect(TORCH / "torchvision-tiny.safetensors")
+
+
+def test_inspect_a_file_that_is_not_an_efficientnet(tmp_path):
+    import json
+    import struct
+
+    header = json.dumps(
+        {"conv1.weight": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "resnet.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + struct.pack("<2f", 1.0, 3.0))
+    doc = effnet.inspect(path, tensors=True)
+    assert doc["variant"] is None and doc["family"] is None
+    assert "conv1.weight" in doc["not_efficientnet"]
+    assert doc["tensor_list"][0]["mean"] == 2.0
+    with pytest.raises(effnet.EffnetError) as err:
+        effnet.audit(path)
+    assert err.value.exit_code == 2
+
+
 def test_stderr_warnings_are_python_warnings_and_quiet_silences_them():
     ambiguous = TORCH / "timm-tf-tiny.pth"
     with pytest.warns(effnet.EffnetWarning, match="timm-tf"):

@@ -3,16 +3,21 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use comfy_table::{Table, presets};
+use comfy_table::{CellAlignment, Table, presets};
 use effnet_cost::render::thousands;
-use effnet_import::Model;
+use effnet_import::{Model, Opened, OtherFile};
+use effnet_ir::{DType, Tensor};
+use effnet_stats::Stats;
 use serde_json::json;
 
 use crate::cli::{InspectArgs, InspectFormat};
 use crate::output;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let model = super::open_model(&args.path, args.naming, &args.read)?;
+    let model = match super::open_any(&args.path, args.naming, &args.read)? {
+        Opened::EfficientNet(model) => model,
+        Opened::Other(file) => return run_other(args, &file),
+    };
     if let Some(dot) = &args.dot {
         let text = model.imported.graph.to_dot();
         let inputs = effnet_convert::inputs_of(&model);
@@ -25,16 +30,224 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
             dot.display()
         ));
     }
+    // The file's tensors as it names them (the model holds them bound into the graph).
+    let file = if args.tensors {
+        Some(effnet_import::read_tensors(&args.path)?)
+    } else {
+        None
+    };
+    let listed = file.as_ref().map(|f| TensorList::of(&f.checkpoint.tensors));
     let text = match args.format {
         InspectFormat::Json => {
-            let mut doc = serde_json::to_string_pretty(&document(&model))?;
+            let mut doc = document(&model);
+            if let Some(list) = &listed {
+                doc["tensor_list"] = list.json();
+            }
+            let mut doc = serde_json::to_string_pretty(&doc)?;
             doc.push('\n');
             doc
         }
-        InspectFormat::Table => table(&model),
+        InspectFormat::Table => {
+            let mut text = table(&model);
+            if let Some(list) = &listed {
+                text.push('\n');
+                text.push_str(&list.table());
+            }
+            text
+        }
     };
     output::print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A file that is not an EfficientNet: what it holds, and why it is not one.
+fn run_other(args: &InspectArgs, file: &OtherFile) -> anyhow::Result<ExitCode> {
+    if args.dot.is_some() {
+        anyhow::bail!(
+            "{}: not an EfficientNet: {}; --dot needs a model graph",
+            file.path.display(),
+            file.reason
+        );
+    }
+    let listed = args.tensors.then(|| TensorList::of(&file.tensors));
+    let text = match args.format {
+        InspectFormat::Json => {
+            let mut doc = other_document(file);
+            if let Some(list) = &listed {
+                doc["tensor_list"] = list.json();
+            }
+            let mut doc = serde_json::to_string_pretty(&doc)?;
+            doc.push('\n');
+            doc
+        }
+        InspectFormat::Table => {
+            let mut text = other_table(file);
+            if let Some(list) = &listed {
+                text.push('\n');
+                text.push_str(&list.table());
+            }
+            text
+        }
+    };
+    output::print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every tensor of a file with the statistics of its values.
+struct TensorList<'a> {
+    tensors: &'a [(String, Tensor)],
+    stats: Vec<Option<Stats>>,
+}
+
+impl<'a> TensorList<'a> {
+    fn of(tensors: &'a [(String, Tensor)]) -> Self {
+        let stats = effnet_stats::tensors_stats(tensors.iter().map(|(_, t)| t));
+        TensorList { tensors, stats }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        self.tensors
+            .iter()
+            .zip(&self.stats)
+            .map(|((name, t), s)| {
+                json!({
+                    "name": name,
+                    "shape": t.shape(),
+                    "dtype": t.dtype().name(),
+                    "bytes": t.nbytes(),
+                    "min": s.and_then(|s| s.min),
+                    "max": s.and_then(|s| s.max),
+                    "mean": s.and_then(|s| s.mean),
+                    "std": s.and_then(|s| s.std),
+                    "nan": s.map(|s| s.nan),
+                    "inf": s.map(|s| s.inf),
+                })
+            })
+            .collect()
+    }
+
+    fn table(&self) -> String {
+        let mut t = Table::new();
+        t.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
+            "Tensor", "Shape", "Dtype", "Bytes", "Min", "Max", "Mean", "Std", "NaN", "Inf",
+        ]);
+        let value = |v: Option<f64>| v.map_or("–".to_owned(), number);
+        for ((name, tensor), s) in self.tensors.iter().zip(&self.stats) {
+            let shape = tensor
+                .shape()
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("×");
+            let count = |n: Option<u64>| n.map_or("–".to_owned(), thousands);
+            t.add_row(vec![
+                effnet_io::escape(name).into_owned(),
+                if shape.is_empty() {
+                    "scalar".to_owned()
+                } else {
+                    shape
+                },
+                tensor.dtype().name().to_owned(),
+                thousands(tensor.nbytes() as u64),
+                value(s.and_then(|s| s.min)),
+                value(s.and_then(|s| s.max)),
+                value(s.and_then(|s| s.mean)),
+                value(s.and_then(|s| s.std)),
+                count(s.map(|s| s.nan)),
+                count(s.map(|s| s.inf)),
+            ]);
+        }
+        for i in 3..10 {
+            if let Some(c) = t.column_mut(i) {
+                c.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let mut out = t.to_string();
+        out.push('\n');
+        out.push_str(
+            "statistics over the finite values (NaN and Inf counted apart); std: population (ddof 0)\n",
+        );
+        out
+    }
+}
+
+/// A statistic in a table cell: 6 significant digits.
+fn number(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        "0".to_owned()
+    } else if (1e-3..1e5).contains(&a) {
+        let decimals = (5 - a.log10().floor() as i32).max(0) as usize;
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.5e}")
+    }
+}
+
+fn other_document(file: &OtherFile) -> serde_json::Value {
+    let elements = file.elements();
+    json!({
+        "schema": "effnet.inspect/1",
+        "path": file.path.display().to_string(),
+        "container": file.container,
+        "naming": null,
+        "naming_source": null,
+        "variant": null,
+        "family": null,
+        "not_efficientnet": file.reason,
+        "width": null,
+        "depth": null,
+        "resolution": null,
+        "num_classes": null,
+        "tensors": file.tensors.len(),
+        "tensors_in_file": file.tensors.len(),
+        "dtype": dominant(&file.dtypes),
+        "dtypes": file.dtypes.iter().map(|(d, n)| (d.name().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "params": elements,
+        "trainable_params": null,
+        "non_trainable_params": null,
+        "has_architecture": false,
+        "metadata": file.metadata,
+        "assumptions": [],
+        "warnings": file.warnings,
+    })
+}
+
+fn other_table(file: &OtherFile) -> String {
+    let dtypes = file
+        .dtypes
+        .iter()
+        .map(|(d, n)| format!("{d} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut rows: Vec<(&str, String)> = vec![
+        ("path", file.path.display().to_string()),
+        ("container", file.container.to_owned()),
+        ("variant", "none (not an EfficientNet)".to_owned()),
+        ("tensors", format!("{} ({dtypes})", file.tensors.len())),
+        (
+            "params",
+            format!("{} (elements of every tensor)", thousands(file.elements())),
+        ),
+    ];
+    for (k, v) in &file.metadata {
+        rows.push((
+            "metadata",
+            format!("{} = {}", effnet_io::escape(k), effnet_io::escape(v)),
+        ));
+    }
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    for (k, v) in rows {
+        t.add_row(vec![k.to_owned(), v]);
+    }
+    let mut out = t.to_string();
+    out.push('\n');
+    let _ = writeln!(out, "not an EfficientNet: {}", file.reason);
+    for w in &file.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
 }
 
 /// Tensors of the model read (under the chosen key), as the dtype counts and params are.
@@ -44,7 +257,12 @@ fn read_tensors(model: &Model) -> usize {
 
 /// The dtype most tensors have, or `mixed` when floating-point dtypes differ.
 fn dominant_dtype(model: &Model) -> String {
-    let floats: Vec<_> = model.dtypes.keys().filter(|d| d.is_float()).collect();
+    dominant(&model.dtypes)
+}
+
+/// The floating-point dtype of `dtypes`, `mixed` when they differ, `none` without one.
+fn dominant(dtypes: &std::collections::BTreeMap<DType, usize>) -> String {
+    let floats: Vec<_> = dtypes.keys().filter(|d| d.is_float()).collect();
     match floats.as_slice() {
         [one] => one.name().to_owned(),
         [] => "none".to_owned(),
@@ -65,6 +283,7 @@ fn document(model: &Model) -> serde_json::Value {
         "naming_source": model.naming_source.name(),
         "variant": imported.identity.label(),
         "family": imported.identity.family().map(|f| f.name()),
+        "not_efficientnet": null,
         "width": width,
         "depth": depth,
         "resolution": imported.architecture.resolution,

@@ -36,21 +36,42 @@ pub fn open_model_as(
         key: read.key.clone(),
         naming,
     };
-    effnet_import::open(path, &options).map_err(|err| {
-        if let effnet_import::ImportError::WrongNaming { looks_like, .. } = &err {
-            let flag = naming_flag;
-            let how = match looks_like {
-                Some(s) => format!("pass {flag} {s}, or leave {flag} out to detect the scheme"),
-                None => format!("leave {flag} out to detect the scheme"),
-            };
-            return anyhow::anyhow!("{err}: {how}");
-        }
-        let err = anyhow::Error::from(err);
-        match folder_hint(path) {
-            Some(hint) => err.context(hint),
-            None => err,
-        }
-    })
+    effnet_import::open(path, &options).map_err(|err| open_error(path, err, naming_flag))
+}
+
+/// Opens a file for a description: an EfficientNet, or the tensors of a file that is not one
+/// (with the reason), as `inspect` shows any file.
+pub fn open_any(
+    path: &std::path::Path,
+    naming: Option<Scheme>,
+    read: &crate::cli::ReadArgs,
+) -> anyhow::Result<effnet_import::Opened> {
+    let options = effnet_import::ImportOptions {
+        key: read.key.clone(),
+        naming,
+    };
+    effnet_import::open_any(path, &options).map_err(|err| open_error(path, err, "--naming"))
+}
+
+/// The error of an import, with the flag to pass or the folder to name.
+fn open_error(
+    path: &std::path::Path,
+    err: effnet_import::ImportError,
+    naming_flag: &str,
+) -> anyhow::Error {
+    if let effnet_import::ImportError::WrongNaming { looks_like, .. } = &err {
+        let flag = naming_flag;
+        let how = match looks_like {
+            Some(s) => format!("pass {flag} {s}, or leave {flag} out to detect the scheme"),
+            None => format!("leave {flag} out to detect the scheme"),
+        };
+        return anyhow::anyhow!("{err}: {how}");
+    }
+    let err = anyhow::Error::from(err);
+    match folder_hint(path) {
+        Some(hint) => err.context(hint),
+        None => err,
+    }
 }
 
 /// A pointer to the folder when `path` names a file that is read as part of one.

@@ -125,6 +125,29 @@ pub fn refused(args: &[&str], path: &Path) -> String {
     errors[0].to_owned()
 }
 
+/// `inspect` of a hostile file: refused as [`refused`] checks, or — a file whose container
+/// reads but that is not an EfficientNet — described with exit 0 within the same limits, no
+/// panic, and the reason in `not_efficientnet`. Returns the error line or the reason.
+pub fn refused_or_not_efficientnet(path: &Path) -> String {
+    let p = path.to_str().unwrap();
+    let outcome = run_limited(&["inspect", p, "--format", "json"]);
+    if outcome.code != Some(0) {
+        return refused(&["inspect", p], path);
+    }
+    assert!(
+        outcome.elapsed < LIMIT,
+        "effnet inspect {p} took {:?} of CPU time",
+        outcome.elapsed
+    );
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&outcome.stdout).unwrap();
+    assert!(doc["variant"].is_null(), "{doc}");
+    doc["not_efficientnet"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a reason: {doc}"))
+        .to_owned()
+}
+
 /// The contract `tests/cli.rs` checks on every file committed under `fixtures/hostile/`, for a
 /// file made here instead: `inspect` and `cost --resolution 64` both exit 2 (within the limits of
 /// [`refused`]) with nothing on stdout, exactly one line on stderr, `error: ` naming the file, no

@@ -17,6 +17,7 @@ mod keras_padding;
 mod keras_semantics;
 mod model;
 pub mod onnx;
+mod other;
 mod scheme;
 mod tf;
 mod trust;
@@ -24,6 +25,7 @@ mod unwrap;
 
 pub use error::ImportError;
 pub use model::Model;
+pub use other::{Opened, OtherFile, open_any};
 pub use scheme::NamingSource;
 pub use trust::{CHANGES_KEY, Change, ambiguity_warning, decode_changes, encode_changes};
 

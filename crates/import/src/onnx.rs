@@ -33,14 +33,21 @@ fn strip_path(message: &str, path: &Path) -> String {
     message.strip_prefix(&prefix).unwrap_or(message).to_owned()
 }
 
-/// The initializers of an ONNX file, as the file names them (`inspect --tensors`).
+/// The initializers of an ONNX file, as the file names them (`inspect --tensors`), its graph
+/// not read: a file that is not an EfficientNet has them too.
 pub(crate) fn tensors(path: &Path) -> Result<Tensors, ImportError> {
-    let model = read(path)?;
+    let file = effnet_onnx::read::read_tensors(path).map_err(|e| ImportError::Unsupported {
+        path: path.to_owned(),
+        message: strip_path(&e.to_string(), path),
+    })?;
+    let mut metadata = file.metadata;
+    metadata.insert("onnx.producer".into(), file.producer);
+    metadata.insert("onnx.opset".into(), file.opset.to_string());
     Ok(Tensors {
         container: "onnx",
         checkpoint: effnet_ir::Checkpoint {
-            tensors: model.tensors,
-            metadata: model.metadata,
+            tensors: file.tensors,
+            metadata,
             layout: effnet_ir::TensorLayout::Torch,
         },
         globals: Vec::new(),

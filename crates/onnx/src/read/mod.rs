@@ -119,8 +119,58 @@ pub fn read(path: &Path) -> Result<OnnxModel, ReadError> {
         reason,
     };
     let (_file, map) = effnet_io::input::map_regular(path).map_err(io)?;
-    let folder = path
-        .parent()
+    read_storage(Arc::new(map), path, Some(model_folder(path)))
+}
+
+/// An ONNX file's initializers and header, its graph not read (a file that is not an
+/// EfficientNet still has them: `inspect`).
+#[derive(Debug)]
+pub struct OnnxTensors {
+    /// `ir_version`.
+    pub ir_version: i64,
+    /// The default domain's opset.
+    pub opset: i64,
+    /// `producer_name producer_version`.
+    pub producer: String,
+    /// `metadata_props`.
+    pub metadata: BTreeMap<String, String>,
+    /// Initializers as the file names them.
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+/// Reads the initializers of the ONNX model at `path` (external data files beside it), with
+/// every check [`read`] makes except those of the graph's nodes.
+pub fn read_tensors(path: &Path) -> Result<OnnxTensors, ReadError> {
+    let (_file, map) = effnet_io::input::map_regular(path).map_err(|reason| ReadError::Io {
+        path: path.to_owned(),
+        reason,
+    })?;
+    let storage: Arc<dyn Storage> = Arc::new(map);
+    let folder = model_folder(path);
+    let buf: &[u8] = (*storage).as_ref();
+    let budget = Budget::for_input(buf.len() as u64);
+    let (model, ir_version, opset) = parse_model(buf, &budget, path)?;
+    let graph = model.graph.as_ref().expect("checked by parse_model");
+    let mut external = External {
+        folder: Some(folder.to_owned()),
+        maps: HashMap::new(),
+        files: Vec::new(),
+    };
+    let tensors = initializers(graph, &storage, &budget, &mut external, path)?;
+    Ok(OnnxTensors {
+        ir_version,
+        opset,
+        producer: format!("{} {}", model.producer_name, model.producer_version)
+            .trim()
+            .to_owned(),
+        metadata: model.metadata.iter().cloned().collect(),
+        tensors,
+    })
+}
+
+/// The folder external data files are read from.
+fn model_folder(path: &Path) -> &Path {
+    path.parent()
         .map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -128,30 +178,26 @@ pub fn read(path: &Path) -> Result<OnnxModel, ReadError> {
                 p
             }
         })
-        .unwrap_or(Path::new("."));
-    read_storage(Arc::new(map), path, Some(folder))
+        .unwrap_or(Path::new("."))
 }
 
-/// Reads an ONNX model held in `storage`; `path` names it in messages; external data is read
-/// from `folder` (refused without one).
-pub fn read_storage(
-    storage: Arc<dyn Storage>,
+/// The parsed `ModelProto` with its checked `ir_version` and opset; it has a graph.
+fn parse_model(
+    buf: &[u8],
+    budget: &Budget,
     path: &Path,
-    folder: Option<&Path>,
-) -> Result<OnnxModel, ReadError> {
+) -> Result<(wire::Model, i64, i64), ReadError> {
     let invalid = |message: String| ReadError::Invalid {
         path: path.to_owned(),
         message,
     };
-    let buf: &[u8] = (*storage).as_ref();
-    let budget = Budget::for_input(buf.len() as u64);
     if !sniff(buf) {
         return Err(invalid(
             "not an ONNX model (a ModelProto starts with its ir_version)".into(),
         ));
     }
     let model =
-        wire::model(buf, &budget).map_err(|m| invalid(format!("not a valid ONNX model: {m}")))?;
+        wire::model(buf, budget).map_err(|m| invalid(format!("not a valid ONNX model: {m}")))?;
     let ir_version = model
         .ir_version
         .ok_or_else(|| invalid("the model has no ir_version".into()))?;
@@ -196,15 +242,25 @@ pub fn read_storage(
             graph.nodes.len()
         )));
     }
-    let mut external = External {
-        folder: folder.map(Path::to_owned),
-        maps: HashMap::new(),
-        files: Vec::new(),
+    Ok((model, ir_version, opset))
+}
+
+/// The graph's initializers, named uniquely.
+fn initializers(
+    graph: &wire::Graph,
+    storage: &Arc<dyn Storage>,
+    budget: &Budget,
+    external: &mut External,
+    path: &Path,
+) -> Result<Vec<(String, Tensor)>, ReadError> {
+    let invalid = |message: String| ReadError::Invalid {
+        path: path.to_owned(),
+        message,
     };
     let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(graph.initializers.len());
     let mut seen = std::collections::HashSet::new();
     for t in &graph.initializers {
-        let tensor = materialize(t, &storage, &budget, &mut external)
+        let tensor = materialize(t, storage, budget, external)
             .map_err(|m| invalid(format!("initializer `{}`: {m}", escape(&t.name))))?;
         if !seen.insert(t.name.as_str()) {
             return Err(invalid(format!(
@@ -214,6 +270,30 @@ pub fn read_storage(
         }
         tensors.push((t.name.clone(), tensor));
     }
+    Ok(tensors)
+}
+
+/// Reads an ONNX model held in `storage`; `path` names it in messages; external data is read
+/// from `folder` (refused without one).
+pub fn read_storage(
+    storage: Arc<dyn Storage>,
+    path: &Path,
+    folder: Option<&Path>,
+) -> Result<OnnxModel, ReadError> {
+    let invalid = |message: String| ReadError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let buf: &[u8] = (*storage).as_ref();
+    let budget = Budget::for_input(buf.len() as u64);
+    let (model, ir_version, opset) = parse_model(buf, &budget, path)?;
+    let graph = model.graph.as_ref().expect("checked by parse_model");
+    let mut external = External {
+        folder: folder.map(Path::to_owned),
+        maps: HashMap::new(),
+        files: Vec::new(),
+    };
+    let tensors = initializers(graph, &storage, &budget, &mut external, path)?;
     let metadata: BTreeMap<String, String> = model.metadata.iter().cloned().collect();
     let translated = translate::translate(graph, &tensors, &storage, &budget, &mut external)
         .map_err(|e| e.into_error(path))?;
