@@ -163,10 +163,15 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A model file or checkpoint: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
+    /// Model files or checkpoints: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
     /// Keras (.h5, .keras, .weights.h5), a TensorFlow checkpoint (folder, prefix or .index)
-    /// or a SavedModel directory.
-    pub path: PathBuf,
+    /// or a SavedModel directory. Several are read on every core.
+    #[arg(value_name = "PATH", required_unless_present = "recursive")]
+    pub paths: Vec<PathBuf>,
+    /// Also read every model under DIR: model files by suffix, SavedModels and TensorFlow
+    /// checkpoint folders as one model each (repeatable; symbolic links are not followed).
+    #[arg(long, value_name = "DIR")]
+    pub recursive: Vec<PathBuf>,
     /// The naming scheme to read the tensor names with, instead of detecting it.
     #[arg(long, value_name = "SCHEME", value_parser = scheme_parser())]
     pub naming: Option<Scheme>,
@@ -190,10 +195,15 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// A model file or checkpoint: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
+    /// Model files or checkpoints: PyTorch (.pth/.pt, zip, legacy, TorchScript), safetensors,
     /// Keras (.h5, .keras, .weights.h5), a TensorFlow checkpoint (folder, prefix or .index)
-    /// or a SavedModel directory.
-    pub path: PathBuf,
+    /// or a SavedModel directory. Several are read on every core.
+    #[arg(value_name = "PATH", required_unless_present = "recursive")]
+    pub paths: Vec<PathBuf>,
+    /// Also read every model under DIR: model files by suffix, SavedModels and TensorFlow
+    /// checkpoint folders as one model each (repeatable; symbolic links are not followed).
+    #[arg(long, value_name = "DIR")]
+    pub recursive: Vec<PathBuf>,
     /// The spec to compare with: b0 … b7, b8, l2, or `auto` (the closest).
     #[arg(long, value_name = "V|auto", default_value = "auto", value_parser = audit_spec_parser())]
     pub spec: String,
@@ -208,9 +218,9 @@ pub struct AuditArgs {
     pub naming: Option<Scheme>,
     #[command(flatten)]
     pub read: ReadArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = SpecFormat::Table)]
-    pub format: SpecFormat,
+    /// Output format (`jsonl`: one JSON object per model and line).
+    #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
+    pub format: AuditFormat,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +342,7 @@ pub enum OutputFormat {
 pub enum InspectFormat {
     Table,
     Json,
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
@@ -348,15 +359,19 @@ pub struct SpecArgs {
 
 #[derive(Debug, Args)]
 pub struct CostArgs {
-    /// A model file or checkpoint to measure: PyTorch (.pth/.pt, zip, legacy, TorchScript),
-    /// safetensors, Keras (.h5, .keras, .weights.h5), a TensorFlow checkpoint (folder, prefix or .index)
-    /// or a SavedModel directory.
+    /// Model files or checkpoints to measure: PyTorch (.pth/.pt, zip, legacy, TorchScript),
+    /// safetensors, Keras (.h5, .keras, .weights.h5), a TensorFlow checkpoint (folder, prefix
+    /// or .index) or a SavedModel directory. Several are read on every core.
     #[arg(
         value_name = "PATH",
         conflicts_with = "variant",
-        required_unless_present = "variant"
+        required_unless_present_any = ["variant", "recursive"]
     )]
-    pub path: Option<PathBuf>,
+    pub paths: Vec<PathBuf>,
+    /// Also measure every model under DIR: model files by suffix, SavedModels and TensorFlow
+    /// checkpoint folders as one model each (repeatable; symbolic links are not followed).
+    #[arg(long, value_name = "DIR", conflicts_with = "variant")]
+    pub recursive: Vec<PathBuf>,
     /// Cost a variant built from the spec instead of a file: b0 … b7, b8 or l2.
     #[arg(long, value_name = "V", value_parser = variant_parser())]
     pub variant: Option<Variant>,
@@ -408,6 +423,15 @@ pub enum CostFormat {
     Json,
     Csv,
     Md,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Table,
+    Json,
+    Md,
+    Jsonl,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

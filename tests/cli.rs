@@ -2026,3 +2026,90 @@ fn issue14_an_unrecognised_architecture_is_not_converted_on_assumptions() {
     ]);
     assert!(stderr.contains("relu6"), "{stderr}");
 }
+
+#[test]
+fn many_models_per_run_one_json_line_each_and_the_worst_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.safetensors");
+    std::fs::write(&bad, b"not a safetensors file").unwrap();
+    // Two models and an unreadable file: one line each, in order, exit 2.
+    let out = effnet()
+        .args(["inspect", "--format", "jsonl"])
+        .arg("fixtures/torch/timm-tiny.pth")
+        .arg("fixtures/families/keras-v2-tiny.h5")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["family"], "efficientnet");
+    assert_eq!(lines[1]["family"], "efficientnet-v2");
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("broken.safetensors")
+    );
+    for (line, path) in lines
+        .iter()
+        .zip(["timm-tiny.pth", "keras-v2-tiny.h5", "broken"])
+    {
+        assert!(line["path"].as_str().unwrap().contains(path), "{line}");
+    }
+    // --recursive: a SavedModel and a checkpoint folder count as one model each; a deviating
+    // model makes the audit exit 1.
+    let out = effnet()
+        .args(["audit", "--format", "jsonl", "--recursive"])
+        .arg("fixtures/tf")
+        .arg("fixtures/audit/no-se.pth")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "the io files are not models");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let paths: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("keras-tiny-savedmodel")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.ends_with("keras-tiny-ckpt")),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.contains("keras-tiny-savedmodel/")),
+        "{paths:?}"
+    );
+    let no_se = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|d| d["path"].as_str().unwrap().ends_with("no-se.pth"))
+        .unwrap();
+    assert_eq!(no_se["conforms"], false);
+    // The summary table: one row per model and the counts.
+    let out = effnet()
+        .args(["cost", "--resolution", "64"])
+        .arg("fixtures/torch/timm-tiny.pth")
+        .arg("fixtures/families/timm-v2-tiny.safetensors")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("2 models: 2 ok, 0 failing, 0 unreadable"),
+        "{text}"
+    );
+    assert!(text.contains("timm-v2-tiny.safetensors"), "{text}");
+}

@@ -523,7 +523,13 @@ def test_verbose_copies_stderr(capfd):
 COMMANDS = ["spec", "inspect", "audit", "cost", "convert", "run", "compare", "report"]
 # Flags the Python API sets itself or leaves out on purpose.
 NOT_OPTIONS = {"help", "version", "format", "quiet", "verbose"}
-POSITIONAL_OR_OWN = {"cost": {"variant"}, "convert": {"output"}}
+# `--recursive` reads many models per run; the Python API reads one per call.
+POSITIONAL_OR_OWN = {
+    "cost": {"variant", "recursive"},
+    "convert": {"output"},
+    "inspect": {"recursive"},
+    "audit": {"recursive"},
+}
 
 
 def help_flags(command: str) -> set[str]:

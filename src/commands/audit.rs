@@ -10,19 +10,56 @@ use effnet_spec::{
 };
 use serde_json::json;
 
-use crate::cli::{AuditArgs, SpecFormat};
+use super::many::{self, Many, Outcome};
+use crate::cli::{AuditArgs, AuditFormat};
 use crate::output;
 
 /// Exit status of a model that deviates from its spec.
 const EXIT_DEVIATES: u8 = 1;
 
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let model = super::open_model(&args.path, args.naming, &args.read)?;
+    let format = args.format;
+    if let Some(how) = Many::of(
+        &args.paths,
+        &args.recursive,
+        format == AuditFormat::Jsonl,
+        format == AuditFormat::Json,
+        format == AuditFormat::Md,
+    ) {
+        let models = many::models(&args.paths, &args.recursive)?;
+        let columns: &(dyn Fn(&serde_json::Value) -> Vec<String> + Sync) = &|doc| {
+            vec![
+                doc["spec"].as_str().unwrap_or("").to_owned(),
+                if doc["conforms"].as_bool() == Some(true) {
+                    "conforms".to_owned()
+                } else {
+                    format!("deviates: {} finding(s)", errors_in(doc))
+                },
+            ]
+        };
+        return many::run(&models, how, (&["Spec", "Verdict"], columns), &|path| {
+            let model = super::open_model(path, args.naming, &args.read)?;
+            let (report, how) = evaluate(&model, &args.spec, args.width, args.depth)?;
+            let doc = document(
+                &report,
+                &path.display().to_string(),
+                how,
+                model.naming.name(),
+                &model.warnings,
+            );
+            Ok(Outcome {
+                doc,
+                status: if report.conforms { 0 } else { EXIT_DEVIATES },
+            })
+        });
+    }
+    let path = &args.paths[0];
+    let model = super::open_model(path, args.naming, &args.read)?;
     super::warn(&model);
     let (report, how) = evaluate(&model, &args.spec, args.width, args.depth)?;
-    let path = args.path.display().to_string();
-    let text = match args.format {
-        SpecFormat::Json => {
+    let path = path.display().to_string();
+    let text = match format {
+        AuditFormat::Json | AuditFormat::Jsonl => {
             let mut doc = serde_json::to_string_pretty(&document(
                 &report,
                 &path,
@@ -33,8 +70,8 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             doc.push('\n');
             doc
         }
-        SpecFormat::Table => render(&report, &path, how, false),
-        SpecFormat::Md => render(&report, &path, how, true),
+        AuditFormat::Table => render(&report, &path, how, false),
+        AuditFormat::Md => render(&report, &path, how, true),
     };
     output::print(&text)?;
     Ok(if report.conforms {
@@ -93,6 +130,13 @@ pub fn evaluate(
     report.conforms &= extra.iter().all(|f| f.severity != Severity::Error);
     report.findings.extend(extra);
     Ok((report, how))
+}
+
+/// The error findings of an `effnet.audit/1` document.
+fn errors_in(doc: &serde_json::Value) -> usize {
+    doc["findings"]
+        .as_array()
+        .map_or(0, |f| f.iter().filter(|f| f["severity"] == "error").count())
 }
 
 fn errors(report: &AuditReport) -> usize {

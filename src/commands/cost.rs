@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use effnet_cost::baseline::{Comparison, compare};
-use effnet_cost::render::{self, Granularity};
+use effnet_cost::render::{self, Granularity, thousands};
 use effnet_cost::{CostOptions, CostReport, ModelInfo, analyze};
 use effnet_ir::{DType, Graph};
 
 use super::SpecModel;
+use super::many::{self, Many, Outcome};
 use crate::cli::{ActivationDtype, By, CostArgs, CostFormat};
 use crate::output;
 
@@ -17,15 +18,90 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    let options = |resolution| CostOptions {
+        batch: args.batch,
+        dtype: match args.dtype {
+            ActivationDtype::F32 => DType::F32,
+            ActivationDtype::F16 => DType::F16,
+            ActivationDtype::Bf16 => DType::BF16,
+        },
+        resolution: Some(resolution),
+    };
+    let by = match args.by {
+        By::Stage => Granularity::Stage,
+        By::Block => Granularity::Block,
+        By::Layer => Granularity::Layer,
+        By::Operator => Granularity::Operator,
+    };
+    if let Some(how) = Many::of(
+        &args.paths,
+        &args.recursive,
+        args.format == CostFormat::Jsonl,
+        args.format == CostFormat::Json,
+        args.format == CostFormat::Md,
+    ) {
+        if args.baseline.is_some() || args.svg.is_some() {
+            bail!("--baseline and --svg measure one model: give one path");
+        }
+        if args.scaling.width.is_some() || args.scaling.depth.is_some() {
+            bail!(
+                "--width and --depth scale a --variant; a model file's own coefficients are measured"
+            );
+        }
+        let models = many::models(&args.paths, &args.recursive)?;
+        let columns: &(dyn Fn(&serde_json::Value) -> Vec<String> + Sync) = &|doc| {
+            let total = |key: &str| {
+                doc["total"][key]
+                    .as_u64()
+                    .map(thousands)
+                    .unwrap_or_default()
+            };
+            let model = &doc["model"];
+            vec![
+                match (model["variant"].as_str(), model["width"].as_f64()) {
+                    (Some(v), _) => v.to_owned(),
+                    (None, Some(w)) => format!("w={w} d={}", model["depth"]),
+                    (None, None) => String::new(),
+                },
+                model["input_size"]
+                    .as_array()
+                    .map(|hw| {
+                        hw.iter()
+                            .map(|d| d.to_string())
+                            .collect::<Vec<_>>()
+                            .join("×")
+                    })
+                    .unwrap_or_default(),
+                total("params"),
+                total("macs"),
+            ]
+        };
+        return many::run(
+            &models,
+            how,
+            (&["Variant", "Input", "Params", "MACs"], columns),
+            &|path| {
+                let model = super::open_model(path, args.scaling.naming, &args.read)?;
+                let info = file_info(&model, path, args.scaling.resolution.map(|r| r.hw()))?;
+                let resolution = info.resolution;
+                let report = analyze(&model.imported.graph, info, &options(resolution))?;
+                Ok(Outcome {
+                    doc: render::json(&report, by),
+                    status: 0,
+                })
+            },
+        );
+    }
+    let path = args.paths.first();
     if args.variant.is_some() && args.read.key.is_some() {
         bail!("--key reads a checkpoint file; it does not apply to --variant");
     }
-    if args.path.is_some() && (args.scaling.width.is_some() || args.scaling.depth.is_some()) {
+    if path.is_some() && (args.scaling.width.is_some() || args.scaling.depth.is_some()) {
         bail!(
             "--width and --depth scale a --variant; a model file's own coefficients are measured"
         );
     }
-    let (graph, info): (Graph, ModelInfo) = match (&args.path, args.variant) {
+    let (graph, info): (Graph, ModelInfo) = match (path, args.variant) {
         (_, Some(variant)) => {
             let model = SpecModel::build(variant, &args.scaling)?;
             let info = ModelInfo {
@@ -56,16 +132,8 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => bail!("give a model file or --variant"),
     };
-    let options = CostOptions {
-        batch: args.batch,
-        dtype: match args.dtype {
-            ActivationDtype::F32 => DType::F32,
-            ActivationDtype::F16 => DType::F16,
-            ActivationDtype::Bf16 => DType::BF16,
-        },
-        resolution: Some(info.resolution),
-    };
-    let report = analyze(&graph, info, &options)?;
+    let resolution = info.resolution;
+    let report = analyze(&graph, info, &options(resolution))?;
     let comparison = match &args.baseline {
         Some(path) => Some(load_baseline(
             path,
@@ -78,7 +146,7 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
     if let Some(svg) = &args.svg {
         let text = effnet_cost::chart::svg(&report)
             .map_err(|e| anyhow::anyhow!("{}: cannot draw the chart: {e}", svg.display()))?;
-        let inputs: Vec<std::path::PathBuf> = args.path.iter().cloned().collect();
+        let inputs: Vec<std::path::PathBuf> = path.into_iter().cloned().collect();
         if !output::write_text(svg, &inputs, args.force, &text)? {
             // The chart took stdout; the budget verdict still sets the exit code.
             return Ok(match comparison {
@@ -91,17 +159,11 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
         }
         output::note(&format!("wrote {}", svg.display()));
     }
-    let by = match args.by {
-        By::Stage => Granularity::Stage,
-        By::Block => Granularity::Block,
-        By::Layer => Granularity::Layer,
-        By::Operator => Granularity::Operator,
-    };
     let mut text = match args.format {
         CostFormat::Table => render::table(&report, by),
         CostFormat::Md => render::markdown(&report, by),
         CostFormat::Csv => render::csv(&report, by),
-        CostFormat::Json => {
+        CostFormat::Json | CostFormat::Jsonl => {
             let mut doc = render::json(&report, by);
             if let (Some(c), Some(path)) = (&comparison, &args.baseline) {
                 doc["baseline"] = c.json(&path.display().to_string());
@@ -116,7 +178,9 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             CostFormat::Table => text.push_str(&format!("\n{}", c.render(false))),
             CostFormat::Md => text.push_str(&format!("\n{}", c.render(true))),
             // CSV and JSON stay machine-readable; the verdict goes to stderr.
-            CostFormat::Csv | CostFormat::Json => eprint!("{}", c.render(false)),
+            CostFormat::Csv | CostFormat::Json | CostFormat::Jsonl => {
+                eprint!("{}", c.render(false))
+            }
         }
     }
     output::print(&text)?;

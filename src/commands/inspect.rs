@@ -10,11 +10,63 @@ use effnet_ir::{DType, Tensor};
 use effnet_stats::Stats;
 use serde_json::json;
 
+use super::many::{self, Many, Outcome};
 use crate::cli::{InspectArgs, InspectFormat};
 use crate::output;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let model = match super::open_any(&args.path, args.naming, &args.read)? {
+    if let Some(how) = Many::of(
+        &args.paths,
+        &args.recursive,
+        args.format == InspectFormat::Jsonl,
+        args.format == InspectFormat::Json,
+        false,
+    ) {
+        if args.dot.is_some() {
+            anyhow::bail!("--dot writes one model's graph: give one path");
+        }
+        let models = many::models(&args.paths, &args.recursive)?;
+        let columns: &(dyn Fn(&serde_json::Value) -> Vec<String> + Sync) = &|doc| {
+            let text = |key: &str| match &doc[key] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let variant = match doc["not_efficientnet"].as_str() {
+                Some(reason) => format!("not an EfficientNet: {reason}"),
+                None => text("variant"),
+            };
+            let params = doc["params"].as_u64().map(thousands).unwrap_or_default();
+            vec![
+                text("container"),
+                text("naming"),
+                variant,
+                text("family"),
+                params,
+            ]
+        };
+        return many::run(
+            &models,
+            how,
+            (
+                &["Container", "Naming", "Variant", "Family", "Params"],
+                columns,
+            ),
+            &|path| {
+                let mut doc = match super::open_any(path, args.naming, &args.read)? {
+                    Opened::EfficientNet(model) => document(&model),
+                    Opened::Other(file) => other_document(&file),
+                };
+                if args.tensors {
+                    let file = effnet_import::read_tensors(path)?;
+                    doc["tensor_list"] = TensorList::of(&file.checkpoint.tensors).json();
+                }
+                Ok(Outcome { doc, status: 0 })
+            },
+        );
+    }
+    let path = &args.paths[0];
+    let model = match super::open_any(path, args.naming, &args.read)? {
         Opened::EfficientNet(model) => model,
         Opened::Other(file) => return run_other(args, &file),
     };
@@ -32,13 +84,13 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     }
     // The file's tensors as it names them (the model holds them bound into the graph).
     let file = if args.tensors {
-        Some(effnet_import::read_tensors(&args.path)?)
+        Some(effnet_import::read_tensors(path)?)
     } else {
         None
     };
     let listed = file.as_ref().map(|f| TensorList::of(&f.checkpoint.tensors));
     let text = match args.format {
-        InspectFormat::Json => {
+        InspectFormat::Json | InspectFormat::Jsonl => {
             let mut doc = document(&model);
             if let Some(list) = &listed {
                 doc["tensor_list"] = list.json();
@@ -71,7 +123,7 @@ fn run_other(args: &InspectArgs, file: &OtherFile) -> anyhow::Result<ExitCode> {
     }
     let listed = args.tensors.then(|| TensorList::of(&file.tensors));
     let text = match args.format {
-        InspectFormat::Json => {
+        InspectFormat::Json | InspectFormat::Jsonl => {
             let mut doc = other_document(file);
             if let Some(list) = &listed {
                 doc["tensor_list"] = list.json();

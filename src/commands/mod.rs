@@ -6,6 +6,7 @@ pub mod convert;
 pub mod cost;
 pub mod inspect;
 pub mod man;
+pub mod many;
 pub mod report;
 pub mod run;
 pub mod spec;
