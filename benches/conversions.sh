@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Every conversion against `cp` of its input (issue #22's table): for each input file or
+# folder given (default: the full-size B7 files of `just fixtures-full fixtures-full-tf` and
+# target/bench-b7/), effnet converts to f16 safetensors and to ONNX, whole process, median of
+# RUNS (default 3) wall times next to the median of `cp -r` of the input in the same run, and
+# the peak RSS (/usr/bin/time) against the output's size. Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-3}
+inputs=("$@")
+if [ ${#inputs[@]} -eq 0 ]; then
+  for f in target/fixtures-full/torchvision-b7.pth target/fixtures-full/keras-b7.h5 \
+           target/bench-b7/b7.h5 target/bench-b7/b7.keras target/bench-b7/b7-ckpt; do
+    [ -e "$f" ] && inputs+=("$f")
+  done
+fi
+[ ${#inputs[@]} -gt 0 ] || { echo "no input: give files or run just fixtures-full" >&2; exit 2; }
+cargo build --release --locked --quiet
+bin=$PWD/target/release/effnet
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# wall seconds of `"$@"`, RUNS times, median
+timed() {
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -f "%e" "$@" 2>&1 >/dev/null | tail -1
+  done | median
+}
+peak_kb() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
+
+echo "| input | output | effnet (s) | cp (s) | time vs cp | peak RSS (MB) | output (MB) | RSS vs output |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
+for input in "${inputs[@]}"; do
+  name=$(basename "$input")
+  for target in f16.safetensors onnx; do
+    o="$out/out.$target"
+    args=(convert "$input" -o "$o" --force -q)
+    [ "$target" = f16.safetensors ] && args+=(--dtype f16)
+    cp_s=$(timed cp -r "$input" "$out/copy")
+    rm -rf "$out/copy"
+    t=$(timed "$bin" "${args[@]}")
+    kb=$(peak_kb "$bin" "${args[@]}")
+    size=$(stat -c %s "$o")
+    awk -v n="$name" -v tg="$target" -v t="$t" -v c="$cp_s" -v kb="$kb" -v s="$size" 'BEGIN {
+      printf "| %s | %s | %.2f | %.2f | %.1f× | %.0f | %.0f | %.2f× |\n",
+        n, tg, t, c, (c > 0 ? t / c : 0), kb / 1024, s / 1048576, kb * 1024 / s }'
+  done
+done
