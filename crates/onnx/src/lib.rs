@@ -180,9 +180,7 @@ impl Builder {
     }
 
     fn weight(&mut self, node: &str, param: &str, t: &Tensor) -> Result<String, OnnxError> {
-        let values = t
-            .to_f32_vec()
-            .map_err(|_| OnnxError::NoData(node.to_owned()))?;
+        let values = values_of(t).map_err(|_| OnnxError::NoData(node.to_owned()))?;
         Ok(self.initializer(&format!("{node}.{param}"), t.shape(), &values))
     }
 
@@ -206,6 +204,16 @@ impl Builder {
         });
         output
     }
+}
+
+/// A weight's values as f32; the pages of a mapped source are released once read (the proto
+/// holds its own copy), so an export holds the weights once.
+fn values_of(t: &Tensor) -> Result<Vec<f32>, effnet_ir::IrError> {
+    let values = t.to_f32_vec()?;
+    if let Some(bytes) = t.data() {
+        bytes.release();
+    }
+    Ok(values)
 }
 
 fn tensor_type(dims: Vec<DimensionValue>) -> Option<TypeProto> {
@@ -581,30 +589,25 @@ fn fold(
     c: &effnet_ir::Conv2d,
     bn: &effnet_ir::BatchNorm,
 ) -> Result<(Vec<f32>, Vec<f32>), effnet_ir::IrError> {
-    let w = c.weight.to_f32_vec()?;
+    let w = values_of(&c.weight)?;
     let n = c.out_channels;
     let ones = vec![1.0f32; n];
     let zeros = vec![0.0f32; n];
     let gamma = bn
         .gamma
         .as_ref()
-        .map(Tensor::to_f32_vec)
+        .map(values_of)
         .transpose()?
         .unwrap_or(ones);
     let beta = bn
         .beta
         .as_ref()
-        .map(Tensor::to_f32_vec)
+        .map(values_of)
         .transpose()?
         .unwrap_or(zeros.clone());
-    let mean = bn.mean.to_f32_vec()?;
-    let var = bn.var.to_f32_vec()?;
-    let bias = c
-        .bias
-        .as_ref()
-        .map(Tensor::to_f32_vec)
-        .transpose()?
-        .unwrap_or(zeros);
+    let mean = values_of(&bn.mean)?;
+    let var = values_of(&bn.var)?;
+    let bias = c.bias.as_ref().map(values_of).transpose()?.unwrap_or(zeros);
     let per_out = w.len() / n.max(1);
     let scale: Vec<f64> = (0..n)
         .map(|o| f64::from(gamma[o]) / (f64::from(var[o]) + bn.eps).sqrt())
