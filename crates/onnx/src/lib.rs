@@ -128,7 +128,11 @@ fn attr_string(name: &str, v: &str) -> AttributeProto {
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    if cfg!(target_endian = "little") {
+        bytemuck::cast_slice(values).to_vec()
+    } else {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
 }
 
 impl Builder {
@@ -180,8 +184,23 @@ impl Builder {
     }
 
     fn weight(&mut self, node: &str, param: &str, t: &Tensor) -> Result<String, OnnxError> {
+        let name = format!("{node}.{param}");
+        // f32 kept as f32: the bytes go to the proto as they are, one copy.
+        if !self.half && t.dtype() == effnet_ir::DType::F32 {
+            let data = t.data().ok_or_else(|| OnnxError::NoData(node.to_owned()))?;
+            let raw = data.to_vec();
+            data.release();
+            let name = self.name(&name);
+            self.initializers.push(TensorProto {
+                dims: t.shape().iter().map(|&d| d as i64).collect(),
+                data_type: Some(data_type::FLOAT),
+                name: Some(name.clone()),
+                raw_data: Some(raw),
+            });
+            return Ok(name);
+        }
         let values = values_of(t).map_err(|_| OnnxError::NoData(node.to_owned()))?;
-        Ok(self.initializer(&format!("{node}.{param}"), t.shape(), &values))
+        Ok(self.initializer(&name, t.shape(), &values))
     }
 
     fn node(
