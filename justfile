@@ -96,6 +96,12 @@ check-torch: fixtures-env
     {{venv}}/bin/python fixtures/generate/check_torch.py target/release/effnet fixtures/torch
     {{venv}}/bin/python fixtures/generate/check_torch_families.py target/release/effnet fixtures/families
 
+# Load effnet's Keras exports into Keras 3 (TensorFlow backend) and into tf-keras itself
+# (needs the TF fixture venv; .ci/run checks Keras 3 on JAX without tf-keras).
+check-keras-tf: fixtures-env-tf
+    cargo build --locked
+    KERAS_BACKEND=tensorflow {{venv-tf}}/bin/python tests/keras/check_keras.py target/debug/effnet --tf-keras fixtures/keras fixtures/tf fixtures/torch fixtures/families
+
 # Seed the fuzz corpora from the fixtures (fuzz/README.md).
 fuzz-seeds:
     mkdir -p fuzz/corpus/pickle fuzz/corpus/open fuzz/corpus/safetensors fuzz/corpus/hdf5 fuzz/corpus/tf_index fuzz/corpus/saved_model fuzz/corpus/keras_config fuzz/corpus/pickle_nested fuzz/corpus/zip fuzz/corpus/state_file fuzz/corpus/output

@@ -37,10 +37,11 @@ pub enum Command {
         after_help = "Examples:\n  effnet audit model.pth\n  effnet audit model.pth --spec b1\n  effnet audit model.safetensors --width 1.3 --depth 1.6 --format md >> \"$GITHUB_STEP_SUMMARY\""
     )]
     Audit(AuditArgs),
-    /// Write a model as safetensors (any PyTorch naming scheme; f32, f16, bf16) or as ONNX
-    /// (the source's padding, epsilon and preprocessing kept; f32 or f16).
+    /// Write a model as safetensors (any PyTorch naming scheme; f32, f16, bf16), as ONNX (the
+    /// source's padding, epsilon and preprocessing kept; f32 or f16) or as a Keras file
+    /// (`.keras`, `.weights.h5`, tf-keras `.h5`; f32 or f16).
     #[command(
-        after_help = "Examples:\n  effnet convert efficientnet_b0.pth -o b0.safetensors --dtype f16 --verify\n  effnet convert model.h5 -o model.onnx --resolution 224\n  effnet convert model.pth -o model.onnx --dtype f16 --fold-bn\n  effnet convert tf_b3.pth --source-naming timm-tf -o b3.safetensors --naming lukemelas"
+        after_help = "Examples:\n  effnet convert efficientnet_b0.pth -o b0.safetensors --dtype f16 --verify\n  effnet convert model.h5 -o model.onnx --resolution 224\n  effnet convert model.pth -o model.onnx --dtype f16 --fold-bn\n  effnet convert tf_b3.pth --source-naming timm-tf -o b3.safetensors --naming lukemelas\n  effnet convert tf_b0.pth --source-naming timm-tf -o b0.keras --check"
     )]
     Convert(ConvertArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -305,6 +306,31 @@ pub struct ConvertArgs {
     /// ONNX: layout of the model input [default: nchw].
     #[arg(long, value_enum)]
     pub input_layout: Option<InputLayout>,
+    /// Keras: the per-channel mean (0–1 pixel scale) a PyTorch source expects its input
+    /// normalized with, written into the model's Normalization layer [default: the source
+    /// scheme's convention, ImageNet's].
+    #[arg(long, value_name = "R,G,B", value_parser = parse_channels, requires = "input_std")]
+    pub input_mean: Option<Channels>,
+    /// Keras: the per-channel standard deviation to go with --input-mean.
+    #[arg(long, value_name = "R,G,B", value_parser = parse_channels, requires = "input_mean")]
+    pub input_std: Option<Channels>,
+}
+
+/// Per-channel values given as `R,G,B` (or one value for every channel).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Channels(pub Vec<f64>);
+
+fn parse_channels(text: &str) -> Result<Channels, String> {
+    let values: Result<Vec<f64>, _> = text.split(',').map(|v| v.trim().parse::<f64>()).collect();
+    match values {
+        Ok(v) if (v.len() == 1 || v.len() == 3) && v.iter().all(|x| x.is_finite()) => {
+            Ok(Channels(v))
+        }
+        _ => Err(format!(
+            "`{}`: expected one number or three, comma-separated (0.485,0.456,0.406)",
+            effnet_io::text::excerpt(text)
+        )),
+    }
 }
 
 /// An activation `--activation` can state.
@@ -334,8 +360,17 @@ pub enum InputLayout {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    /// safetensors in a PyTorch naming scheme.
     Safetensors,
+    /// ONNX.
     Onnx,
+    /// Keras 3 `.keras` (config, metadata and weights).
+    Keras,
+    /// Keras 3 `.weights.h5`.
+    #[value(name = "weights-h5")]
+    WeightsH5,
+    /// tf-keras (Keras 2) `.h5` weights.
+    H5,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -178,6 +178,8 @@ _OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "no_preprocessing": ("--no-preprocessing", _FLAG),
         "fold_bn": ("--fold-bn", _FLAG),
         "input_layout": ("--input-layout", _VALUE),
+        "input_mean": ("--input-mean", _VALUE),
+        "input_std": ("--input-std", _VALUE),
     },
     "run": {
         "input": ("--input", _VALUE),
@@ -319,6 +321,8 @@ def _arguments(command: str, options: dict[str, object]) -> list[str]:
         else:
             if name == "resolution" and isinstance(value, tuple):
                 value = _resolution(value)
+            elif name in ("input_mean", "input_std") and isinstance(value, (tuple, list)):
+                value = ",".join(str(float(v)) for v in value)
             text = _fspath(name, value)
             if kind == _OUT and text == "-":
                 raise OptionError(
@@ -535,7 +539,7 @@ def cost(
 def convert(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], **options: object
 ) -> dict[str, object]:
-    """Write a model as safetensors or ONNX: ``effnet convert SRC -o DST``.
+    """Write a model as safetensors, ONNX or Keras: ``effnet convert SRC -o DST``.
 
     The binary has no JSON form for ``convert`` yet; the return value is this module's:
     ``{"output": DST, "report": [lines], "warnings": [lines]}``, ``report`` being the lines
@@ -544,8 +548,8 @@ def convert(
 
     Args:
         src: the model to convert (any file :func:`inspect` reads).
-        dst: the file to write (``.safetensors`` or ``.onnx``; ``to`` overrides the
-            extension).
+        dst: the file to write (``.safetensors``, ``.onnx``, ``.keras``, ``.weights.h5`` or a
+            tf-keras ``.h5``; ``to`` names the format when the extension does not).
         dtype: ``"f32"``, ``"f16"`` or ``"bf16"``; naming: the output's naming scheme;
             source_naming: read the input's names with this scheme (``"timm-tf"``); key.
         keep_bn_f32, clamp, allow_padding_change, allow_shortcut_change, activation,
@@ -554,7 +558,11 @@ def convert(
             the output replaces anything; a difference beyond ``tolerance`` raises
             :class:`EffnetError` with ``exit_code`` 1 and writes nothing.
         opset, resolution, dynamic_size, logits, no_preprocessing, fold_bn, input_layout:
-            ONNX output (resolution: ``224``, ``"224x320"`` or ``(224, 320)``).
+            ONNX output (resolution: ``224``, ``"224x320"`` or ``(224, 320)``; also the input
+            size a Keras file is written for).
+        input_mean, input_std: Keras output from a PyTorch model: the per-channel mean and std
+            (0–1 scale, ``(0.485, 0.456, 0.406)`` or ``"0.485,0.456,0.406"``) its input is
+            normalized with, written into the model's Normalization layer.
         quiet, verbose: as ``-q`` and ``-v``.
 
     Raises:

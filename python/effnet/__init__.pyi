@@ -3,7 +3,7 @@
 # every option. python/tests/test_api.py checks that the two and `effnet <command> --help`
 # agree.
 import os
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Union
 
 __version__: str
 
@@ -124,7 +124,7 @@ def convert(
     src: _Path,
     dst: _Path,
     *,
-    to: Optional[Literal["safetensors", "onnx"]] = None,
+    to: Optional[Literal["safetensors", "onnx", "keras", "weights-h5", "h5"]] = None,
     dtype: Optional[_Dtype] = None,
     naming: Optional[str] = None,
     source_naming: Optional[str] = None,
@@ -147,10 +147,12 @@ def convert(
     no_preprocessing: bool = False,
     fold_bn: bool = False,
     input_layout: Optional[_Layout] = None,
+    input_mean: Optional[Union[str, Sequence[float]]] = None,
+    input_std: Optional[Union[str, Sequence[float]]] = None,
     quiet: bool = False,
     verbose: _Verbose = False,
 ) -> ConvertResult:
-    """Write a model as safetensors or ONNX (`effnet convert SRC -o DST`)."""
+    """Write a model as safetensors, ONNX or Keras (`effnet convert SRC -o DST`)."""
 
 def run(
     model: _Path,

@@ -9,6 +9,8 @@ use effnet_convert::{OnnxConvertOptions, SafetensorsOptions, to_onnx, to_safeten
 use effnet_cost::render::{human_bytes, thousands};
 use effnet_ir::DType;
 
+use effnet_keras::write::KerasTarget;
+
 use crate::cli::{ActivationDtype, ConvertArgs, InputLayout, OutputFormat};
 use crate::output;
 
@@ -48,7 +50,12 @@ fn output_format(args: &ConvertArgs) -> anyhow::Result<OutputFormat> {
     let by_suffix = match args.output.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => Some(OutputFormat::Safetensors),
         Some("onnx") => Some(OutputFormat::Onnx),
-        _ => None,
+        _ => match KerasTarget::from_path(&args.output) {
+            Some(KerasTarget::Keras) => Some(OutputFormat::Keras),
+            Some(KerasTarget::WeightsH5) => Some(OutputFormat::WeightsH5),
+            Some(KerasTarget::LegacyH5) => Some(OutputFormat::H5),
+            None => None,
+        },
     };
     match (args.to, by_suffix) {
         (Some(to), Some(suffix)) if to != suffix => bail!(
@@ -60,10 +67,10 @@ fn output_format(args: &ConvertArgs) -> anyhow::Result<OutputFormat> {
         (Some(to), _) => Ok(to),
         (None, Some(suffix)) => Ok(suffix),
         (None, None) if args.output.as_os_str() == "-" => {
-            bail!("-o - (standard output) needs --to safetensors|onnx")
+            bail!("-o - (standard output) needs --to safetensors|onnx|keras|weights-h5|h5")
         }
         (None, None) => bail!(
-            "{}: cannot tell the output format from the extension; pass --to safetensors|onnx",
+            "{}: cannot tell the output format from the extension; pass --to safetensors|onnx|keras|weights-h5|h5",
             args.output.display()
         ),
     }
@@ -73,34 +80,94 @@ fn format_name(format: OutputFormat) -> &'static str {
     match format {
         OutputFormat::Safetensors => "safetensors",
         OutputFormat::Onnx => "onnx",
+        OutputFormat::Keras => "keras",
+        OutputFormat::WeightsH5 => "weights-h5",
+        OutputFormat::H5 => "h5",
     }
 }
 
-/// Flags of one output format given for the other are refused, not ignored.
+/// The Keras file a format names.
+fn keras_target(format: OutputFormat) -> Option<KerasTarget> {
+    match format {
+        OutputFormat::Keras => Some(KerasTarget::Keras),
+        OutputFormat::WeightsH5 => Some(KerasTarget::WeightsH5),
+        OutputFormat::H5 => Some(KerasTarget::LegacyH5),
+        OutputFormat::Safetensors | OutputFormat::Onnx => None,
+    }
+}
+
+/// The suffix of a temporary file holding the output (`-o -`).
+fn suffix(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Safetensors => "safetensors",
+        OutputFormat::Onnx => "onnx",
+        OutputFormat::Keras => "keras",
+        OutputFormat::WeightsH5 => "weights.h5",
+        OutputFormat::H5 => "h5",
+    }
+}
+
+/// Flags of one output format given for another are refused, not ignored.
 fn refuse_inapplicable(args: &ConvertArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let onnx_only = [
-        ("--opset", args.opset.is_some()),
-        ("--resolution", args.resolution.is_some()),
-        ("--dynamic-size", args.dynamic_size),
-        ("--logits", args.logits),
-        ("--no-preprocessing", args.no_preprocessing),
-        ("--fold-bn", args.fold_bn),
-        ("--input-layout", args.input_layout.is_some()),
+    use OutputFormat::{H5, Keras, Onnx, Safetensors, WeightsH5};
+    const KERAS: &[OutputFormat] = &[Keras, WeightsH5, H5];
+    let flags: [(&str, bool, &[OutputFormat], &str); 14] = [
+        ("--opset", args.opset.is_some(), &[Onnx], "onnx"),
+        (
+            "--resolution",
+            args.resolution.is_some(),
+            &[Onnx, Keras, WeightsH5, H5],
+            "onnx and Keras",
+        ),
+        ("--dynamic-size", args.dynamic_size, &[Onnx], "onnx"),
+        ("--logits", args.logits, &[Onnx], "onnx"),
+        ("--no-preprocessing", args.no_preprocessing, &[Onnx], "onnx"),
+        ("--fold-bn", args.fold_bn, &[Onnx], "onnx"),
+        (
+            "--input-layout",
+            args.input_layout.is_some(),
+            &[Onnx],
+            "onnx",
+        ),
+        (
+            "--naming",
+            args.naming.is_some(),
+            &[Safetensors],
+            "safetensors",
+        ),
+        (
+            "--keep-bn-f32",
+            args.keep_bn_f32,
+            &[Safetensors],
+            "safetensors",
+        ),
+        (
+            "--allow-padding-change",
+            args.allow_padding_change,
+            &[Safetensors, Keras, WeightsH5, H5],
+            "safetensors and Keras",
+        ),
+        (
+            "--allow-shortcut-change",
+            args.allow_shortcut_change,
+            &[Safetensors, Keras, WeightsH5, H5],
+            "safetensors and Keras",
+        ),
+        ("--input-mean", args.input_mean.is_some(), KERAS, "Keras"),
+        ("--input-std", args.input_std.is_some(), KERAS, "Keras"),
+        (
+            "--verify",
+            args.verify,
+            &[Safetensors, Onnx],
+            "safetensors and onnx (Keras: use --check)",
+        ),
     ];
-    let safetensors_only = [
-        ("--naming", args.naming.is_some()),
-        ("--keep-bn-f32", args.keep_bn_f32),
-        ("--allow-padding-change", args.allow_padding_change),
-        ("--allow-shortcut-change", args.allow_shortcut_change),
-    ];
-    let (given, other) = match format {
-        OutputFormat::Safetensors => (&onnx_only[..], OutputFormat::Onnx),
-        OutputFormat::Onnx => (&safetensors_only[..], OutputFormat::Safetensors),
-    };
-    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+    if let Some((flag, _, _, applies)) = flags
+        .iter()
+        .find(|(_, set, formats, _)| *set && !formats.contains(&format))
+    {
         bail!(
-            "{flag} applies to {} output, and {} is written as {}",
-            format_name(other),
+            "{flag} applies to {applies} output, and {} is written as {}",
             args.output.display(),
             format_name(format)
         );
@@ -149,6 +216,9 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
         activation: args.activation.map(|a| a.ir()),
         assume_architecture: args.assume_architecture,
     };
+    if let Some(target) = keras_target(format) {
+        return to_keras_file(args, &model, &destination, target, allow);
+    }
     if format == OutputFormat::Onnx {
         let report = to_onnx(
             &model,
@@ -306,6 +376,94 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `convert` into a Keras file.
+fn to_keras_file(
+    args: &ConvertArgs,
+    model: &effnet_import::Model,
+    destination: &Destination,
+    target: KerasTarget,
+    allow: effnet_convert::Allowances,
+) -> anyhow::Result<ExitCode> {
+    let dtype = match args.dtype {
+        ActivationDtype::F32 => DType::F32,
+        ActivationDtype::F16 => DType::F16,
+        ActivationDtype::Bf16 => DType::BF16,
+    };
+    let options = effnet_convert::KerasOptions {
+        target,
+        dtype,
+        clamp: args.clamp,
+        input_mean: args.input_mean.as_ref().map(|c| c.0.clone()),
+        input_std: args.input_std.as_ref().map(|c| c.0.clone()),
+        resolution: args.resolution.map(|r| r.hw()),
+        allow,
+        force: args.force,
+        check: check_options(args),
+    };
+    let input_bytes = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
+    let bar = output::progress("converting", input_bytes);
+    let mut tick = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let report = effnet_convert::to_keras(model, destination.path(), &options, &mut tick);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    for change in &report.changes {
+        output::warn(&change.line());
+    }
+    let mut out = String::new();
+    let [h, w] = report.resolution;
+    let _ = writeln!(
+        out,
+        "wrote {}: {}, {} layers, {} variables, {dtype}, {}, {h}×{w} input, classifier {}",
+        destination.name(),
+        target.label(),
+        report.layers,
+        thousands(report.variables as u64),
+        human_bytes(report.bytes),
+        report.classifier_activation
+    );
+    for (from, to, layers) in &report.eps_moved {
+        let _ = writeln!(
+            out,
+            "BatchNorm eps moved {from:e} → {to:e} in {layers} layers (running_var + {:e}): outputs unchanged",
+            from - to
+        );
+    }
+    if dtype != DType::F32 {
+        let s = &report.stats;
+        let _ = writeln!(
+            out,
+            "{dtype}: {} overflow{}, {} flushed to zero, {} subnormal, {} NaN/Inf; largest |value| {:.4}",
+            s.overflow,
+            if args.clamp && s.overflow > 0 {
+                " (clamped)"
+            } else {
+                ""
+            },
+            s.flushed_to_zero,
+            s.subnormal,
+            s.non_finite,
+            s.max_abs
+        );
+    }
+    if let Some(c) = &report.checked {
+        out.push_str(&checked_line(c, args));
+    }
+    for note in &report.notes {
+        if !output::ui().quiet {
+            let _ = writeln!(out, "note: {note}");
+        }
+    }
+    destination.finish(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Where a conversion goes: the output file, or (for `-o -`) a private temporary file that is
 /// copied to standard output once complete, the report then going to stderr.
 enum Destination {
@@ -331,7 +489,7 @@ impl Destination {
             );
         }
         let folder = tempfile::tempdir()?;
-        let file = folder.path().join(format!("model.{}", format_name(format)));
+        let file = folder.path().join(format!("model.{}", suffix(format)));
         Ok(Destination::Stdout {
             _folder: folder,
             file,

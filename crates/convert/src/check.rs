@@ -39,12 +39,14 @@ pub fn check_resolution(model: &Model, options: &CheckOptions) -> [usize; 2] {
 }
 
 /// Runs `model` and the file at `written` (a conversion of it, not yet in place at `out`) on
-/// the same seeded input, each fed as its framework expects. Messages name `out`.
+/// the same seeded input, each fed as its framework expects (the source as `source_feed`
+/// says, when the user stated it). Messages name `out`.
 pub fn check_written(
     model: &Model,
     written: &Path,
     out: &Path,
     options: &CheckOptions,
+    source_feed: Option<Feed>,
 ) -> Result<Comparison, ConvertError> {
     let fail = |message: String| ConvertError::Check {
         path: out.to_owned(),
@@ -59,8 +61,11 @@ pub fn check_written(
     )
     .map_err(|e| fail(format!("reading it back: {e}")))?;
     let source_graph = &model.imported.graph;
-    let source_feed = Feed::for_model(source_graph, &model.metadata)
-        .map_err(|e| fail(format!("feeding the source: {e}")))?;
+    let source_feed = match source_feed {
+        Some(feed) => feed,
+        None => Feed::for_model(source_graph, &model.metadata)
+            .map_err(|e| fail(format!("feeding the source: {e}")))?,
+    };
     let output_graph = &output.imported.graph;
     let steps = in_graph_steps(source_graph);
     let output_feed = if !steps.is_empty() && in_graph_steps(output_graph).is_empty() {

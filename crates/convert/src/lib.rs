@@ -14,8 +14,10 @@ use effnet_spec::{PaddingStyle, Scheme};
 use rayon::prelude::*;
 
 pub mod check;
+pub mod keras;
 pub mod rules;
 pub use check::CheckOptions;
+pub use keras::{KerasOptions, KerasReport, to_keras};
 pub use rules::{Allowances, Plan, Target};
 
 /// How to write a safetensors file.
@@ -110,6 +112,14 @@ pub enum ConvertError {
     /// Serializing failed.
     #[error(transparent)]
     Write(#[from] effnet_safetensors::WriteError),
+    /// Writing a Keras file failed.
+    #[error("{}: {reason}", path.display())]
+    Keras {
+        /// The output.
+        path: PathBuf,
+        /// Why.
+        reason: effnet_keras::write::WriteError,
+    },
     /// The output path breaks a rule of [`effnet_io::output`] (exists, is the input, …).
     #[error(transparent)]
     Output(#[from] effnet_io::OutputError),
@@ -409,7 +419,7 @@ pub fn to_safetensors(
             writer.finish().map_err(ConvertError::from)
         },
         |written| {
-            checked = run_check(model, written, out, options.check.as_ref())?;
+            checked = run_check(model, written, out, options.check.as_ref(), None)?;
             Ok(())
         },
     )?;
@@ -437,18 +447,19 @@ pub fn to_safetensors(
     })
 }
 
-/// With `check`: the comparison of the source with the file at `written`, an error when they
-/// differ.
+/// With `check`: the comparison of the source (fed `source_feed` when stated) with the file at
+/// `written`, an error when they differ.
 fn run_check(
     model: &Model,
     written: &Path,
     out: &Path,
     check: Option<&CheckOptions>,
+    source_feed: Option<effnet_exec::Feed>,
 ) -> Result<Option<effnet_exec::Comparison>, ConvertError> {
     let Some(options) = check else {
         return Ok(None);
     };
-    let comparison = check::check_written(model, written, out, options)?;
+    let comparison = check::check_written(model, written, out, options, source_feed)?;
     if !comparison.equal {
         return Err(ConvertError::CheckFailed {
             path: out.to_owned(),
@@ -645,7 +656,7 @@ pub fn to_onnx(
             Ok::<(), ConvertError>(())
         },
         |written| {
-            checked = run_check(model, written, out, options.check.as_ref())?;
+            checked = run_check(model, written, out, options.check.as_ref(), None)?;
             Ok(())
         },
     )?;

@@ -58,6 +58,8 @@ pub enum Target {
     },
     /// ONNX: the graph as it computes.
     Onnx,
+    /// A Keras file: `keras.applications`' layers, TF "same" padding, epsilon 1e-3.
+    Keras,
 }
 
 /// What a conversion may go on with.
@@ -134,6 +136,7 @@ pub fn check(model: &Model, target: Target, allow: &Allowances) -> Result<Plan, 
         let names: Vec<&str> = model.naming_candidates.iter().map(|s| s.name()).collect();
         let depends = match target {
             Target::Onnx => Some("the ONNX graph's padding and BatchNorm epsilon".to_owned()),
+            Target::Keras => Some("the Keras model's padding and BatchNorm statistics".to_owned()),
             Target::Safetensors { scheme, explicit } => {
                 // The output's names and values are the input's when the scheme is kept; any
                 // other target moves epsilon or changes padding by the candidate's values.
@@ -243,7 +246,13 @@ pub fn check(model: &Model, target: Target, allow: &Allowances) -> Result<Plan, 
     }
 
     // 5. A target that computes otherwise.
-    if let Target::Safetensors { scheme, .. } = target {
+    let compared = match target {
+        Target::Safetensors { scheme, .. } => Some(scheme),
+        Target::Keras => Some(Scheme::Keras),
+        Target::Onnx => None,
+    };
+    let keras = target == Target::Keras;
+    if let Some(scheme) = compared {
         let graph = plan.graph(model);
         let variant = imported.identity.semantics_variant();
         let mut shortcut_refusals = Vec::new();
@@ -268,6 +277,10 @@ pub fn check(model: &Model, target: Target, allow: &Allowances) -> Result<Plan, 
                     );
                     if !allow.padding_change {
                         let keep = match keeps {
+                            _ if keras => {
+                                "Keras applications pad TF \"same\"; ONNX export keeps its numbers"
+                                    .into()
+                            }
                             Some(k) => format!("use --naming {k} to keep its numbers"),
                             None => "no PyTorch scheme keeps its numbers (ONNX export does)".into(),
                         };

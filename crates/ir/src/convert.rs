@@ -186,6 +186,21 @@ fn f32_bytes_to_f16(src: &[u8], clamp: bool) -> (Vec<u8>, ConversionStats) {
     (out, stats)
 }
 
+/// A BatchNorm variance moved to another epsilon exactly: `running_var + eps_from − eps_to`,
+/// computed in f64 and written back in the tensor's dtype, with its smallest value (a negative
+/// one means the move is impossible).
+pub fn moved_variance(var: &Tensor, from: f64, to: f64) -> Result<(Tensor, f32), IrError> {
+    let moved: Vec<f32> = var
+        .to_f32_vec()?
+        .iter()
+        .map(|&v| (f64::from(v) + from - to) as f32)
+        .collect();
+    let min = moved.iter().copied().fold(f32::INFINITY, f32::min);
+    let (bytes, _) = encode_f32(&moved, var.dtype(), false);
+    let tensor = Tensor::with_data(var.dtype(), var.shape().to_vec(), Bytes::from_vec(bytes))?;
+    Ok((tensor, min))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ mod tag;
 mod tensor;
 
 pub use checkpoint::{Checkpoint, TensorLayout};
-pub use convert::{ConversionStats, F16_MAX, encode_f32};
+pub use convert::{ConversionStats, F16_MAX, encode_f32, moved_variance};
 pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{Graph, GraphMeta, InputNormalization, Node, NodeId};

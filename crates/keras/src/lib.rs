@@ -28,6 +28,8 @@ use effnet_io::text::{excerpt as text, shown};
 use effnet_ir::{Bytes, Checkpoint, DType, Tensor, TensorLayout};
 use hdf5_reader::{Hdf5File, group::Group};
 
+pub mod write;
+
 /// The HDF5 signature.
 pub const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 
@@ -136,6 +138,21 @@ fn strings_attr(group: &Group, name: &str) -> Option<Vec<String>> {
         .and_then(|a| a.read_strings().ok())
 }
 
+/// What effnet records in the Keras files it writes (root attributes of an HDF5 file, the
+/// `effnet` object of a `.keras` file's `metadata.json`), kept in the checkpoint's metadata.
+pub const EFFNET_KEYS: &[&str] = &[
+    "effnet.version",
+    "effnet.source",
+    "effnet.source_container",
+    "effnet.source_naming",
+    "effnet.variant",
+    "effnet.dtype",
+    "effnet.changes",
+    "effnet.stated",
+    "effnet.input_preprocessing",
+    "effnet.input_preprocessing_from",
+];
+
 /// Reads a Keras `.h5` file.
 pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
     let h5 = |e: hdf5_reader::error::Error| KerasError::Hdf5 {
@@ -170,6 +187,10 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
         None => None,
     };
     let keras_version = string_attr(&root, "keras_version");
+    let recorded: Vec<(String, String)> = EFFNET_KEYS
+        .iter()
+        .filter_map(|&k| string_attr(&root, k).map(|v| (k.to_owned(), v)))
+        .collect();
     let weights = if config.is_some() {
         root.group("model_weights").map_err(h5)?
     } else {
@@ -177,7 +198,9 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
     };
     if config.is_none() && strings_attr(&weights, "layer_names").is_none() {
         if let Ok(layers) = root.group("layers") {
-            return read_keras3_weights(&layers, &mut data).map_err(h5);
+            let mut file = read_keras3_weights(&layers, &mut data).map_err(h5)?;
+            file.checkpoint.metadata.extend(recorded);
+            return Ok(file);
         }
     }
     let layer_names =
@@ -213,6 +236,7 @@ pub fn read(path: &Path) -> Result<KerasFile, KerasError> {
         }
     }
     record_version(&mut checkpoint, keras_version.as_deref());
+    checkpoint.metadata.extend(recorded);
     Ok(KerasFile {
         checkpoint,
         config,
@@ -642,13 +666,20 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
     } else {
         None
     };
-    let keras_version = metadata
-        .and_then(|m| parse_json(m.as_ref(), &budget, "metadata.json").ok())
-        .and_then(|m| {
-            m.get("keras_version")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        });
+    let metadata = metadata.and_then(|m| parse_json(m.as_ref(), &budget, "metadata.json").ok());
+    let keras_version = metadata.as_ref().and_then(|m| {
+        m.get("keras_version")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    });
+    // What effnet recorded when it wrote the file.
+    let recorded: Vec<(String, String)> = EFFNET_KEYS
+        .iter()
+        .filter_map(|&k| {
+            let value = metadata.as_ref()?.get("effnet")?.get(k)?.as_str()?;
+            Some((k.to_owned(), value.to_owned()))
+        })
+        .collect();
     let weights = archive.member(
         "model.weights.h5",
         MAX_MEMBER_BYTES.min(file_len.saturating_mul(MAX_INFLATION)),
@@ -685,6 +716,7 @@ pub fn read_keras3(path: &Path) -> Result<KerasFile, KerasError> {
     )
     .map_err(h5)?;
     record_version(&mut checkpoint, keras_version.as_deref());
+    checkpoint.metadata.extend(recorded);
     Ok(KerasFile {
         checkpoint,
         config: Some(config),

@@ -357,16 +357,10 @@ fn preprocessing_steps(graph: &Graph) -> Vec<String> {
         .collect()
 }
 
-/// `running_var + eps_from − eps_to`, in f64, written back in the tensor's dtype.
+/// `running_var + eps_from − eps_to`, refused when a variance would become negative.
 fn move_eps(name: &str, var: &Tensor, from: f64, to: f64) -> Result<Tensor, ExportError> {
-    let values = var
-        .to_f32_vec()
-        .map_err(|e| ExportError::Graph(e.to_string()))?;
-    let moved: Vec<f32> = values
-        .iter()
-        .map(|&v| (f64::from(v) + from - to) as f32)
-        .collect();
-    let min = moved.iter().copied().fold(f32::INFINITY, f32::min);
+    let (moved, min) =
+        effnet_ir::moved_variance(var, from, to).map_err(|e| ExportError::Graph(e.to_string()))?;
     if min < 0.0 {
         return Err(ExportError::NegativeVariance {
             tensor: name.to_owned(),
@@ -375,9 +369,7 @@ fn move_eps(name: &str, var: &Tensor, from: f64, to: f64) -> Result<Tensor, Expo
             min,
         });
     }
-    let (bytes, _) = effnet_ir::encode_f32(&moved, var.dtype(), false);
-    Tensor::with_data(var.dtype(), var.shape().to_vec(), Bytes::from_vec(bytes))
-        .map_err(|e| ExportError::Graph(e.to_string()))
+    Ok(moved)
 }
 
 #[cfg(test)]
