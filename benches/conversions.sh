@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Every conversion against `cp` of its input (issue #22's table): for each input file or
 # folder given (default: the full-size B7 files of `just fixtures-full fixtures-full-tf` and
-# target/bench-b7/), effnet converts to f16 safetensors and to ONNX, whole process, median of
-# RUNS (default 3) wall times next to the median of `cp -r` of the input in the same run, and
-# the peak RSS (/usr/bin/time) against the output's size. Prints a Markdown table.
+# target/bench-b7/), effnet converts to each of TARGETS (default: f16 safetensors, ONNX and a
+# Keras 3 .weights.h5), whole process, median of RUNS (default 3) wall times next to the
+# median of `cp -r` of the input in the same run, and the peak RSS (/usr/bin/time) against the
+# output's size. Prints a Markdown table. timm-tf files (`*timm-tf*`) are read with
+# --source-naming timm-tf; a symmetric PyTorch model is written to Keras with
+# --allow-padding-change (the time is the same; the numbers would not be).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-3}
 inputs=("$@")
 if [ ${#inputs[@]} -eq 0 ]; then
   for f in target/fixtures-full/torchvision-b7.pth target/fixtures-full/keras-b7.h5 \
+           target/bench-b7/timm-tf-b7.pth \
            target/bench-b7/b7.h5 target/bench-b7/b7.keras target/bench-b7/b7-ckpt; do
     [ -e "$f" ] && inputs+=("$f")
   done
@@ -33,10 +37,14 @@ echo "| input | output | effnet (s) | cp (s) | time vs cp | peak RSS (MB) | outp
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for input in "${inputs[@]}"; do
   name=$(basename "$input")
-  for target in f16.safetensors onnx; do
+  for target in ${TARGETS:-f16.safetensors onnx weights.h5}; do
     o="$out/out.$target"
     args=(convert "$input" -o "$o" --force -q)
     [ "$target" = f16.safetensors ] && args+=(--dtype f16)
+    case "$name" in *timm-tf*) args+=(--source-naming timm-tf) ;; esac
+    case "$target:$name" in
+      *.h5:*.pth|keras:*.pth) case "$name" in *timm-tf*) ;; *) args+=(--allow-padding-change) ;; esac ;;
+    esac
     cp_s=$(timed cp -r "$input" "$out/copy")
     rm -rf "$out/copy"
     t=$(timed "$bin" "${args[@]}")

@@ -195,16 +195,21 @@ fn what_keras_would_compute_otherwise_is_refused() {
     assert!(message.contains("--allow-shortcut-change"), "{message}");
     let message = error_of(&["convert", &fixture("tf/keras-tiny-relu.h5"), "-o", out]);
     assert!(message.contains("relu"), "{message}");
-    // Families keras.applications' EfficientNet does not build.
+    // A family keras.applications does not build.
     let message = error_of(&[
         "convert",
-        &fixture("families/torchvision-v2-tiny.safetensors"),
+        &fixture("families/timm-tf-lite-tiny.pth"),
         "-o",
         out,
+        "--source-naming",
+        "timm-tf",
         "--resolution",
         "64",
     ]);
-    assert!(message.contains("Fused-MBConv"), "{message}");
+    assert!(
+        message.contains("EfficientNet-Lite is not in Keras"),
+        "{message}"
+    );
     // No size recorded: stated with --resolution.
     let message = error_of(&[
         "convert",
@@ -278,4 +283,40 @@ fn keras_output_to_standard_output() {
         .get_output()
         .clone();
     assert_eq!(&out.stdout[..8], b"\x89HDF\r\n\x1a\n");
+}
+
+#[test]
+fn efficientnet_v2_is_written_as_keras_applications_builds_it() {
+    let source = fixture("families/keras3-v2-tiny.keras");
+    let want = parameters(Path::new(&source), None);
+    for target in TARGETS {
+        let (_dir, out, stdout) = convert(&source, target, &[]);
+        assert!(stdout.contains("outputs agree"), "{target}: {stdout}");
+        let got = parameters(&out, None);
+        for (key, values) in &want {
+            assert_eq!(got.get(key), Some(values), "{target}: {key}");
+        }
+        assert_eq!(inspect(&out)["family"], "efficientnet-v2", "{target}");
+    }
+    // A V2 weights file holds no preprocessing: keras.applications' V2-S brings x/128 − 1,
+    // which is not what a timm-tf source expects. Said when written; `--check`, which reads the
+    // file back as Keras would load it, refuses.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.weights.h5");
+    let args = [
+        "convert",
+        &fixture("families/timm-tf-v2s-tiny.safetensors"),
+        "-o",
+        out.to_str().unwrap(),
+        "--source-naming",
+        "timm-tf",
+        "--resolution",
+        "64",
+    ];
+    let run = effnet().args(args).assert().success().get_output().clone();
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(stdout.contains("include_preprocessing=False"), "{stdout}");
+    std::fs::remove_file(&out).unwrap();
+    effnet().args(args).arg("--check").assert().code(1);
+    assert!(!out.exists());
 }

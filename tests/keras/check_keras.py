@@ -35,6 +35,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
+from keras.src.applications import efficientnet_v2  # noqa: E402
 from keras.src.applications.efficientnet import EfficientNet  # noqa: E402
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64}
@@ -57,9 +58,35 @@ def read_safetensors(path):
     return out
 
 
-def application(case, activation, module="keras"):
-    """keras.applications' EfficientNet of the fixture's width, depth, classes and size."""
+def v2_rows(case):
+    """The EfficientNetV2 base of a V2 fixture (`efficientnetv2-b0`, `efficientnetv2-s`), or None."""
+    family = case.get("family", "")
+    if not family.startswith("efficientnetv2"):
+        return None
+    return "efficientnetv2-b0" if family == "efficientnetv2-base" else family
+
+
+def application(case, activation, module="keras", preprocessing=True):
+    """keras.applications' EfficientNet (V2 for V2 fixtures) of the fixture's width, depth,
+    classes and size."""
     r = case.get("resolution", 64)
+    rows = v2_rows(case)
+    if rows is not None:
+        arguments = case["arguments"]
+        width = arguments.get("width_coefficient", arguments.get("channel_multiplier"))
+        depth = arguments.get("depth_coefficient", arguments.get("depth_multiplier"))
+        # The model's name picks V2's preprocessing: `-b…` ImageNet's, else x/128 − 1.
+        name = "efficientnetv2-tiny-b0" if rows == "efficientnetv2-b0" else "efficientnetv2-tiny-s"
+        if module == "tf_keras":
+            from tf_keras.src.applications import efficientnet_v2 as module_v2
+            key = "model_name"
+        else:
+            module_v2, key = efficientnet_v2, "name"
+        return module_v2.EfficientNetV2(
+            width_coefficient=width, depth_coefficient=depth, default_size=r,
+            blocks_args=module_v2.DEFAULT_BLOCKS_ARGS[rows], weights=None, input_shape=(r, r, 3),
+            classes=case.get("num_classes", arguments.get("num_classes", arguments.get("classes"))),
+            classifier_activation=activation, include_preprocessing=preprocessing, **{key: name})
     kwargs = dict(width_coefficient=case["width"], depth_coefficient=case["depth"], default_size=r,
                   weights=None, input_shape=(r, r, 3), classes=case["num_classes"],
                   classifier_activation=activation)
@@ -98,13 +125,16 @@ def main(binary, fixture_dirs, tf_keras):
                 name = case.get("case")
                 if not name or "file" not in case or "exporter" in case:
                     continue
-                if name.endswith(("-train-ema", "-f16-overflow")) or "width" not in case:
+                if name.endswith(("-train-ema", "-f16-overflow")):
+                    continue
+                if "width" not in case and v2_rows(case) is None:
                     continue
                 source = os.path.join(fixtures, case["file"])
                 naming = case["naming"]
                 family = case.get("family", "efficientnet")
+                v2 = v2_rows(case) is not None
                 # What Keras cannot express without a change: refused, naming the flag.
-                if family != "efficientnet":
+                if family != "efficientnet" and not v2:
                     if name.endswith("-tiny") or naming == "keras":
                         report(*expect_refusal(binary, tmp, source, case, "cannot be written as",
                                                ["--source-naming", naming, "--resolution", "64"]))
@@ -125,13 +155,20 @@ def main(binary, fixture_dirs, tf_keras):
                     continue
                 if naming == "timm-tf" and not name.endswith("-tiny"):
                     continue
+                if "width" not in case and not v2:
+                    continue
                 io = read_safetensors(os.path.join(fixtures, case["io"]))
+                # A weights file of V2 goes into a model without preprocessing fed `prepared`
+                # input: V2 weights files hold none, and the applications' built-in (x/128 − 1
+                # for S/M/L) need not be the source's.
                 if naming == "keras":
                     x, ref, activation, extra = io["input_nhwc"], io["output"], "softmax", []
+                    prepared = None
                 else:
                     # The framework's normalized input, back to 0–255 pixels.
                     pixels = (io["input"] * IMAGENET_STD.reshape(1, 3, 1, 1) + IMAGENET_MEAN.reshape(1, 3, 1, 1)) * 255
                     x, ref, activation = pixels.transpose(0, 2, 3, 1).copy(), io["output"], None
+                    prepared = io["input"].transpose(0, 2, 3, 1).copy()
                     extra = ["--source-naming", naming] + MEAN_STD_FLAGS
                 if case.get("key"):
                     extra += ["--key", case["key"]]
@@ -157,16 +194,25 @@ def main(binary, fixture_dirs, tf_keras):
                             expected = application(case, activation)
                             got = [(l.name, type(l).__name__) for l in model.layers]
                             want = [(l.name, type(l).__name__) for l in expected.layers]
+                            # (A V2-S applications model preprocesses x/128 − 1 with one layer;
+                            # a PyTorch source's ImageNet normalization takes two.)
+                            start = lambda layers: [n for n, _ in layers].index("stem_conv")
+                            got, want = got[start(got):], want[start(want):]
                             if got != want:
                                 diff = next((g, w) for g, w in zip(got + [None] * len(want), want + [None] * len(got)) if g != w)
                                 raise AssertionError(f"layers differ from keras.applications': {diff}")
                             meta = json.loads(zipfile.ZipFile(out).read("metadata.json"))
                             if "effnet.input_preprocessing" not in meta.get("effnet", {}):
                                 raise AssertionError("metadata.json does not record the preprocessing")
+                            y = np.asarray(model(x, training=False), np.float32)
+                        elif v2 and prepared is not None:
+                            model = application(case, activation, preprocessing=False)
+                            model.load_weights(out)
+                            y = np.asarray(model(prepared, training=False), np.float32)
                         else:
                             model = application(case, activation)
                             model.load_weights(out)
-                        y = np.asarray(model(x, training=False), np.float32)
+                            y = np.asarray(model(x, training=False), np.float32)
                     except Exception as e:  # noqa: BLE001 - report any load or run failure
                         report(False, f"FAIL {name} {label}: {type(e).__name__}: {str(e)[:300]}")
                         continue
@@ -175,9 +221,10 @@ def main(binary, fixture_dirs, tf_keras):
                            f"{'ok  ' if err <= tol else 'FAIL'} {name} {label}: max|diff|/max|ref| = {err:.2e} (≤ {tol:g})")
                     if suffix == ".h5" and tf_keras:
                         try:
-                            legacy = application(case, activation, "tf_keras")
+                            fed = prepared if v2 and prepared is not None else x
+                            legacy = application(case, activation, "tf_keras", preprocessing=fed is x)
                             legacy.load_weights(out)
-                            y = legacy(x, training=False).numpy()
+                            y = legacy(fed, training=False).numpy()
                             err = float(np.abs(y - ref).max() / np.abs(ref).max())
                             report(err <= tol, f"{'ok  ' if err <= tol else 'FAIL'} {name} {label} in tf_keras: {err:.2e} (≤ {tol:g})")
                         except Exception as e:  # noqa: BLE001
@@ -186,13 +233,17 @@ def main(binary, fixture_dirs, tf_keras):
                 first = os.path.join(tmp, f"{name}-keras.keras")
                 if os.path.exists(first):
                     again = os.path.join(tmp, f"{name}-again.weights.h5")
-                    run = effnet(binary, "convert", first, "-o", again, "--check")
+                    # (A V2 weights file holds no preprocessing: read back, it gets the
+                    # applications' own, which for a PyTorch V2-S source is not the source's.)
+                    check = [] if v2 and prepared is not None else ["--check"]
+                    run = effnet(binary, "convert", first, "-o", again, *check)
                     if run.returncode != 0:
                         report(False, f"FAIL {name} round trip: {run.stderr.strip()}")
                     else:
-                        model = application(case, activation)
+                        fed = prepared if v2 and prepared is not None else x
+                        model = application(case, activation, preprocessing=fed is x)
                         model.load_weights(again)
-                        y = np.asarray(model(x, training=False), np.float32)
+                        y = np.asarray(model(fed, training=False), np.float32)
                         err = float(np.abs(y - ref).max() / np.abs(ref).max())
                         report(err <= 1e-4, f"{'ok  ' if err <= 1e-4 else 'FAIL'} {name} .keras → effnet → .weights.h5: {err:.2e} (≤ 1e-4)")
     print(f"keras: {passed} passed, {failed} failed")

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use effnet_exec::{Feed, FeedOrigin, PreStep};
 use effnet_import::{Change, Model};
 use effnet_ir::{Bytes, ConversionStats, DType, Op, Tensor};
-use effnet_keras::write::{BuildOptions, KerasTarget, build};
+use effnet_keras::write::{BuildOptions, InputPreprocessing, KerasTarget, build};
+use effnet_spec::{Family, Preprocessing, Scheme};
 use rayon::prelude::*;
 
 use crate::rules::{self, Allowances, Target};
@@ -286,9 +287,13 @@ fn normalization_tensors(
 /// The model's name as `keras.applications` gives it (`efficientnetb0`).
 fn model_name(model: &Model) -> String {
     match model.imported.identity {
+        effnet_naming::Identity::Variant(v) if v.family() == Family::V2 => {
+            format!("efficientnetv2-{}", v.name().trim_start_matches("v2-"))
+        }
         effnet_naming::Identity::Variant(v) => {
             format!("efficientnet{}", v.name().replace(['-', '_'], ""))
         }
+        _ if model.imported.identity.family() == Some(Family::V2) => "efficientnetv2".to_owned(),
         _ => "efficientnet".to_owned(),
     }
 }
@@ -310,8 +315,13 @@ pub fn to_keras(
         ));
     }
     effnet_io::check_output(out, &inputs_of(model), options.force)?;
+    // EfficientNetV2's layers for a V2 model (or any with Fused-MBConv blocks).
+    let v2 = model.imported.identity.family() == Some(Family::V2)
+        || effnet_ir::structure::blocks(&model.imported.graph, None)
+            .iter()
+            .any(|b| b.kind == effnet_ir::BlockKind::FusedMBConv);
     // What Keras' EfficientNet cannot express at all goes first: no flag would help.
-    effnet_keras::write::check_blocks(&model.imported.graph).map_err(|e| {
+    effnet_keras::write::check_blocks(&model.imported.graph, v2).map_err(|e| {
         refused(
             model,
             format!("cannot be written as {}: {e}", options.target.label()),
@@ -335,12 +345,29 @@ pub fn to_keras(
     let channels = effnet_exec::input_channels(graph).unwrap_or(3);
     let (steps, from) = source_steps(model, options)?;
     let (normalization, values) = normalization_tensors(model, &steps, channels)?;
+    // EfficientNetV2 keeps its preprocessing in the config: x/128 − 1, or constant
+    // mean/variance.
+    let signed = values.0.iter().chain(&values.1).count() > 0
+        && values.0.iter().all(|m| (m - 128.0 / 255.0).abs() < 1e-9)
+        && values
+            .1
+            .iter()
+            .all(|v| (v - (128.0f64 / 255.0).powi(2)).abs() < 1e-9);
+    let preprocessing = match (v2, signed) {
+        (false, _) => InputPreprocessing::Adapted(normalization),
+        (true, true) => InputPreprocessing::Signed,
+        (true, false) => InputPreprocessing::Constant {
+            mean: values.0.clone(),
+            variance: values.1.clone(),
+        },
+    };
     let keras = build(
         graph,
         &BuildOptions {
             name: model_name(model),
             resolution,
-            normalization,
+            preprocessing,
+            v2,
             bn_eps: KERAS_BN_EPS,
             head_dropout: imported.architecture.dropout,
         },
@@ -362,11 +389,15 @@ pub fn to_keras(
         .to_owned();
 
     let mut notes = Vec::new();
-    let described = format!(
-        "Rescaling(1/255) then Normalization(mean {}, variance {})",
-        list(&values.0),
-        list(&values.1)
-    );
+    let described = if v2 && signed {
+        "Rescaling(1/128, offset −1)".to_owned()
+    } else {
+        format!(
+            "Rescaling(1/255) then Normalization(mean {}, variance {})",
+            list(&values.0),
+            list(&values.1)
+        )
+    };
     match from {
         PreprocessingFrom::Model => {}
         PreprocessingFrom::Stated => notes.push(format!(
@@ -379,6 +410,38 @@ pub fn to_keras(
             "input preprocessing: the {} convention (the file does not record it): {described}; state another with --input-mean/--input-std",
             model.naming
         )),
+    }
+    // A V2 weights file holds no preprocessing: the model it loads into brings its own.
+    if v2 && options.target != KerasTarget::Keras {
+        let variant = imported.identity.semantics_variant();
+        let builtin = Scheme::Keras.semantics(variant).preprocessing;
+        let matches = match builtin {
+            Preprocessing::KerasSigned => signed,
+            _ => {
+                let imagenet = [0.485, 0.456, 0.406];
+                let std = [0.229f64, 0.224, 0.225];
+                values
+                    .0
+                    .iter()
+                    .zip(imagenet)
+                    .all(|(m, i)| (m - i).abs() < 1e-6)
+                    && values
+                        .1
+                        .iter()
+                        .zip(std)
+                        .all(|(v, s)| (v - s * s).abs() < 1e-6)
+            }
+        };
+        if !matches {
+            notes.push(format!(
+                "keras.applications' EfficientNetV2 preprocesses inside ({}); this model expects {described}: build it with include_preprocessing=False and preprocess the input so, or write a .keras, which carries its own",
+                if builtin == Preprocessing::KerasSigned {
+                    "x/128 − 1"
+                } else {
+                    "ImageNet's mean and std"
+                }
+            ));
+        }
     }
     if options.target != KerasTarget::Keras {
         notes.push(format!(

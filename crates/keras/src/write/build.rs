@@ -45,13 +45,33 @@ pub struct BuildOptions {
     pub name: String,
     /// The input's height and width: Keras pads stride-2 convolutions for a fixed size.
     pub resolution: [usize; 2],
-    /// The `Normalization` layer's mean, variance (per channel) and count, which with the
-    /// `Rescaling(1/255)` before it compute the source's preprocessing.
-    pub normalization: [Tensor; 3],
+    /// The preprocessing layers at the input.
+    pub preprocessing: InputPreprocessing,
+    /// Build EfficientNetV2's layers (`keras.applications.efficientnet_v2`): "same" padding
+    /// everywhere, `dwconv2`, Fused-MBConv blocks, BatchNorm momentum 0.9.
+    pub v2: bool,
     /// The BatchNorm epsilon of the written layers; variances are moved to it exactly.
     pub bn_eps: f64,
     /// The classifier's dropout rate when the graph has none.
     pub head_dropout: f64,
+}
+
+/// The preprocessing layers a Keras EfficientNet starts with.
+#[derive(Clone, Debug)]
+pub enum InputPreprocessing {
+    /// `Rescaling(1/255)` then a `Normalization` holding these variables (mean, variance,
+    /// count), as EfficientNet B0–B7 has them.
+    Adapted([Tensor; 3]),
+    /// `Rescaling(1/255)` then `Normalization(mean, variance)` with the values in the config,
+    /// as EfficientNetV2-B0–B3 has it.
+    Constant {
+        /// Per-channel mean.
+        mean: Vec<f64>,
+        /// Per-channel variance.
+        variance: Vec<f64>,
+    },
+    /// `Rescaling(1/128, offset −1)`, as EfficientNetV2-S/M/L has it.
+    Signed,
 }
 
 /// A Keras layer class with the attributes effnet writes.
@@ -63,7 +83,10 @@ pub enum LayerKind {
         scale: f64,
         offset: f64,
     },
-    Normalization,
+    Normalization {
+        /// `(mean, variance)` in the config (no variables); `None`: adapted variables.
+        constants: Option<(Vec<f64>, Vec<f64>)>,
+    },
     ZeroPadding2D {
         /// `[[top, bottom], [left, right]]`.
         padding: [[usize; 2]; 2],
@@ -84,6 +107,7 @@ pub enum LayerKind {
     },
     BatchNormalization {
         epsilon: f64,
+        momentum: f64,
     },
     Activation(&'static str),
     GlobalAveragePooling2D,
@@ -109,7 +133,7 @@ impl LayerKind {
         match self {
             LayerKind::Input => "InputLayer",
             LayerKind::Rescaling { .. } => "Rescaling",
-            LayerKind::Normalization => "Normalization",
+            LayerKind::Normalization { .. } => "Normalization",
             LayerKind::ZeroPadding2D { .. } => "ZeroPadding2D",
             LayerKind::Conv2D { .. } => "Conv2D",
             LayerKind::DepthwiseConv2D { .. } => "DepthwiseConv2D",
@@ -129,7 +153,7 @@ impl LayerKind {
         match self {
             LayerKind::Input => "input_layer",
             LayerKind::Rescaling { .. } => "rescaling",
-            LayerKind::Normalization => "normalization",
+            LayerKind::Normalization { .. } => "normalization",
             LayerKind::ZeroPadding2D { .. } => "zero_padding2d",
             LayerKind::Conv2D { .. } => "conv2d",
             LayerKind::DepthwiseConv2D { .. } => "depthwise_conv2d",
@@ -205,6 +229,9 @@ struct Builder<'g> {
     layers: Vec<Layer>,
     eps_moved: Vec<(f64, f64, usize)>,
     bn_eps: f64,
+    bn_momentum: f64,
+    /// Stride-2 convolutions through a `ZeroPadding2D` (EfficientNet) or "same" (V2).
+    zero_pad: bool,
 }
 
 fn unsupported(message: String) -> BuildError {
@@ -283,7 +310,7 @@ impl<'g> Builder<'g> {
             )));
         }
         let [h, w, _] = self.hwc(input);
-        let strided = c.stride != [1, 1];
+        let strided = c.stride != [1, 1] && self.zero_pad;
         let mut from = input;
         let (h, w) = if strided {
             let padding = correct_pad([h, w], c.kernel);
@@ -303,7 +330,7 @@ impl<'g> Builder<'g> {
                 (pw - c.kernel[1]) / c.stride[1] + 1,
             )
         } else {
-            (h, w)
+            (h.div_ceil(c.stride[0]), w.div_ceil(c.stride[1]))
         };
         let depthwise = c.is_depthwise();
         let kind = if depthwise {
@@ -369,6 +396,7 @@ impl<'g> Builder<'g> {
             name.to_owned(),
             LayerKind::BatchNormalization {
                 epsilon: self.bn_eps,
+                momentum: self.bn_momentum,
             },
             vec![input],
             output,
@@ -456,7 +484,7 @@ pub fn build(graph: &Graph, options: &BuildOptions) -> Result<KerasModel, BuildE
     let head = in_stage(Stage::Head);
     let blocks = structure::blocks(graph, None);
     for b in &blocks {
-        check_block(graph, b)?;
+        check_block(graph, b, options.v2)?;
     }
     let stem_conv = required(graph, &stem, Role::StemConv, "stem convolution")?;
     let channels = match &graph.node(stem_conv).op {
@@ -468,35 +496,52 @@ pub fn build(graph: &Graph, options: &BuildOptions) -> Result<KerasModel, BuildE
         layers: Vec::new(),
         eps_moved: Vec::new(),
         bn_eps: options.bn_eps,
+        bn_momentum: if options.v2 { 0.9 } else { 0.99 },
+        zero_pad: !options.v2,
     };
     let [h, w] = options.resolution;
+    let shape = vec![h, w, channels];
     let input = builder.push(
         "input_layer".into(),
         LayerKind::Input,
         vec![],
-        vec![h, w, channels],
+        shape.clone(),
     );
+    let (scale, offset) = match options.preprocessing {
+        InputPreprocessing::Signed => (1.0 / 128.0, -1.0),
+        _ => (1.0 / 255.0, 0.0),
+    };
     let rescaling = builder.push(
         "rescaling".into(),
-        LayerKind::Rescaling {
-            scale: 1.0 / 255.0,
-            offset: 0.0,
-        },
+        LayerKind::Rescaling { scale, offset },
         vec![input],
-        vec![h, w, channels],
+        shape.clone(),
     );
-    let normalization = builder.push(
-        "normalization".into(),
-        LayerKind::Normalization,
-        vec![rescaling],
-        vec![h, w, channels],
-    );
-    let [mean, variance, count] = options.normalization.clone();
-    builder.variable(normalization, "mean:0", mean);
-    builder.variable(normalization, "variance:0", variance);
-    builder.variable(normalization, "count:0", count);
+    let preprocessed = match &options.preprocessing {
+        InputPreprocessing::Signed => rescaling,
+        InputPreprocessing::Constant { mean, variance } => builder.push(
+            "normalization".into(),
+            LayerKind::Normalization {
+                constants: Some((mean.clone(), variance.clone())),
+            },
+            vec![rescaling],
+            shape,
+        ),
+        InputPreprocessing::Adapted([mean, variance, count]) => {
+            let normalization = builder.push(
+                "normalization".into(),
+                LayerKind::Normalization { constants: None },
+                vec![rescaling],
+                shape,
+            );
+            builder.variable(normalization, "mean:0", mean.clone());
+            builder.variable(normalization, "variance:0", variance.clone());
+            builder.variable(normalization, "count:0", count.clone());
+            normalization
+        }
+    };
 
-    let mut x = builder.conv("stem_conv", stem_conv, normalization, "linear")?;
+    let mut x = builder.conv("stem_conv", stem_conv, preprocessed, "linear")?;
     x = builder.batchnorm(
         "stem_bn",
         required(graph, &stem, Role::StemBn, "stem BatchNorm")?,
@@ -509,7 +554,7 @@ pub fn build(graph: &Graph, options: &BuildOptions) -> Result<KerasModel, BuildE
     )?;
     let first_stage = blocks.first().map_or(2, |b| b.stage);
     for b in &blocks {
-        x = block(&mut builder, b, x, first_stage, blocks.len())?;
+        x = block(&mut builder, b, x, first_stage, blocks.len(), options.v2)?;
     }
     x = builder.conv(
         "top_conv",
@@ -584,30 +629,37 @@ pub fn build(graph: &Graph, options: &BuildOptions) -> Result<KerasModel, BuildE
     })
 }
 
-/// Whether every block of `graph` is one `keras.applications`' EfficientNet builds (MBConv
-/// with squeeze-excitation, no activation after the projection); the reason when not.
-pub fn check_blocks(graph: &Graph) -> Result<(), BuildError> {
+/// Whether every block of `graph` is one `keras.applications`' EfficientNet (MBConv with
+/// squeeze-excitation) or, with `v2`, EfficientNetV2 (also Fused-MBConv) builds; the reason
+/// when not.
+pub fn check_blocks(graph: &Graph, v2: bool) -> Result<(), BuildError> {
     structure::blocks(graph, None)
         .iter()
-        .try_for_each(|b| check_block(graph, b))
+        .try_for_each(|b| check_block(graph, b, v2))
 }
 
-/// Refuses a block `keras.applications`' EfficientNet cannot express.
-fn check_block(graph: &Graph, b: &BlockInfo) -> Result<(), BuildError> {
+/// Refuses a block `keras.applications`' EfficientNet (or, with `v2`, EfficientNetV2) cannot
+/// express.
+fn check_block(graph: &Graph, b: &BlockInfo, v2: bool) -> Result<(), BuildError> {
     let label = format!("stage {} block {}", b.stage, b.index + 1);
-    if b.kind == BlockKind::FusedMBConv {
+    let fused = b.kind == BlockKind::FusedMBConv;
+    if fused && !v2 {
         return Err(unsupported(format!(
-            "{label} is a Fused-MBConv block: Keras export writes EfficientNet B0–B7 (MBConv) models; EfficientNetV2 is not written yet"
+            "{label} is a Fused-MBConv block, which keras.applications' EfficientNet B0–B7 does not have"
         )));
     }
-    if b.se_channels.is_none() {
+    if !fused && b.se_channels.is_none() && !v2 {
         return Err(unsupported(format!(
             "{label} has no squeeze-excitation: keras.applications' EfficientNet has it in every block (EfficientNet-Lite is not in Keras)"
         )));
     }
-    if find(graph, &b.nodes, Role::ProjectAct).is_some() {
+    let project_act = find(graph, &b.nodes, Role::ProjectAct).is_some();
+    if project_act != (fused && !b.has_expand) {
         return Err(unsupported(format!(
-            "{label} has an activation after its projection; keras.applications' EfficientNet has none"
+            "{label} {} an activation after its projection; keras.applications' {} block {}",
+            if project_act { "has" } else { "has no" },
+            if fused { "Fused-MBConv" } else { "MBConv" },
+            if project_act { "has none" } else { "has one" },
         )));
     }
     Ok(())
@@ -619,6 +671,7 @@ fn block(
     input: usize,
     first_stage: u8,
     total: usize,
+    v2: bool,
 ) -> Result<usize, BuildError> {
     let graph = builder.graph;
     let nodes = &b.nodes;
@@ -644,68 +697,27 @@ fn block(
             x,
         )?;
     }
-    x = builder.conv(
-        &named("dwconv"),
-        required(graph, nodes, Role::DepthwiseConv, "depthwise convolution")?,
-        x,
-        "linear",
-    )?;
-    x = builder.batchnorm(
-        &named("bn"),
-        required(graph, nodes, Role::DepthwiseBn, "depthwise BatchNorm")?,
-        x,
-    )?;
-    x = builder.activation(
-        &named("activation"),
-        required(graph, nodes, Role::DepthwiseAct, "depthwise activation")?,
-        x,
-    )?;
-    let c = builder.hwc(x)[2];
-    let squeeze = builder.push(
-        named("se_squeeze"),
-        LayerKind::GlobalAveragePooling2D,
-        vec![x],
-        vec![c],
-    );
-    let reshape = builder.push(
-        named("se_reshape"),
-        LayerKind::Reshape { target: [1, 1, c] },
-        vec![squeeze],
-        vec![1, 1, c],
-    );
-    let reduce_act = activation_of(graph, nodes, Role::SeReduceAct).ok_or_else(|| {
-        unsupported(format!(
-            "stage {} block {}: no SE activation",
-            b.stage,
-            b.index + 1
-        ))
-    })?;
-    if activation_of(graph, nodes, Role::SeGate) != Some(Activation::Sigmoid) {
-        return Err(unsupported(format!(
-            "stage {} block {}: the SE gate is not a sigmoid",
-            b.stage,
-            b.index + 1
-        )));
+    if b.kind == BlockKind::MBConv {
+        x = builder.conv(
+            &named(if v2 { "dwconv2" } else { "dwconv" }),
+            required(graph, nodes, Role::DepthwiseConv, "depthwise convolution")?,
+            x,
+            "linear",
+        )?;
+        x = builder.batchnorm(
+            &named("bn"),
+            required(graph, nodes, Role::DepthwiseBn, "depthwise BatchNorm")?,
+            x,
+        )?;
+        x = builder.activation(
+            &named("activation"),
+            required(graph, nodes, Role::DepthwiseAct, "depthwise activation")?,
+            x,
+        )?;
     }
-    let reduce = builder.conv(
-        &named("se_reduce"),
-        required(graph, nodes, Role::SeReduce, "SE reduction")?,
-        reshape,
-        activation_name(reduce_act),
-    )?;
-    let expand = builder.conv(
-        &named("se_expand"),
-        required(graph, nodes, Role::SeExpand, "SE expansion")?,
-        reduce,
-        "sigmoid",
-    )?;
-    let output = builder.layers[x].output.clone();
-    x = builder.push(
-        named("se_excite"),
-        LayerKind::Multiply,
-        vec![x, expand],
-        output,
-    );
+    if b.se_channels.is_some() {
+        x = squeeze_excitation(builder, b, x, &named)?;
+    }
     x = builder.conv(
         &named("project_conv"),
         required(graph, nodes, Role::ProjectConv, "projection")?,
@@ -717,6 +729,9 @@ fn block(
         required(graph, nodes, Role::ProjectBn, "projection BatchNorm")?,
         x,
     )?;
+    if let Some(act) = find(graph, nodes, Role::ProjectAct) {
+        x = builder.activation(&named("project_activation"), act, x)?;
+    }
     if b.residual {
         let rate = b
             .drop_connect_rate
@@ -736,6 +751,58 @@ fn block(
         x = builder.push(named("add"), LayerKind::Add, vec![x, input], output);
     }
     Ok(x)
+}
+
+/// A block's squeeze-excitation layers after `x`; returns the `se_excite` product.
+fn squeeze_excitation(
+    builder: &mut Builder<'_>,
+    b: &BlockInfo,
+    x: usize,
+    named: &dyn Fn(&str) -> String,
+) -> Result<usize, BuildError> {
+    let graph = builder.graph;
+    let nodes = &b.nodes;
+    let label = || format!("stage {} block {}", b.stage, b.index + 1);
+    let c = builder.hwc(x)[2];
+    let squeeze = builder.push(
+        named("se_squeeze"),
+        LayerKind::GlobalAveragePooling2D,
+        vec![x],
+        vec![c],
+    );
+    let reshape = builder.push(
+        named("se_reshape"),
+        LayerKind::Reshape { target: [1, 1, c] },
+        vec![squeeze],
+        vec![1, 1, c],
+    );
+    let reduce_act = activation_of(graph, nodes, Role::SeReduceAct)
+        .ok_or_else(|| unsupported(format!("{}: no SE activation", label())))?;
+    if activation_of(graph, nodes, Role::SeGate) != Some(Activation::Sigmoid) {
+        return Err(unsupported(format!(
+            "{}: the SE gate is not a sigmoid",
+            label()
+        )));
+    }
+    let reduce = builder.conv(
+        &named("se_reduce"),
+        required(graph, nodes, Role::SeReduce, "SE reduction")?,
+        reshape,
+        activation_name(reduce_act),
+    )?;
+    let expand = builder.conv(
+        &named("se_expand"),
+        required(graph, nodes, Role::SeExpand, "SE expansion")?,
+        reduce,
+        "sigmoid",
+    )?;
+    let output = builder.layers[x].output.clone();
+    Ok(builder.push(
+        named("se_excite"),
+        LayerKind::Multiply,
+        vec![x, expand],
+        output,
+    ))
 }
 
 #[cfg(test)]

@@ -26,8 +26,12 @@ fn layer_config(name: &str, kind: &LayerKind, input: &[usize]) -> Value {
             return json!({"batch_shape": shape(input), "dtype": "float32", "sparse": false, "name": name});
         }
         LayerKind::Rescaling { scale, offset } => json!({"scale": scale, "offset": offset}),
-        LayerKind::Normalization => {
-            json!({"axis": [3], "invert": false, "mean": null, "variance": null})
+        LayerKind::Normalization { constants } => {
+            let (mean, variance) = match constants {
+                Some((m, v)) => (json!(m), json!(v)),
+                None => (Value::Null, Value::Null),
+            };
+            json!({"axis": [3], "invert": false, "mean": mean, "variance": variance})
         }
         LayerKind::ZeroPadding2D { padding } => {
             json!({"padding": padding, "data_format": "channels_last"})
@@ -53,8 +57,8 @@ fn layer_config(name: &str, kind: &LayerKind, input: &[usize]) -> Value {
             "padding": padding(*same), "data_format": "channels_last", "dilation_rate": [1, 1],
             "activation": "linear", "use_bias": false,
         }),
-        LayerKind::BatchNormalization { epsilon } => json!({
-            "axis": 3, "momentum": 0.99, "epsilon": epsilon, "center": true, "scale": true,
+        LayerKind::BatchNormalization { epsilon, momentum } => json!({
+            "axis": 3, "momentum": momentum, "epsilon": epsilon, "center": true, "scale": true,
         }),
         LayerKind::Activation(a) => json!({"activation": a}),
         LayerKind::GlobalAveragePooling2D => {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod files;
 
 pub use build::{
-    BuildError, BuildOptions, KerasModel, Layer, LayerKind, Variable, build, check_blocks,
+    BuildError, BuildOptions, InputPreprocessing, KerasModel, Layer, LayerKind, Variable, build,
+    check_blocks,
 };
 pub use files::{KerasTarget, WriteError, write_keras, write_legacy_h5, write_weights_h5};
