@@ -252,19 +252,22 @@ fn normalization_tensors(
         )
         .expect("a scalar")
     };
-    if let [
-        PreStep::Rescale { scale, offset },
-        PreStep::Normalize { mean, variance, .. },
-    ] = steps
-        && scale.as_slice() == [1.0 / 255.0]
-        && offset.iter().all(|&o| o == 0.0)
-        && let Some(norm) = graph.nodes().find_map(|(_, n)| match &n.op {
-            Op::Normalize(norm) => Some(norm),
-            _ => None,
-        })
-        && norm.mean.numel() == channels
-        && norm.variance.numel() == channels
-    {
+    // A source whose preprocessing is already `Rescaling(1/255)` then `Normalization`.
+    let kept = match steps {
+        [
+            PreStep::Rescale { scale, offset },
+            PreStep::Normalize { mean, variance, .. },
+        ] if scale.as_slice() == [1.0 / 255.0] && offset.iter().all(|&o| o == 0.0) => graph
+            .nodes()
+            .find_map(|(_, n)| match &n.op {
+                Op::Normalize(norm) => Some(norm),
+                _ => None,
+            })
+            .filter(|norm| norm.mean.numel() == channels && norm.variance.numel() == channels)
+            .map(|norm| (norm, mean, variance)),
+        _ => None,
+    };
+    if let Some((norm, mean, variance)) = kept {
         let n = norm
             .count
             .as_ref()
@@ -525,6 +528,12 @@ pub fn to_keras(
                 if index < batch_start || index >= batch_start + batch.len() {
                     batch_start = index;
                     let end = (index + 32).min(variables.len());
+                    // The next batch's pages are read in while this one converts.
+                    for t in &variables[end..(end + 32).min(variables.len())] {
+                        if let Some(b) = t.data() {
+                            b.prefetch();
+                        }
+                    }
                     let converted: Vec<_> = variables[index..end]
                         .par_iter()
                         .map(|t| convert(t, options.dtype, options.clamp))
@@ -550,10 +559,15 @@ pub fn to_keras(
                 let tensor = batch[index - batch_start].take().expect("written once");
                 done += tensor.nbytes() as u64;
                 progress(done.min(total), total);
-                match tensor.data() {
+                let written = match tensor.data() {
                     Some(b) => b.read_with(|bytes| w.write_all(bytes)),
                     None => Ok(()),
+                };
+                // The source bytes are done with: a mapped input gives its pages back.
+                if let Some(b) = variables[index].data() {
+                    b.release();
                 }
+                written
             };
             let io = |reason: std::io::Error| ConvertError::Io {
                 path: out.to_owned(),
@@ -652,8 +666,8 @@ fn convert(
         tensor.dtype()
     };
     let (converted, stats) = tensor.to_dtype(target, clamp)?;
-    if converted.dtype() == tensor.dtype() {
-        // Same dtype: a lazily permuted view; gather it here, on this core.
+    if converted.dtype() == tensor.dtype() && converted.data().is_some_and(Bytes::is_gathered) {
+        // Same dtype, a lazily permuted view: gathered here, on this core.
         let bytes = converted.data().map(Bytes::to_vec).unwrap_or_default();
         let owned = Tensor::with_data(target, converted.shape().to_vec(), Bytes::from_vec(bytes))?;
         return Ok((owned, stats));

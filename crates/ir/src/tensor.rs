@@ -33,6 +33,12 @@ pub trait Storage: AsRef<[u8]> + Send + Sync {
     fn to_vec(&self, start: usize, len: usize) -> Vec<u8> {
         self.as_ref()[start..start + len].to_vec()
     }
+
+    /// A lazily permuted view of other bytes: its source and `(length, source stride)` per
+    /// result axis (axes of length 1 left out).
+    fn as_permuted(&self) -> Option<(&Bytes, &[(usize, usize)])> {
+        None
+    }
 }
 
 impl Storage for Vec<u8> {}
@@ -103,6 +109,12 @@ impl Bytes {
     /// Hints that these bytes will not be read again soon (see [`Storage::release`]).
     pub fn release(&self) {
         self.storage.release(self.start, self.len);
+    }
+
+    /// Whether reading these bytes gathers them from elsewhere (a lazily permuted view), as
+    /// opposed to reading memory or a map in place.
+    pub fn is_gathered(&self) -> bool {
+        self.storage.as_permuted().is_some()
     }
 
     /// Owns `bytes` outright.
@@ -341,6 +353,10 @@ impl Storage for Permuted {
     fn release(&self, _start: usize, _len: usize) {
         self.src.release();
     }
+
+    fn as_permuted(&self) -> Option<(&Bytes, &[(usize, usize)])> {
+        Some((&self.src, &self.axes))
+    }
 }
 
 impl Tensor {
@@ -363,20 +379,43 @@ impl Tensor {
             .ok_or_else(|| IrError::NoData(self.shape.clone()))?;
         let size = self.dtype.size();
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
-        // Row-major strides of the source, in elements, taken in the result's axis order;
-        // axes of length 1 move nothing and are left out.
+        // Strides of this tensor's axes, in elements of the bytes read: row-major for plain
+        // bytes; a permuted view's own, so that permuting it again reads its source once.
+        let mut base = src.clone();
         let mut strides = vec![1usize; rank];
         for axis in (0..rank.saturating_sub(1)).rev() {
             strides[axis] = strides[axis + 1] * self.shape[axis + 1];
+        }
+        let whole = src.start == 0 && src.len == src.storage.byte_len();
+        if let Some((inner, inner_axes)) = src.storage.as_permuted().filter(|(_, axes)| {
+            whole && axes.len() == self.shape.iter().filter(|&&d| d != 1).count()
+        }) {
+            let mut own = inner_axes.iter();
+            for (stride, &len) in strides.iter_mut().zip(&self.shape) {
+                if len != 1 {
+                    *stride = own.next().map_or(0, |&(_, s)| s);
+                }
+            }
+            base = inner.clone();
         }
         let axes: Vec<(usize, usize)> = perm
             .iter()
             .map(|&p| (self.shape[p], strides[p]))
             .filter(|&(len, _)| len != 1)
             .collect();
-        let len = src.len();
+        // Axes back in the order of the bytes: a view of them, nothing to gather.
+        let mut expected = 1;
+        let in_order = axes.iter().rev().all(|&(len, stride)| {
+            let ok = stride == expected;
+            expected *= len;
+            ok
+        });
+        if in_order {
+            return Tensor::with_data(self.dtype, shape, base);
+        }
+        let len = base.len();
         let lazy = Permuted {
-            src: src.clone(),
+            src: base,
             axes,
             size,
             out: OnceLock::new(),
@@ -389,10 +428,13 @@ impl Tensor {
 /// `out`, a row of the last axis at a time; large tensors are cut into runs of rows gathered on
 /// every core.
 fn permute_into(out: &mut [u8], src: &[u8], axes: &[(usize, usize)], size: usize) {
-    let Some((&(inner, _), _)) = axes.split_last() else {
+    let Some((&(inner, inner_stride), _)) = axes.split_last() else {
         out.copy_from_slice(src);
         return;
     };
+    if inner_stride != 1 && permute_tiled(out, src, axes, size) {
+        return;
+    }
     let row = inner * size;
     let rows = out.len() / row.max(1);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -406,6 +448,84 @@ fn permute_into(out: &mut [u8], src: &[u8], axes: &[(usize, usize)], size: usize
             scope.spawn(move || permute_rows(chunk, src, axes, size, i * per));
         }
     });
+}
+
+/// Elements per side of a tile of [`permute_tiled`].
+const TILE: usize = 16;
+
+/// [`permute_into`] when the result's last axis is strided in the source: a transpose between
+/// that axis and the one the source holds contiguous, in tiles of [`TILE`]² elements, so that
+/// reads and writes both stay within a few cache lines (OIHW ↔ HWIO, `[out, in]` ↔
+/// `[in, out]`). Returns false, doing nothing, when no axis is contiguous in the source.
+fn permute_tiled(out: &mut [u8], src: &[u8], axes: &[(usize, usize)], size: usize) -> bool {
+    /// The slices as elements of `T` when their length and alignment allow.
+    fn cast<'a, T: bytemuck::Pod>(
+        out: &'a mut [u8],
+        src: &'a [u8],
+    ) -> Option<(&'a mut [T], &'a [T])> {
+        Some((
+            bytemuck::try_cast_slice_mut(out).ok()?,
+            bytemuck::try_cast_slice(src).ok()?,
+        ))
+    }
+    if out.len() != src.len() {
+        return false;
+    }
+    match size {
+        2 => cast::<u16>(out, src).is_some_and(|(o, s)| transpose_tiles(o, s, axes)),
+        4 => cast::<u32>(out, src).is_some_and(|(o, s)| transpose_tiles(o, s, axes)),
+        8 => cast::<u64>(out, src).is_some_and(|(o, s)| transpose_tiles(o, s, axes)),
+        _ => false,
+    }
+}
+
+/// [`permute_tiled`] over elements.
+fn transpose_tiles<T: Copy>(out: &mut [T], src: &[T], axes: &[(usize, usize)]) -> bool {
+    let n = axes.len();
+    let Some(p) = axes[..n - 1].iter().position(|&(_, stride)| stride == 1) else {
+        return false;
+    };
+    let (n_last, s_last) = axes[n - 1];
+    let n_p = axes[p].0;
+    // Row-major strides of the result, in elements.
+    let mut result = vec![1usize; n];
+    for a in (0..n - 1).rev() {
+        result[a] = result[a + 1] * axes[a + 1].0;
+    }
+    let outer: Vec<usize> = (0..n - 1).filter(|&a| a != p).collect();
+    let mut index = vec![0usize; outer.len()];
+    loop {
+        let (mut base_out, mut base_src) = (0usize, 0usize);
+        for (&a, &i) in outer.iter().zip(&index) {
+            base_out += i * result[a];
+            base_src += i * axes[a].1;
+        }
+        for p0 in (0..n_p).step_by(TILE) {
+            for l0 in (0..n_last).step_by(TILE) {
+                let l1 = (l0 + TILE).min(n_last);
+                for ip in p0..(p0 + TILE).min(n_p) {
+                    let o = base_out + ip * result[p];
+                    let s = base_src + ip;
+                    for (il, dst) in (l0..l1).zip(&mut out[o + l0..o + l1]) {
+                        *dst = src[s + il * s_last];
+                    }
+                }
+            }
+        }
+        // The next outer index, the last varying fastest.
+        let mut axis = outer.len();
+        loop {
+            if axis == 0 {
+                return true;
+            }
+            axis -= 1;
+            index[axis] += 1;
+            if index[axis] < axes[outer[axis]].0 {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
 }
 
 /// [`permute_into`] for the rows of `out`, the first being row `first` of the result.
@@ -497,6 +617,60 @@ mod tests {
         assert_eq!(oihw.shape(), &[3, 1, 1, 2]);
         assert_eq!(oihw.to_f32_vec().unwrap(), vec![0., 3., 1., 4., 2., 5.]);
         assert!(t.permuted(&[0, 0]).is_err());
+    }
+
+    #[test]
+    fn permuting_a_permuted_view_reads_its_source_once() {
+        // HWIO [2, 3, 4, 5] → OIHW → HWIO again: the original bytes, not a copy.
+        let values: Vec<f32> = (0..120).map(|v| v as f32).collect();
+        let hwio = Tensor::from_f32(vec![2, 3, 4, 5], &values).unwrap();
+        let oihw = hwio.permuted(&[3, 2, 0, 1]).unwrap();
+        let back = oihw.permuted(&[2, 3, 1, 0]).unwrap();
+        assert_eq!(back.shape(), &[2, 3, 4, 5]);
+        assert_eq!(back.to_f32_vec().unwrap(), values);
+        assert!(back.data().unwrap().storage.as_permuted().is_none());
+        // OIHW → [I, O, H, W]: one gather from the HWIO bytes, equal to two.
+        let io = oihw.permuted(&[1, 0, 2, 3]).unwrap();
+        let twice = Tensor::from_f32(vec![5, 4, 2, 3], &oihw.to_f32_vec().unwrap())
+            .unwrap()
+            .permuted(&[1, 0, 2, 3])
+            .unwrap();
+        assert_eq!(io.to_f32_vec().unwrap(), twice.to_f32_vec().unwrap());
+        let (source, _) = io.data().unwrap().storage.as_permuted().unwrap();
+        assert_eq!(source.len(), 480);
+        // Depthwise [3, 3, 8, 1] → [8, 1, 3, 3] → back, with an axis of length 1.
+        let dw = Tensor::from_f32(vec![3, 3, 8, 1], &values[..72]).unwrap();
+        let back = dw
+            .permuted(&[2, 3, 0, 1])
+            .unwrap()
+            .permuted(&[2, 3, 0, 1])
+            .unwrap();
+        assert_eq!(back.to_f32_vec().unwrap(), &values[..72]);
+    }
+
+    #[test]
+    fn tiled_transposes_of_odd_sizes_equal_the_definition() {
+        // OIHW [37, 21, 3, 3] → HWIO: tiles cut at the edges of every axis.
+        let (o, i, h, w) = (37, 21, 3, 3);
+        let values: Vec<f32> = (0..o * i * h * w).map(|v| v as f32).collect();
+        let oihw = Tensor::from_f32(vec![o, i, h, w], &values).unwrap();
+        let hwio = oihw.permuted(&[2, 3, 1, 0]).unwrap().to_f32_vec().unwrap();
+        for (n, &got) in hwio.iter().enumerate() {
+            let (hh, rest) = (n / (w * i * o), n % (w * i * o));
+            let (ww, rest) = (rest / (i * o), rest % (i * o));
+            let (ii, oo) = (rest / o, rest % o);
+            assert_eq!(
+                got,
+                values[((oo * i + ii) * h + hh) * w + ww],
+                "element {n}"
+            );
+        }
+        // Dense [out, in] → [in, out].
+        let dense = Tensor::from_f32(vec![o, i], &values[..o * i]).unwrap();
+        let t = dense.permuted(&[1, 0]).unwrap().to_f32_vec().unwrap();
+        for (n, &got) in t.iter().enumerate() {
+            assert_eq!(got, values[(n % o) * i + n / o], "element {n}");
+        }
     }
 
     #[test]
