@@ -94,6 +94,12 @@ fn keras_sources_are_written_back_with_the_same_values() {
             let info = inspect(&out);
             assert_eq!(info["params"], 55_458, "{target}");
             assert_eq!(info["variant"], "custom w=0.1 d=0.5", "{target}");
+            // The .keras and the tf-keras .h5 carry their architecture.
+            assert_eq!(
+                info["has_architecture"],
+                target != "out.weights.h5",
+                "{target}: {info}"
+            );
         }
     }
 }

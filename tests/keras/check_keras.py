@@ -8,8 +8,8 @@ TF checkpoints and SavedModels, timm-tf and the TF release checkpoint), effnet w
   must be named, typed and ordered as `keras.applications` builds the same network;
 - a Keras 3 `.weights.h5` (f32, and f16), loaded with `load_weights` into
   `keras.applications`' EfficientNet built with the fixture's width, depth and classes;
-- a tf-keras `.h5`, loaded the same way (Keras 3 reads tf-keras' layout with the code tf-keras
-  uses; with `--tf-keras` also into tf_keras itself).
+- a tf-keras full-model `.h5`, loaded the same way and with `load_model` (Keras 3 reads
+  tf-keras' layout with the code tf-keras uses; with `--tf-keras` also into tf_keras itself).
 
 Each must compute the source's output: max|diff| / max|ref| ≤ 1e-4 (f16 weights: 2e-2).
 Keras sources take their 0–255 input as stored; PyTorch and TF-release sources take it with
@@ -219,7 +219,24 @@ def main(binary, fixture_dirs, tf_keras):
                     err = float(np.abs(y - ref).max() / np.abs(ref).max())
                     report(y.shape == ref.shape and err <= tol,
                            f"{'ok  ' if err <= tol else 'FAIL'} {name} {label}: max|diff|/max|ref| = {err:.2e} (≤ {tol:g})")
+                    if suffix == ".h5":
+                        # The full-model file: load_model, its preprocessing in its config.
+                        try:
+                            whole = keras.saving.load_model(out)
+                            y = np.asarray(whole(x, training=False), np.float32)
+                            err = float(np.abs(y - ref).max() / np.abs(ref).max())
+                            report(err <= tol, f"{'ok  ' if err <= tol else 'FAIL'} {name} {label} load_model: {err:.2e} (≤ {tol:g})")
+                        except Exception as e:  # noqa: BLE001
+                            report(False, f"FAIL {name} {label} load_model: {type(e).__name__}: {str(e)[:300]}")
                     if suffix == ".h5" and tf_keras:
+                        try:
+                            import tf_keras as tfk
+                            whole = tfk.models.load_model(out)
+                            y = whole(x, training=False).numpy()
+                            err = float(np.abs(y - ref).max() / np.abs(ref).max())
+                            report(err <= tol, f"{'ok  ' if err <= tol else 'FAIL'} {name} {label} tf_keras load_model: {err:.2e} (≤ {tol:g})")
+                        except Exception as e:  # noqa: BLE001
+                            report(False, f"FAIL {name} {label} tf_keras load_model: {type(e).__name__}: {str(e)[:300]}")
                         try:
                             fed = prepared if v2 and prepared is not None else x
                             legacy = application(case, activation, "tf_keras", preprocessing=fed is x)

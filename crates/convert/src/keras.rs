@@ -446,7 +446,7 @@ pub fn to_keras(
             ));
         }
     }
-    if options.target != KerasTarget::Keras {
+    if options.target == KerasTarget::WeightsH5 {
         notes.push(format!(
             "a weights file carries no classifier activation: this model's is {classifier_activation}; pass classifier_activation={} to keras.applications when loading",
             if classifier_activation == "linear" { "None" } else { "\"softmax\"" }

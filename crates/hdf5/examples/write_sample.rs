@@ -9,6 +9,11 @@ fn main() {
     root.set_attr("backend", AttrValue::String("tensorflow".into()));
     root.set_attr("empty", AttrValue::Strings(Vec::new()));
     root.set_attr("count", AttrValue::I64(-3));
+    root.set_attr(
+        "config",
+        AttrValue::VarString("{\"big\": \"".to_owned() + &"é".repeat(100_000) + "\"}"),
+    );
+    root.set_attr("short", AttrValue::VarString("tiny".into()));
     let names: Vec<String> = (0..1000).map(|i| format!("layer_{i}")).collect();
     root.set_attr("layer_names", AttrValue::Strings(names.clone()));
     let layers = root.group("layers").unwrap();

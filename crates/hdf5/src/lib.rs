@@ -118,11 +118,15 @@ pub enum AttrValue {
     Strings(Vec<String>),
     /// A signed 64-bit integer scalar.
     I64(i64),
+    /// A variable-length UTF-8 string (h5py reads `str`), held in a global heap: any length,
+    /// where a fixed-length one must fit in a header message (64 KiB).
+    VarString(String),
 }
 
 impl AttrValue {
-    /// `(datatype, dataspace, data)` messages of the value.
-    fn encode(&self) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    /// `(datatype, dataspace, data)` messages of the value; a variable-length string refers
+    /// to the global heap collection at `heap` (object 1).
+    fn encode(&self, heap: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let string_type = |len: usize| {
             // String, version 1; null-padded ASCII.
             let mut t = vec![0x13, 0x01, 0x00, 0x00];
@@ -154,6 +158,21 @@ impl AttrValue {
                 dataspace(None),
                 v.to_le_bytes().to_vec(),
             ),
+            AttrValue::VarString(text) => {
+                // Variable-length, version 1: a string, null-terminated, UTF-8; 16 bytes per
+                // element (length, heap address, object index); its base type one unsigned
+                // byte.
+                let mut t = vec![0x19, 0x01, 0x01, 0x00];
+                t.extend_from_slice(&16u32.to_le_bytes());
+                t.extend_from_slice(&[0x10, 0x00, 0x00, 0x00]);
+                t.extend_from_slice(&1u32.to_le_bytes());
+                t.extend_from_slice(&0u16.to_le_bytes());
+                t.extend_from_slice(&8u16.to_le_bytes());
+                let mut data = (text.len() as u32).to_le_bytes().to_vec();
+                data.extend_from_slice(&heap.to_le_bytes());
+                data.extend_from_slice(&1u32.to_le_bytes());
+                (t, dataspace(None), data)
+            }
         }
     }
 }
@@ -321,9 +340,14 @@ fn message(out: &mut Vec<u8>, kind: u8, data: &[u8]) {
 fn attribute_messages(
     out: &mut Vec<u8>,
     attributes: &[(String, AttrValue)],
+    heaps: &mut dyn FnMut() -> u64,
 ) -> Result<(), Hdf5Error> {
     for (name, value) in attributes {
-        let (datatype, space, data) = value.encode();
+        let heap = match value {
+            AttrValue::VarString(_) => heaps(),
+            _ => UNDEFINED,
+        };
+        let (datatype, space, data) = value.encode(heap);
         let mut m = vec![3, 0];
         m.extend_from_slice(&(name.len() as u16 + 1).to_le_bytes());
         m.extend_from_slice(&(datatype.len() as u16).to_le_bytes());
@@ -367,7 +391,12 @@ fn object_header(messages: &[u8]) -> Vec<u8> {
     out
 }
 
-fn encode(object: &Object<'_>, addresses: &[u64], data_address: u64) -> Result<Vec<u8>, Hdf5Error> {
+fn encode(
+    object: &Object<'_>,
+    addresses: &[u64],
+    data_address: u64,
+    heaps: &mut dyn FnMut() -> u64,
+) -> Result<Vec<u8>, Hdf5Error> {
     let mut m = Vec::new();
     match object {
         Object::Group { group, children } => {
@@ -390,7 +419,7 @@ fn encode(object: &Object<'_>, addresses: &[u64], data_address: u64) -> Result<V
                 link.extend_from_slice(&addresses[child].to_le_bytes());
                 message(&mut m, 0x06, &link);
             }
-            attribute_messages(&mut m, &group.attributes)?;
+            attribute_messages(&mut m, &group.attributes, heaps)?;
         }
         Object::Dataset { dataset, .. } => {
             let space = if dataset.shape.is_empty() {
@@ -409,10 +438,41 @@ fn encode(object: &Object<'_>, addresses: &[u64], data_address: u64) -> Result<V
             layout.extend_from_slice(&address.to_le_bytes());
             layout.extend_from_slice(&len.to_le_bytes());
             message(&mut m, 0x08, &layout);
-            attribute_messages(&mut m, &dataset.attributes)?;
+            attribute_messages(&mut m, &dataset.attributes, heaps)?;
         }
     }
     Ok(object_header(&m))
+}
+
+/// A global heap collection holding `data` as object 1, at least 4 KiB as HDF5 sizes them,
+/// the rest described by the free-space object 0.
+fn heap_collection(data: &[u8]) -> Vec<u8> {
+    const HEADER: usize = 16;
+    let padded = data.len().div_ceil(8) * 8;
+    let used = HEADER + HEADER + padded;
+    let mut size = used.max(4096);
+    if size > used && size - used < HEADER {
+        size = used + HEADER;
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"GCOL");
+    out.extend_from_slice(&[1, 0, 0, 0]);
+    out.extend_from_slice(&(size as u64).to_le_bytes());
+    // Object 1: index, reference count, reserved, size, data padded to 8 bytes.
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    out.extend_from_slice(data);
+    out.resize(used, 0);
+    if size > used {
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&((size - used) as u64).to_le_bytes());
+        out.resize(size, 0);
+    }
+    out
 }
 
 /// Counts what passes through.
@@ -449,7 +509,28 @@ pub fn write(
     let mut next = SUPERBLOCK_SIZE;
     for object in &objects {
         addresses.push(next);
-        next += encode(object, &placeholder, 0)?.len() as u64;
+        next += encode(object, &placeholder, 0, &mut || 0)?.len() as u64;
+    }
+    // One global heap collection per variable-length string, after the headers.
+    let strings: Vec<&str> = objects
+        .iter()
+        .flat_map(|o| match o {
+            Object::Group { group, .. } => group.attributes.iter(),
+            Object::Dataset { dataset, .. } => dataset.attributes.iter(),
+        })
+        .filter_map(|(_, v)| match v {
+            AttrValue::VarString(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let collections: Vec<Vec<u8>> = strings
+        .iter()
+        .map(|t| heap_collection(t.as_bytes()))
+        .collect();
+    let mut heap_addresses = Vec::with_capacity(collections.len());
+    for c in &collections {
+        heap_addresses.push(next);
+        next += c.len() as u64;
     }
     let mut data_addresses = Vec::with_capacity(objects.len());
     for object in &objects {
@@ -470,8 +551,13 @@ pub fn write(
     let sum = lookup3(&superblock);
     superblock.extend_from_slice(&sum.to_le_bytes());
     out.write_all(&superblock)?;
+    let mut heap = heap_addresses.iter().copied();
+    let mut heaps = || heap.next().unwrap_or(UNDEFINED);
     for (object, &at) in objects.iter().zip(&data_addresses) {
-        out.write_all(&encode(object, &addresses, at)?)?;
+        out.write_all(&encode(object, &addresses, at, &mut heaps)?)?;
+    }
+    for c in &collections {
+        out.write_all(c)?;
     }
     for object in &objects {
         let Object::Dataset { dataset, path } = object else {

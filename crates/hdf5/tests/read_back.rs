@@ -15,6 +15,8 @@ fn a_written_file_reads_back() {
     let names: Vec<String> = (0..300).map(|i| format!("layer_{i}")).collect();
     root.set_attr("layer_names", AttrValue::Strings(names.clone()));
     root.set_attr("empty", AttrValue::Strings(Vec::new()));
+    let config = format!("{{\"layers\": \"{}\"}}", "x".repeat(200_000));
+    root.set_attr("model_config", AttrValue::VarString(config.clone()));
     let layers = root.group("layers").unwrap();
     for (i, name) in names.iter().enumerate() {
         let vars = layers.group(name).unwrap().group("vars").unwrap();

@@ -148,3 +148,67 @@ pub fn keras3_config(model: &KerasModel) -> Value {
         "compile_config": null,
     })
 }
+
+/// The layer's attributes as tf-keras (Keras 2) writes them: `dtype` a name, BatchNorm's
+/// `axis` a list, swish as `swish`.
+fn legacy_layer_config(name: &str, kind: &LayerKind, input: &[usize]) -> Value {
+    if let LayerKind::Input = kind {
+        return json!({"batch_input_shape": shape(input), "dtype": "float32", "sparse": false, "ragged": false, "name": name});
+    }
+    let mut config = layer_config(name, kind, input);
+    let map = config.as_object_mut().expect("an object");
+    map.insert("dtype".into(), json!("float32"));
+    if let LayerKind::BatchNormalization { .. } = kind {
+        map.insert("axis".into(), json!([3]));
+    }
+    for key in ["activation"] {
+        if map.get(key).and_then(Value::as_str) == Some("silu") {
+            map.insert(key.into(), json!("swish"));
+        }
+    }
+    config
+}
+
+/// The functional model's `model_config` as tf-keras writes it in a full-model `.h5`.
+pub fn tf_keras_config(model: &KerasModel, keras_version: &str) -> Value {
+    let layers: Vec<Value> = model
+        .layers
+        .iter()
+        .map(|layer| {
+            let own_input = match layer.inputs.first() {
+                Some(&i) => model.layers[i].output.as_slice(),
+                None => layer.output.as_slice(),
+            };
+            let inbound = if layer.inputs.is_empty() {
+                json!([])
+            } else {
+                let refs: Vec<Value> = layer
+                    .inputs
+                    .iter()
+                    .map(|&i| json!([model.layers[i].name, 0, 0, {}]))
+                    .collect();
+                json!([refs])
+            };
+            json!({
+                "class_name": layer.kind.class_name(),
+                "config": legacy_layer_config(&layer.name, &layer.kind, own_input),
+                "name": layer.name,
+                "inbound_nodes": inbound,
+            })
+        })
+        .collect();
+    let first = model.layers.first().map_or("", |l| l.name.as_str());
+    let last = model.layers.last().map_or("", |l| l.name.as_str());
+    json!({
+        "class_name": "Functional",
+        "config": {
+            "name": model.name,
+            "trainable": true,
+            "layers": layers,
+            "input_layers": [[first, 0, 0]],
+            "output_layers": [[last, 0, 0]],
+        },
+        "keras_version": keras_version,
+        "backend": "tensorflow",
+    })
+}

@@ -1,8 +1,9 @@
 //! The three Keras files, written front to back: a Keras 3 `.keras` archive
 //! (`metadata.json`, `config.json`, `model.weights.h5`), a Keras 3 `.weights.h5`
 //! (`layers/<class>[_N]/vars/<i>`, counted per snake-cased class in layer order) and a
-//! tf-keras `.h5` (root attribute `layer_names`, one group per layer with its `weight_names`,
-//! datasets at `<layer>/<layer>/<weight>`).
+//! tf-keras full-model `.h5` (root attribute `model_config`; under `model_weights` the
+//! attribute `layer_names` and one group per layer with its `weight_names`, datasets at
+//! `<layer>/<layer>/<weight>`).
 //!
 //! Tensor data is not held here: a callback writes each variable, by its index in layer order,
 //! in the dtype the caller chose.
@@ -14,7 +15,7 @@ use effnet_hdf5::{AttrValue, Dataset, Dtype, Group, Hdf5Error};
 use effnet_ir::DType;
 
 use super::build::KerasModel;
-use super::config::keras3_config;
+use super::config::{keras3_config, tf_keras_config};
 
 /// The tf-keras limit on an attribute's data: larger ones are split into `name0`, `name1`, ….
 const HDF5_OBJECT_HEADER_LIMIT: usize = 64512;
@@ -130,19 +131,25 @@ fn set_chunked(group: &mut Group, name: &str, items: &[String]) {
     }
 }
 
-/// The tf-keras weights tree.
+/// The tf-keras full-model tree: `model_config` (a variable-length string, as tf-keras writes
+/// it) beside the weights under `model_weights`.
 fn legacy_tree(model: &KerasModel, float: Dtype) -> Result<Group, WriteError> {
     let mut root = Group::new();
+    let version = || AttrValue::String(TF_KERAS_LAYOUT_VERSION.into());
     root.set_attr("backend", AttrValue::String("tensorflow".into()));
+    root.set_attr("keras_version", version());
     root.set_attr(
-        "keras_version",
-        AttrValue::String(TF_KERAS_LAYOUT_VERSION.into()),
+        "model_config",
+        AttrValue::VarString(tf_keras_config(model, TF_KERAS_LAYOUT_VERSION).to_string()),
     );
+    let weights = root.group("model_weights")?;
+    weights.set_attr("backend", AttrValue::String("tensorflow".into()));
+    weights.set_attr("keras_version", version());
     let names: Vec<String> = model.layers.iter().map(|l| l.name.clone()).collect();
-    set_chunked(&mut root, "layer_names", &names);
+    set_chunked(weights, "layer_names", &names);
     let mut key = 0;
     for layer in &model.layers {
-        let group = root.group(&layer.name)?;
+        let group = weights.group(&layer.name)?;
         let weight_names: Vec<String> = layer
             .variables
             .iter()
@@ -183,7 +190,8 @@ pub fn write_weights_h5(
     Ok(effnet_hdf5::write(&root, out, data)?)
 }
 
-/// Writes a tf-keras `.h5` weights file (what `model.save_weights("x.h5")` writes).
+/// Writes a tf-keras full-model `.h5` (what `model.save("x.h5")` writes, without an
+/// optimizer): `load_model` and `load_weights` both read it.
 pub fn write_legacy_h5(
     model: &KerasModel,
     float: Dtype,
