@@ -6,12 +6,13 @@ TF checkpoints and SavedModels, timm-tf and the TF release checkpoint), effnet w
 
 - a Keras 3 `.keras`, loaded with `keras.saving.load_model` (no custom objects), whose layers
   must be named, typed and ordered as `keras.applications` builds the same network;
-- a Keras 3 `.weights.h5` (f32, and f16), loaded with `load_weights` into
+- a Keras 3 `.weights.h5`, loaded with `load_weights` into
   `keras.applications`' EfficientNet built with the fixture's width, depth and classes;
 - a tf-keras full-model `.h5`, loaded the same way and with `load_model` (Keras 3 reads
   tf-keras' layout with the code tf-keras uses; with `--tf-keras` also into tf_keras itself).
 
-Each must compute the source's output: max|diff| / max|ref| ≤ 1e-4 (f16 weights: 2e-2).
+Each is written in f32 and f16 and must compute the source's output: max|diff| / max|ref|
+≤ 1e-4 (f16 weights: 2e-2).
 Keras sources take their 0–255 input as stored; PyTorch and TF-release sources take it with
 ImageNet's mean/std undone, which effnet is told with --input-mean/--input-std. Sources Keras
 cannot express without a change (symmetric padding, a dropped shortcut, ReLU) must be refused
@@ -180,6 +181,8 @@ def main(binary, fixture_dirs, tf_keras):
                     ("weights.h5", ".weights.h5", [], 1e-4),
                     ("weights.h5 f16", ".weights.h5", ["--dtype", "f16"], 2e-2),
                     ("tf-keras h5", ".h5", [], 1e-4),
+                    ("keras f16", ".keras", ["--dtype", "f16"], 2e-2),
+                    ("tf-keras h5 f16", ".h5", ["--dtype", "f16"], 2e-2),
                 ):
                     out = os.path.join(tmp, f"{name}-{label.replace(' ', '-')}{suffix}")
                     run = effnet(binary, "convert", source, "-o", out, *extra, *flags)

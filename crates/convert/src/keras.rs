@@ -518,7 +518,8 @@ pub fn to_keras(
         &inputs_of(model),
         options.force,
         |file| {
-            let mut writer = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
+            // Small enough that tensors bypass it: only headers and small vectors are copied.
+            let mut writer = std::io::BufWriter::with_capacity(64 << 10, &mut *file);
             let mut done = 0u64;
             // Converted on every core a batch at a time, written as the writer asks.
             let mut batch: Vec<Option<Tensor>> = Vec::new();
