@@ -355,6 +355,26 @@ def test_convert_allowed_change_warns(tmp_path):
     assert result["warnings"] and "allow-padding-change" in result["warnings"][0]
 
 
+def test_convert_keras(tmp_path):
+    out = tmp_path / "tiny.keras"
+    result = effnet.convert(
+        TORCH / "timm-tf-tiny.pth",
+        out,
+        source_naming="timm-tf",
+        resolution=64,
+        input_mean=(0.485, 0.456, 0.406),
+        input_std="0.229,0.224,0.225",
+        check=True,
+    )
+    assert result["report"][0].startswith(f"wrote {out}: Keras 3 .keras")
+    assert any("as stated" in line for line in result["report"])
+    doc = effnet.inspect(out)
+    assert doc["container"] == "keras-v3" and doc["trainable_params"] == TINY_PARAMS
+    weights = tmp_path / "tiny.weights.h5"
+    effnet.convert(out, weights, check=True)
+    assert effnet.inspect(weights)["trainable_params"] == TINY_PARAMS
+
+
 def test_convert_onnx(tmp_path):
     out = tmp_path / "tiny.onnx"
     result = effnet.convert(TINY, out, opset=17, resolution=64, fold_bn=True)
