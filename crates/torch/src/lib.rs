@@ -192,7 +192,7 @@ pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
         path: path.to_owned(),
         reason,
     };
-    let (_file, map) = effnet_io::input::map_regular(path).map_err(io)?;
+    let (file, map) = effnet_io::input::map_regular(path).map_err(io)?;
     let map: Arc<Mmap> = Arc::new(map);
     let budget = Budget::for_input(map.len() as u64);
     let budget_err = |reason| TorchError::Budget {
@@ -201,7 +201,7 @@ pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
     };
     let head = &map[..map.len().min(16)];
     let (container, globals, named, storages) = if head.starts_with(b"PK\x03\x04") {
-        read_zip(path, &map, &budget)?
+        read_zip(path, &file, &map, &budget)?
     } else if is_legacy(head) {
         read_legacy(path, &map, &budget)?
     } else {

@@ -30,6 +30,7 @@ struct EntryPlace {
 /// A zip archive (`torch.save` or `torch.jit.save`).
 pub(crate) fn read_zip(
     path: &Path,
+    file: &std::fs::File,
     map: &Arc<Mmap>,
     budget: &Budget,
 ) -> Result<Parsed, TorchError> {
@@ -151,7 +152,7 @@ pub(crate) fn read_zip(
     drop(root_value);
 
     let mut storages = StorageBytes::new();
-    let mut to_verify: Vec<(&EntryPlace, &[u8])> = Vec::new();
+    let mut to_verify: Vec<&EntryPlace> = Vec::new();
     let mut wanted: HashSet<&str> = HashSet::new();
     for (_, t) in &named {
         if !wanted.insert(&t.storage.key) {
@@ -163,7 +164,7 @@ pub(crate) fn read_zip(
             .ok_or_else(|| archive_err(format!("storage `{}` is missing", escape(&entry_name))))?;
         let place = &places[i];
         let bytes = if place.stored {
-            to_verify.push((place, stored_bytes(map, place)));
+            to_verify.push(place);
             let storage: Arc<dyn effnet_ir::Storage> = map.clone();
             Bytes::new(
                 storage,
@@ -184,14 +185,9 @@ pub(crate) fn read_zip(
         };
         storages.insert(t.storage.key.clone(), bytes);
     }
-    // Each piece's pages leave the process once hashed (the file keeps them): checking a
-    // 267 MB archive does not make it resident; a conversion reads each tensor again as it
-    // goes (from the page cache) and releases it in turn.
-    let base = map.as_ptr() as usize;
-    let release = |piece: &[u8]| {
-        effnet_ir::Storage::release(&**map, piece.as_ptr() as usize - base, piece.len());
-    };
-    verify_crcs(&to_verify, &release).map_err(archive_err)?;
+    // Read from the file, not the map: checking a 267 MB archive maps none of it into the
+    // process (a conversion maps each tensor as it goes and releases it in turn).
+    verify_file_crcs(file, &to_verify).map_err(archive_err)?;
     let container = if torchscript {
         Container::TorchScript
     } else {
@@ -248,6 +244,27 @@ fn check_entry_bounds(places: &[EntryPlace], directory: u64, file_len: u64) -> R
 /// is cut into 8 MiB pieces hashed by as many threads as there are cores, the pieces' CRCs
 /// then combined in order.
 /// `release` is called on each piece once it is hashed.
+/// Checks the recorded CRC-32 of stored entries by reading them from `file` on every core.
+fn verify_file_crcs(file: &std::fs::File, entries: &[&EntryPlace]) -> Result<(), String> {
+    let ranges: Vec<(u64, u64)> = entries.iter().map(|p| (p.data_start, p.size)).collect();
+    let crcs = effnet_io::checksum::crc32_file_parts(file, &ranges, 8 << 20)
+        .map_err(|e| format!("reading the stored entries: {e}"))?;
+    for (place, crc) in entries.iter().zip(crcs) {
+        if crc != place.crc {
+            return Err(crc_mismatch(place, crc));
+        }
+    }
+    Ok(())
+}
+
+fn crc_mismatch(place: &EntryPlace, crc: u32) -> String {
+    format!(
+        "zip entry `{}` fails its CRC-32 check (computed {crc:08x}, recorded {:08x}): the file is corrupt",
+        escape(&place.name),
+        place.crc
+    )
+}
+
 fn verify_crcs(
     entries: &[(&EntryPlace, &[u8])],
     release: &(dyn Fn(&[u8]) + Sync),
@@ -264,11 +281,7 @@ fn verify_crcs_in_pieces(
     let crcs = effnet_io::checksum::crc32_parts(&parts, piece, release);
     for ((place, _), crc) in entries.iter().zip(crcs) {
         if crc != place.crc {
-            return Err(format!(
-                "zip entry `{}` fails its CRC-32 check (computed {crc:08x}, recorded {:08x}): the file is corrupt",
-                escape(&place.name),
-                place.crc
-            ));
+            return Err(crc_mismatch(place, crc));
         }
     }
     Ok(())
