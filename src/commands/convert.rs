@@ -41,6 +41,52 @@ fn check_options(args: &ConvertArgs) -> Option<effnet_convert::CheckOptions> {
     })
 }
 
+/// The dtype `--dtype` asks the weights in.
+fn weights_dtype(args: &ConvertArgs) -> DType {
+    match args.dtype {
+        ActivationDtype::F32 => DType::F32,
+        ActivationDtype::F16 => DType::F16,
+        ActivationDtype::Bf16 => DType::BF16,
+    }
+}
+
+/// Runs `convert` with a progress bar over the input's size (on a terminal only).
+fn with_progress<T>(
+    args: &ConvertArgs,
+    convert: impl FnOnce(effnet_convert::Progress<'_>) -> T,
+) -> T {
+    let input_bytes = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
+    let bar = output::progress("converting", input_bytes);
+    let mut tick = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let result = convert(&mut tick);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+/// The line saying what storing the weights in `dtype` lost.
+fn losses_line(dtype: DType, s: &effnet_ir::ConversionStats, clamp: bool) -> String {
+    format!(
+        "{dtype}: {} overflow{}, {} flushed to zero, {} subnormal, {} NaN/Inf; largest |value| {:.4}\n",
+        s.overflow,
+        if clamp && s.overflow > 0 {
+            " (clamped)"
+        } else {
+            ""
+        },
+        s.flushed_to_zero,
+        s.subnormal,
+        s.non_finite,
+        s.max_abs
+    )
+}
+
 /// The opset written when `--opset` is not given.
 const DEFAULT_OPSET: i64 = 17;
 
@@ -261,16 +307,8 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             report.output_name
         );
         if args.dtype == ActivationDtype::F16 {
-            let s = &report.losses.stats;
-            out.push_str(&format!(
-                "f16: {} overflow{}, {} flushed to zero, {} subnormal, {} NaN/Inf; largest |value| {:.4}\n",
-                s.overflow,
-                if s.overflow > 0 { " (clamped)" } else { "" },
-                s.flushed_to_zero,
-                s.subnormal,
-                s.non_finite,
-                s.max_abs
-            ));
+            // (With overflow and no --clamp the export is refused before this.)
+            out.push_str(&losses_line(DType::F16, &report.losses.stats, true));
         }
         if let Some(c) = &report.checked {
             out.push_str(&checked_line(c, args));
@@ -285,11 +323,7 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     }
     let options = SafetensorsOptions {
         naming: args.naming,
-        dtype: match args.dtype {
-            ActivationDtype::F32 => DType::F32,
-            ActivationDtype::F16 => DType::F16,
-            ActivationDtype::Bf16 => DType::BF16,
-        },
+        dtype: weights_dtype(args),
         keep_bn_f32: args.keep_bn_f32,
         clamp: args.clamp,
         allow,
@@ -297,19 +331,7 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
         verify: args.verify,
         check: check_options(args),
     };
-    let input_bytes = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
-    let bar = output::progress("converting", input_bytes);
-    let mut tick = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    };
-    let report = to_safetensors(&model, target, &options, &mut tick);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let report = report?;
+    let report = with_progress(args, |tick| to_safetensors(&model, target, &options, tick))?;
     for change in &report.changes {
         output::warn(&change.line());
     }
@@ -330,23 +352,8 @@ fn convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
             from - to
         );
     }
-    let s = &report.stats;
     if options.dtype != DType::F32 {
-        let _ = writeln!(
-            out,
-            "{}: {} overflow{}, {} flushed to zero, {} subnormal, {} NaN/Inf; largest |value| {:.4}",
-            options.dtype,
-            s.overflow,
-            if options.clamp && s.overflow > 0 {
-                " (clamped)"
-            } else {
-                ""
-            },
-            s.flushed_to_zero,
-            s.subnormal,
-            s.non_finite,
-            s.max_abs
-        );
+        out.push_str(&losses_line(options.dtype, &report.stats, options.clamp));
         for (name, n) in report.flushed.iter().take(5) {
             let _ = writeln!(out, "  {n} value(s) flushed to zero in `{name}`");
         }
@@ -384,11 +391,7 @@ fn to_keras_file(
     target: KerasTarget,
     allow: effnet_convert::Allowances,
 ) -> anyhow::Result<ExitCode> {
-    let dtype = match args.dtype {
-        ActivationDtype::F32 => DType::F32,
-        ActivationDtype::F16 => DType::F16,
-        ActivationDtype::Bf16 => DType::BF16,
-    };
+    let dtype = weights_dtype(args);
     let options = effnet_convert::KerasOptions {
         target,
         dtype,
@@ -400,19 +403,9 @@ fn to_keras_file(
         force: args.force,
         check: check_options(args),
     };
-    let input_bytes = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
-    let bar = output::progress("converting", input_bytes);
-    let mut tick = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    };
-    let report = effnet_convert::to_keras(model, destination.path(), &options, &mut tick);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let report = report?;
+    let report = with_progress(args, |tick| {
+        effnet_convert::to_keras(model, destination.path(), &options, tick)
+    })?;
     for change in &report.changes {
         output::warn(&change.line());
     }
@@ -436,21 +429,7 @@ fn to_keras_file(
         );
     }
     if dtype != DType::F32 {
-        let s = &report.stats;
-        let _ = writeln!(
-            out,
-            "{dtype}: {} overflow{}, {} flushed to zero, {} subnormal, {} NaN/Inf; largest |value| {:.4}",
-            s.overflow,
-            if args.clamp && s.overflow > 0 {
-                " (clamped)"
-            } else {
-                ""
-            },
-            s.flushed_to_zero,
-            s.subnormal,
-            s.non_finite,
-            s.max_abs
-        );
+        out.push_str(&losses_line(dtype, &report.stats, args.clamp));
     }
     if let Some(c) = &report.checked {
         out.push_str(&checked_line(c, args));

@@ -481,7 +481,6 @@ pub fn to_keras(
             .collect();
         changes.extend(clamp_change(&over));
     }
-    let recorded: Vec<Change> = model.changes.iter().chain(&changes).cloned().collect();
     let mut attributes: Vec<(String, String)> = vec![
         ("effnet.version".into(), env!("CARGO_PKG_VERSION").into()),
         ("effnet.source".into(), model.path.display().to_string()),
@@ -492,18 +491,7 @@ pub fn to_keras(
         ("effnet.input_preprocessing".into(), described.clone()),
         ("effnet.input_preprocessing_from".into(), from.name().into()),
     ];
-    if !recorded.is_empty() {
-        attributes.push((
-            effnet_import::CHANGES_KEY.to_owned(),
-            effnet_import::encode_changes(&recorded),
-        ));
-    }
-    if !plan.stated.is_empty() {
-        attributes.push((
-            "effnet.stated".to_owned(),
-            serde_json::Value::from(plan.stated.clone()).to_string(),
-        ));
-    }
+    attributes.extend(crate::recorded(model, &changes, &plan));
 
     let total: u64 = variables.iter().map(|t| t.nbytes() as u64).sum();
     let mut stats = ConversionStats::default();
@@ -594,16 +582,9 @@ pub fn to_keras(
                     )
                     .map(|_| ())
                 }
-                KerasTarget::WeightsH5 => effnet_keras::write::write_weights_h5(
+                target => effnet_keras::write::write_h5(
                     &keras,
-                    float,
-                    &attributes,
-                    &mut writer,
-                    &mut data,
-                )
-                .map(|_| ()),
-                KerasTarget::LegacyH5 => effnet_keras::write::write_legacy_h5(
-                    &keras,
+                    target,
                     float,
                     &attributes,
                     &mut writer,

@@ -319,20 +319,7 @@ pub fn to_safetensors(
     }
     metadata.insert("effnet.variant".to_owned(), imported.identity.label());
     metadata.insert("effnet.dtype".to_owned(), options.dtype.name().to_owned());
-    // The changes the source itself records stay recorded: the output computes them too.
-    let recorded: Vec<Change> = model.changes.iter().chain(&changes).cloned().collect();
-    if !recorded.is_empty() {
-        metadata.insert(
-            effnet_import::CHANGES_KEY.to_owned(),
-            effnet_import::encode_changes(&recorded),
-        );
-    }
-    if !plan.stated.is_empty() {
-        metadata.insert(
-            "effnet.stated".to_owned(),
-            serde_json::Value::from(plan.stated.clone()).to_string(),
-        );
-    }
+    metadata.extend(recorded(model, &changes, &plan));
     // A source that preprocesses inside itself (Keras): the output, whose schemes have no such
     // nodes, records what its input must go through to compute the same.
     let steps = effnet_exec::in_graph_steps(&imported.graph);
@@ -445,6 +432,26 @@ pub fn to_safetensors(
         changes,
         checked,
     })
+}
+
+/// The output's record of the changes (the source's own, which the output computes too, and
+/// this conversion's) and of what the user stated: `effnet.changes`, `effnet.stated`.
+fn recorded(model: &Model, changes: &[Change], plan: &Plan) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let all: Vec<Change> = model.changes.iter().chain(changes).cloned().collect();
+    if !all.is_empty() {
+        out.push((
+            effnet_import::CHANGES_KEY.to_owned(),
+            effnet_import::encode_changes(&all),
+        ));
+    }
+    if !plan.stated.is_empty() {
+        out.push((
+            "effnet.stated".to_owned(),
+            serde_json::Value::from(plan.stated.clone()).to_string(),
+        ));
+    }
+    out
 }
 
 /// With `check`: the comparison of the source (fed `source_feed` when stated) with the file at
@@ -606,21 +613,7 @@ pub fn to_onnx(
         }
         changes.extend(clamp_change(&losses.overflowing));
     }
-    let mut extra = Vec::new();
-    // The changes the source itself records stay recorded: the output computes them too.
-    let recorded: Vec<Change> = model.changes.iter().chain(&changes).cloned().collect();
-    if !recorded.is_empty() {
-        extra.push((
-            effnet_import::CHANGES_KEY.to_owned(),
-            effnet_import::encode_changes(&recorded),
-        ));
-    }
-    if !plan.stated.is_empty() {
-        extra.push((
-            "effnet.stated".to_owned(),
-            serde_json::Value::from(plan.stated.clone()).to_string(),
-        ));
-    }
+    let mut extra = recorded(model, &changes, &plan);
     // Preprocessing left out of the graph (`--no-preprocessing`) is recorded, so what feeds the
     // file knows what its input must go through.
     let steps = effnet_exec::in_graph_steps(&imported.graph);

@@ -100,16 +100,18 @@ pub fn crc32_file_parts(
             .map(|t| {
                 let pieces = &pieces;
                 let hash = &hash;
-                scope.spawn(move || -> std::io::Result<Vec<(usize, crc32fast::Hasher)>> {
-                    let mut buffer = Vec::with_capacity(BUFFER);
-                    pieces
-                        .iter()
-                        .enumerate()
-                        .skip(t)
-                        .step_by(threads)
-                        .map(|(k, &(_, at, len))| Ok((k, hash(&mut buffer, at, len)?)))
-                        .collect()
-                })
+                scope.spawn(
+                    move || -> std::io::Result<Vec<(usize, crc32fast::Hasher)>> {
+                        let mut buffer = Vec::with_capacity(BUFFER);
+                        pieces
+                            .iter()
+                            .enumerate()
+                            .skip(t)
+                            .step_by(threads)
+                            .map(|(k, &(_, at, len))| Ok((k, hash(&mut buffer, at, len)?)))
+                            .collect()
+                    },
+                )
             })
             .collect();
         for worker in workers {
@@ -136,7 +138,12 @@ mod tests {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&data).unwrap();
-        let parts = [(0u64, 3_000_000u64), (17, 1_500_001), (2_999_999, 1), (5, 0)];
+        let parts = [
+            (0u64, 3_000_000u64),
+            (17, 1_500_001),
+            (2_999_999, 1),
+            (5, 0),
+        ];
         for piece in [1 << 20, 777_777, 8 << 20] {
             let crcs = crc32_file_parts(&file, &parts, piece).unwrap();
             let want: Vec<u32> = parts

@@ -170,37 +170,25 @@ fn legacy_tree(model: &KerasModel, float: Dtype) -> Result<Group, WriteError> {
     Ok(root)
 }
 
-fn with_attributes(root: &mut Group, attributes: &[(String, String)]) {
+/// Writes a Keras 3 `.weights.h5` or a tf-keras full-model `.h5` (what `model.save("x.h5")`
+/// writes, without an optimizer, which `load_model` and `load_weights` both read); `float` is
+/// the dtype of the float variables, `attributes` go on the root group (Keras reads none
+/// there). Returns the bytes written. A `.keras` archive is [`write_keras`]'s.
+pub fn write_h5(
+    model: &KerasModel,
+    target: KerasTarget,
+    float: Dtype,
+    attributes: &[(String, String)],
+    out: &mut dyn Write,
+    data: WriteData<'_>,
+) -> Result<u64, WriteError> {
+    let mut root = match target {
+        KerasTarget::LegacyH5 => legacy_tree(model, float)?,
+        KerasTarget::WeightsH5 | KerasTarget::Keras => keras3_tree(model, float)?,
+    };
     for (name, value) in attributes {
         root.set_attr(name, AttrValue::String(value.clone()));
     }
-}
-
-/// Writes a Keras 3 `.weights.h5`; `float` is the dtype of the float variables, `attributes`
-/// go on the root group (Keras reads none there). Returns the bytes written.
-pub fn write_weights_h5(
-    model: &KerasModel,
-    float: Dtype,
-    attributes: &[(String, String)],
-    out: &mut dyn Write,
-    data: WriteData<'_>,
-) -> Result<u64, WriteError> {
-    let mut root = keras3_tree(model, float)?;
-    with_attributes(&mut root, attributes);
-    Ok(effnet_hdf5::write(&root, out, data)?)
-}
-
-/// Writes a tf-keras full-model `.h5` (what `model.save("x.h5")` writes, without an
-/// optimizer): `load_model` and `load_weights` both read it.
-pub fn write_legacy_h5(
-    model: &KerasModel,
-    float: Dtype,
-    attributes: &[(String, String)],
-    out: &mut dyn Write,
-    data: WriteData<'_>,
-) -> Result<u64, WriteError> {
-    let mut root = legacy_tree(model, float)?;
-    with_attributes(&mut root, attributes);
     Ok(effnet_hdf5::write(&root, out, data)?)
 }
 
