@@ -388,7 +388,7 @@ pub fn to_keras(
             effnet_keras::write::LayerKind::Dense { activation, .. } => Some(*activation),
             _ => None,
         })
-        .unwrap_or("linear")
+        .unwrap_or("none (features)")
         .to_owned();
 
     let mut notes = Vec::new();
@@ -446,7 +446,11 @@ pub fn to_keras(
             ));
         }
     }
-    if options.target == KerasTarget::WeightsH5 {
+    if options.target == KerasTarget::WeightsH5 && classifier_activation.starts_with("none") {
+        notes.push(
+            "the model has no classifier: load it into keras.applications with include_top=False, pooling=\"avg\"".into(),
+        );
+    } else if options.target == KerasTarget::WeightsH5 {
         notes.push(format!(
             "a weights file carries no classifier activation: this model's is {classifier_activation}; pass classifier_activation={} to keras.applications when loading",
             if classifier_activation == "linear" { "None" } else { "\"softmax\"" }

@@ -579,6 +579,14 @@ pub fn build(graph: &Graph, options: &BuildOptions) -> Result<KerasModel, BuildE
         vec![x],
         vec![c],
     );
+    // A model without a classifier (`include_top=False, pooling="avg"`) ends at the pooling.
+    let Some(classifier) = find(graph, &head, Role::Classifier) else {
+        return Ok(KerasModel {
+            name: options.name.clone(),
+            layers: builder.layers,
+            eps_moved: builder.eps_moved,
+        });
+    };
     let dropout = find(graph, &head, Role::HeadDropout)
         .and_then(|n| match graph.node(n).op {
             Op::Dropout { rate } => Some(rate),
@@ -596,7 +604,6 @@ pub fn build(graph: &Graph, options: &BuildOptions) -> Result<KerasModel, BuildE
             vec![c],
         );
     }
-    let classifier = required(graph, &head, Role::Classifier, "classifier")?;
     let Op::Dense(dense) = &graph.node(classifier).op else {
         return Err(unsupported("the classifier is not a dense layer".into()));
     };
