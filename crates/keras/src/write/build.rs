@@ -682,7 +682,8 @@ fn block(
 ) -> Result<usize, BuildError> {
     let graph = builder.graph;
     let nodes = &b.nodes;
-    let letter = char::from(b'a' + (b.index % 26) as u8);
+    // `chr(j + 97)` as keras.applications names them, past `z` too (`{`, `|`, … in V2-L/XL).
+    let letter = char::from_u32(u32::from('a') + u32::from(b.index)).unwrap_or('?');
     let prefix = format!("block{}{letter}_", b.stage - first_stage + 1);
     let named = |what: &str| format!("{prefix}{what}");
     let mut x = input;
