@@ -1,7 +1,8 @@
 //! In-process benchmarks (criterion) of the pieces a command is made of: the spec graph and
-//! its cost report, the f32 → f16 conversion, and — over the full-size files of
-//! `just fixtures-full` (skipped with a note when absent) — opening each container, exporting
-//! to safetensors and building the ONNX model. Run with `cargo bench --bench pipeline`.
+//! its cost report, the f32 → f16 conversion, the layout transposes (OIHW ↔ HWIO), and — over
+//! the full-size files of `just fixtures-full` (skipped with a note when absent) — opening each
+//! container, exporting to safetensors and Keras and building the ONNX model. Run with
+//! `cargo bench --bench pipeline`.
 
 // `criterion_group!` defines an undocumented public function.
 #![allow(missing_docs)]
@@ -66,6 +67,26 @@ fn f16_conversion(c: &mut Criterion) {
     group.finish();
 }
 
+fn layout_transposes(c: &mut Criterion) {
+    // B7's largest 1×1 convolution ([3840, 640, 1, 1], 9.4 MiB) and a 5×5 depthwise one, to
+    // TensorFlow's layout and back: gathered in tiles.
+    let mut group = c.benchmark_group("transpose");
+    for (name, shape, perm) in [
+        ("conv 1x1 OIHW to HWIO", vec![3840, 640, 1, 1], [2, 3, 1, 0]),
+        ("conv 3x3 OIHW to HWIO", vec![384, 384, 3, 3], [2, 3, 1, 0]),
+        ("depthwise 5x5 to HWC1", vec![3840, 1, 5, 5], [2, 3, 0, 1]),
+    ] {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let tensor = Tensor::from_f32(shape, &values).unwrap();
+        group.throughput(criterion::Throughput::Bytes((n * 4) as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| tensor.permuted(&perm).unwrap().data().unwrap().to_vec())
+        });
+    }
+    group.finish();
+}
+
 fn open_containers(c: &mut Criterion) {
     let mut group = c.benchmark_group("open");
     group
@@ -113,6 +134,25 @@ fn exports(c: &mut Criterion) {
         };
         b.iter(|| effnet_convert::to_safetensors(&model, &out, &options, &mut |_, _| {}).unwrap())
     });
+    group.bench_function("keras weights.h5", |b| {
+        let out = dir.path().join("b7.weights.h5");
+        let options = effnet_convert::KerasOptions {
+            target: effnet_keras::write::KerasTarget::WeightsH5,
+            dtype: DType::F32,
+            clamp: false,
+            input_mean: None,
+            input_std: None,
+            resolution: None,
+            // torchvision pads symmetrically; the writing is what is measured.
+            allow: effnet_convert::Allowances {
+                padding_change: true,
+                ..Default::default()
+            },
+            force: true,
+            check: None,
+        };
+        b.iter(|| effnet_convert::to_keras(&model, &out, &options, &mut |_, _| {}).unwrap())
+    });
     group.bench_function("onnx model (in memory)", |b| {
         let options = effnet_onnx::OnnxOptions {
             opset: 17,
@@ -134,6 +174,7 @@ criterion_group!(
     benches,
     spec_and_cost,
     f16_conversion,
+    layout_transposes,
     open_containers,
     exports
 );
