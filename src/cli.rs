@@ -369,7 +369,7 @@ pub enum OutputFormat {
     /// Keras 3 `.weights.h5`.
     #[value(name = "weights-h5")]
     WeightsH5,
-    /// tf-keras (Keras 2) `.h5` weights.
+    /// tf-keras (Keras 2) full-model `.h5` (config and weights).
     H5,
 }
 

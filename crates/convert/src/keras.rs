@@ -19,6 +19,9 @@ use crate::{CheckOptions, ConvertError, Progress, clamp_change, inputs_of, run_c
 /// Keras' BatchNorm epsilon.
 pub const KERAS_BN_EPS: f64 = 1e-3;
 
+/// The smallest divisor Keras' `Normalization` uses (`backend.epsilon()`).
+const KERAS_STD_FLOOR: f64 = 1e-7;
+
 /// How to write a Keras file.
 #[derive(Clone, Debug)]
 pub struct KerasOptions {
@@ -206,7 +209,13 @@ fn normalization_of(steps: &[PreStep], channels: usize) -> Result<(Vec<f64>, Vec
                     variance,
                     std_floor,
                 } => {
-                    let d = at(variance, c).sqrt().max(*std_floor);
+                    let v = at(variance, c);
+                    if v.is_nan() || v < 0.0 {
+                        return Err(format!(
+                            "the preprocessing's variance of channel {c} is {v}"
+                        ));
+                    }
+                    let d = v.sqrt().max(*std_floor);
                     a /= d;
                     b = (b - at(mean, c)) / d;
                 }
@@ -226,6 +235,12 @@ fn normalization_of(steps: &[PreStep], channels: usize) -> Result<(Vec<f64>, Vec
             ));
         }
         let std = 1.0 / (255.0 * a);
+        // Keras divides by max(sqrt(variance), 1e-7), and the variance is stored in f32.
+        if !(KERAS_STD_FLOOR..=1e18).contains(&std) {
+            return Err(format!(
+                "the preprocessing divides channel {c} by {std:e}, outside what a Keras Normalization (f32, std ≥ 1e-7) computes"
+            ));
+        }
         mean.push(-b * std);
         variance.push(std * std);
     }
@@ -414,7 +429,8 @@ pub fn to_keras(
             model.naming
         )),
     }
-    // A V2 weights file holds no preprocessing: the model it loads into brings its own.
+    // A V2 weights file holds no preprocessing, and a tf-keras `.h5` loaded with
+    // `load_weights` takes the model's: the model it loads into brings its own.
     if v2 && options.target != KerasTarget::Keras {
         let variant = imported.identity.semantics_variant();
         let builtin = Scheme::Keras.semantics(variant).preprocessing;
@@ -458,16 +474,27 @@ pub fn to_keras(
     }
 
     // Every variable in layer order: the data callback is called with these indices.
-    let variables: Vec<&Tensor> = keras
-        .layers
-        .iter()
-        .flat_map(|l| l.variables.iter().map(|v| &v.tensor))
-        .collect();
     let float = if options.dtype == DType::F16 {
         effnet_hdf5::Dtype::F16
     } else {
         effnet_hdf5::Dtype::F32
     };
+    // Every variable in layer order (the data callback is called with these indices): its
+    // name for messages, its values, the dtype it is written in.
+    let variables: Vec<(String, &Tensor, DType)> = keras
+        .layers
+        .iter()
+        .flat_map(|l| {
+            l.variables.iter().map(move |v| {
+                let dtype = match effnet_keras::write::variable_dtype(l, v, float) {
+                    effnet_hdf5::Dtype::F16 => DType::F16,
+                    effnet_hdf5::Dtype::I64 | effnet_hdf5::Dtype::I32 => DType::I64,
+                    _ => DType::F32,
+                };
+                (format!("{}/{}", l.name, v.legacy_name), &v.tensor, dtype)
+            })
+        })
+        .collect();
     if options.clamp && options.dtype == DType::F16 {
         let over: Vec<(String, usize)> = keras
             .layers
@@ -497,7 +524,10 @@ pub fn to_keras(
     ];
     attributes.extend(crate::recorded(model, &changes, &plan));
 
-    let total: u64 = variables.iter().map(|t| t.nbytes() as u64).sum();
+    let total: u64 = variables
+        .iter()
+        .map(|(_, t, dtype)| (t.numel() * dtype.size()) as u64)
+        .sum();
     let mut stats = ConversionStats::default();
     let mut overflowing: Vec<(String, usize)> = Vec::new();
     let mut checked = None;
@@ -522,22 +552,21 @@ pub fn to_keras(
                     batch_start = index;
                     let end = (index + 32).min(variables.len());
                     // The next batch's pages are read in while this one converts.
-                    for t in &variables[end..(end + 32).min(variables.len())] {
+                    for (_, t, _) in &variables[end..(end + 32).min(variables.len())] {
                         if let Some(b) = t.data() {
                             b.prefetch();
                         }
                     }
                     let converted: Vec<_> = variables[index..end]
                         .par_iter()
-                        .map(|t| convert(t, options.dtype, options.clamp))
+                        .map(|(_, t, dtype)| convert(t, *dtype, options.clamp))
                         .collect();
                     batch.clear();
                     for (i, result) in converted.into_iter().enumerate() {
                         match result {
                             Ok((t, s)) => {
                                 if s.overflow > 0 {
-                                    overflowing
-                                        .push((format!("variable {}", index + i), s.overflow));
+                                    overflowing.push((variables[index + i].0.clone(), s.overflow));
                                 }
                                 stats.merge(&s);
                                 batch.push(Some(t));
@@ -557,7 +586,7 @@ pub fn to_keras(
                     None => Ok(()),
                 };
                 // The source bytes are done with: a mapped input gives its pages back.
-                if let Some(b) = variables[index].data() {
+                if let Some(b) = variables[index].1.data() {
                     b.release();
                 }
                 written
@@ -679,6 +708,25 @@ mod tests {
         for (got, want) in var.iter().zip([0.229f64, 0.224, 0.225]) {
             assert!((got - want * want).abs() < 1e-12, "{got} {want}");
         }
+    }
+
+    #[test]
+    fn what_a_keras_normalization_cannot_hold_is_refused() {
+        let stated = |std: f64| {
+            [PreStep::Standardize {
+                pixel_scale: 1.0 / 255.0,
+                mean: vec![0.5],
+                std: vec![std],
+            }]
+        };
+        assert!(normalization_of(&stated(1e-9), 3).is_err());
+        assert!(normalization_of(&stated(-0.5), 3).is_err());
+        let negative = [PreStep::Normalize {
+            mean: vec![0.0],
+            variance: vec![-1.0],
+            std_floor: 1e-7,
+        }];
+        assert!(normalization_of(&negative, 3).is_err());
     }
 
     #[test]

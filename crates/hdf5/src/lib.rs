@@ -112,9 +112,10 @@ impl Dtype {
 /// An attribute's value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
-    /// A fixed-length byte string (h5py reads `bytes`), null-padded.
+    /// A fixed-length UTF-8 byte string (h5py reads `bytes`), null-padded.
     String(String),
-    /// A one-dimensional array of fixed-length byte strings, each null-padded to the longest.
+    /// A one-dimensional array of fixed-length UTF-8 byte strings, each null-padded to the
+    /// longest.
     Strings(Vec<String>),
     /// A signed 64-bit integer scalar.
     I64(i64),
@@ -128,8 +129,8 @@ impl AttrValue {
     /// to the global heap collection at `heap` (object 1).
     fn encode(&self, heap: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let string_type = |len: usize| {
-            // String, version 1; null-padded ASCII.
-            let mut t = vec![0x13, 0x01, 0x00, 0x00];
+            // String, version 1; null-padded UTF-8.
+            let mut t = vec![0x13, 0x11, 0x00, 0x00];
             t.extend_from_slice(&(len as u32).to_le_bytes());
             t
         };

@@ -54,6 +54,20 @@ fn a_written_file_reads_back() {
             .unwrap(),
         names
     );
+    assert_eq!(
+        root.attribute("model_config")
+            .unwrap()
+            .read_string()
+            .unwrap(),
+        config
+    );
+    assert!(
+        root.attribute("empty")
+            .unwrap()
+            .read_strings()
+            .unwrap()
+            .is_empty()
+    );
     let layer = h5.dataset("/layers/layer_299/vars/0").unwrap();
     assert_eq!(layer.shape(), [2, 3]);
     let values: Vec<f32> = layer.read_array::<f32>().unwrap().iter().copied().collect();

@@ -387,8 +387,15 @@ impl Tensor {
             strides[axis] = strides[axis + 1] * self.shape[axis + 1];
         }
         let whole = src.start == 0 && src.len == src.storage.byte_len();
+        // Only when the view's axes are this tensor's (the same lengths, axes of length 1
+        // left out on both sides): a view reshaped since has strides of another shape.
         if let Some((inner, inner_axes)) = src.storage.as_permuted().filter(|(_, axes)| {
-            whole && axes.len() == self.shape.iter().filter(|&&d| d != 1).count()
+            whole
+                && axes.iter().map(|&(len, _)| len).eq(self
+                    .shape
+                    .iter()
+                    .copied()
+                    .filter(|&d| d != 1))
         }) {
             let mut own = inner_axes.iter();
             for (stride, &len) in strides.iter_mut().zip(&self.shape) {
@@ -639,6 +646,23 @@ mod tests {
         let (source, _) = io.data().unwrap().storage.as_permuted().unwrap();
         assert_eq!(source.len(), 480);
         // Depthwise [3, 3, 8, 1] → [8, 1, 3, 3] → back, with an axis of length 1.
+        // A view given another shape since: its strides are not that shape's, so it is
+        // gathered first, not composed.
+        // ([5, 4, 2, 3] read as [3, 2, 4, 5]: as many axes, other lengths.)
+        let reshaped =
+            Tensor::with_data(DType::F32, vec![3, 2, 4, 5], oihw.data().unwrap().clone()).unwrap();
+        let flat = oihw.to_f32_vec().unwrap();
+        let t = reshaped
+            .permuted(&[3, 2, 1, 0])
+            .unwrap()
+            .to_f32_vec()
+            .unwrap();
+        for (n, &got) in t.iter().enumerate() {
+            let (d, rest) = (n / 24, n % 24);
+            let (c, rest) = (rest / 6, rest % 6);
+            let (b, a) = (rest / 3, rest % 3);
+            assert_eq!(got, flat[((a * 2 + b) * 4 + c) * 5 + d], "element {n}");
+        }
         let dw = Tensor::from_f32(vec![3, 3, 8, 1], &values[..72]).unwrap();
         let back = dw
             .permuted(&[2, 3, 0, 1])

@@ -240,10 +240,6 @@ fn check_entry_bounds(places: &[EntryPlace], directory: u64, file_len: u64) -> R
     Ok(())
 }
 
-/// Checks the CRC-32 of stored entries against their mapped bytes, in parallel: every entry
-/// is cut into 8 MiB pieces hashed by as many threads as there are cores, the pieces' CRCs
-/// then combined in order.
-/// `release` is called on each piece once it is hashed.
 /// Checks the recorded CRC-32 of stored entries by reading them from `file` on every core.
 fn verify_file_crcs(file: &std::fs::File, entries: &[&EntryPlace]) -> Result<(), String> {
     let ranges: Vec<(u64, u64)> = entries.iter().map(|p| (p.data_start, p.size)).collect();
@@ -265,6 +261,9 @@ fn crc_mismatch(place: &EntryPlace, crc: u32) -> String {
     )
 }
 
+/// Checks the CRC-32 of stored entries against their mapped bytes, in parallel: every entry
+/// is cut into 8 MiB pieces hashed by as many threads as there are cores, the pieces' CRCs
+/// then combined in order. `release` is called on each piece once it is hashed.
 fn verify_crcs(
     entries: &[(&EntryPlace, &[u8])],
     release: &(dyn Fn(&[u8]) + Sync),

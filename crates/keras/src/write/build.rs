@@ -309,6 +309,14 @@ impl<'g> Builder<'g> {
                 self.graph.node(node).name
             )));
         }
+        if c.stride != [1, 1] && c.stride != [2, 2] {
+            return Err(unsupported(format!(
+                "`{}` has stride {}×{}; keras.applications' EfficientNets have strides 1 and 2",
+                self.graph.node(node).name,
+                c.stride[0],
+                c.stride[1]
+            )));
+        }
         let [h, w, _] = self.hwc(input);
         let strided = c.stride != [1, 1] && self.zero_pad;
         let mut from = input;

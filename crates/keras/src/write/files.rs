@@ -14,7 +14,7 @@ use std::path::Path;
 use effnet_hdf5::{AttrValue, Dataset, Dtype, Group, Hdf5Error};
 use effnet_ir::DType;
 
-use super::build::KerasModel;
+use super::build::{KerasModel, Layer, LayerKind, Variable};
 use super::config::{keras3_config, tf_keras_config};
 
 /// The tf-keras limit on an attribute's data: larger ones are split into `name0`, `name1`, ….
@@ -79,10 +79,15 @@ pub enum WriteError {
 /// Writes variable `index` (in layer order) to the writer.
 pub type WriteData<'a> = &'a mut dyn FnMut(usize, &mut dyn Write) -> io::Result<()>;
 
-fn hdf5_dtype(dtype: DType, float: Dtype) -> Dtype {
-    match dtype {
-        DType::F16 | DType::F32 | DType::F64 | DType::BF16 => float,
+/// The dtype a variable is written in: `float` for the weights, f32 for a `Normalization`'s
+/// statistics (Keras holds them in f32 whatever the model's dtype), integers as they are.
+pub fn variable_dtype(layer: &Layer, variable: &Variable, float: Dtype) -> Dtype {
+    match variable.tensor.dtype() {
         DType::I64 => Dtype::I64,
+        DType::F16 | DType::F32 | DType::F64 | DType::BF16 => match layer.kind {
+            LayerKind::Normalization { .. } => Dtype::F32,
+            _ => float,
+        },
     }
 }
 
@@ -104,7 +109,7 @@ fn keras3_tree(model: &KerasModel, float: Dtype) -> Result<Group, WriteError> {
         let vars = layers.group(&group_name)?.group("vars")?;
         vars.set_attr("name", AttrValue::String(layer.name.clone()));
         for (i, v) in layer.variables.iter().enumerate() {
-            let dtype = hdf5_dtype(v.tensor.dtype(), float);
+            let dtype = variable_dtype(layer, v, float);
             let shape = v.tensor.shape().iter().map(|&d| d as u64).collect();
             vars.add_dataset(&i.to_string(), Dataset::new(dtype, shape, key))?;
             key += 1;
@@ -161,7 +166,7 @@ fn legacy_tree(model: &KerasModel, float: Dtype) -> Result<Group, WriteError> {
         }
         let inner = group.group(&layer.name)?;
         for v in &layer.variables {
-            let dtype = hdf5_dtype(v.tensor.dtype(), float);
+            let dtype = variable_dtype(layer, v, float);
             let shape = v.tensor.shape().iter().map(|&d| d as u64).collect();
             inner.add_dataset(v.legacy_name, Dataset::new(dtype, shape, key))?;
             key += 1;
@@ -207,8 +212,8 @@ pub fn write_keras<W: Write + Seek>(
     let total: u64 = model
         .layers
         .iter()
-        .flat_map(|l| &l.variables)
-        .map(|v| v.tensor.nbytes() as u64)
+        .flat_map(|l| l.variables.iter().map(move |v| (l, v)))
+        .map(|(l, v)| (v.tensor.numel() * variable_dtype(l, v, float).size()) as u64)
         .sum();
     let options = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)

@@ -10,4 +10,4 @@ pub use build::{
     BuildError, BuildOptions, InputPreprocessing, KerasModel, Layer, LayerKind, Variable, build,
     check_blocks,
 };
-pub use files::{KerasTarget, WriteError, write_h5, write_keras};
+pub use files::{KerasTarget, WriteError, variable_dtype, write_h5, write_keras};
