@@ -7,6 +7,9 @@
 use effnet_ir::structure::{self, BlockInfo};
 use effnet_ir::{Activation, BatchNorm, BlockKind, Conv2d, Graph, NodeId, Op, Role, Stage, Tensor};
 
+/// The largest input side a Keras model is written for (as `--resolution` accepts).
+const MAX_SIDE: usize = 65536;
+
 /// Why a graph has no Keras form.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -508,6 +511,13 @@ pub fn build(graph: &Graph, options: &BuildOptions) -> Result<KerasModel, BuildE
         zero_pad: !options.v2,
     };
     let [h, w] = options.resolution;
+    // (A size read from a file: bounded as `--resolution` is, so that the padding arithmetic
+    // cannot overflow.)
+    if !(1..=MAX_SIDE).contains(&h) || !(1..=MAX_SIDE).contains(&w) {
+        return Err(unsupported(format!(
+            "an input of {h}×{w}: Keras files are written for sides of 1 to {MAX_SIDE}"
+        )));
+    }
     let shape = vec![h, w, channels];
     let input = builder.push(
         "input_layer".into(),
