@@ -8,6 +8,9 @@ use assert_cmd::Command;
 use insta::assert_snapshot;
 use serde_json::Value;
 
+mod common;
+use common::rewrite_safetensors;
+
 fn effnet() -> Command {
     let mut cmd = Command::cargo_bin("effnet").unwrap();
     cmd.env_remove("NO_COLOR");
@@ -1562,66 +1565,6 @@ fn a_failed_or_killed_write_keeps_the_old_output() {
 }
 
 // Issue 14: never quietly wrong
-
-/// Writes `dst` as the safetensors file `src` with only the tensors `keep` accepts, plus
-/// `extra` tensors `(new name, copy of)` and `raw` ones `(name, dtype, shape, bytes)`: a file
-/// derived from one a framework wrote.
-fn rewrite_safetensors(
-    src: &str,
-    dst: &std::path::Path,
-    keep: impl Fn(&str) -> bool,
-    extra: &[(&str, &str)],
-    raw: &[(&str, &str, &[usize], &[u8])],
-) {
-    let bytes = std::fs::read(src).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
-    let slice = |entry: &Value| {
-        let offsets = entry["data_offsets"].as_array().unwrap();
-        let (a, b) = (offsets[0].as_u64().unwrap(), offsets[1].as_u64().unwrap());
-        &data[a as usize..b as usize]
-    };
-    let mut out_header = serde_json::Map::new();
-    let mut out_data = Vec::new();
-    let mut push = |name: &str, entry: &Value| {
-        let chunk = slice(entry);
-        let start = out_data.len();
-        out_data.extend_from_slice(chunk);
-        out_header.insert(
-            name.to_owned(),
-            serde_json::json!({
-                "dtype": entry["dtype"],
-                "shape": entry["shape"],
-                "data_offsets": [start, out_data.len()],
-            }),
-        );
-    };
-    for (name, entry) in &header {
-        if name != "__metadata__" && keep(name) {
-            push(name, entry);
-        }
-    }
-    for (name, source) in extra {
-        push(name, &header[*source]);
-    }
-    for (name, dtype, shape, bytes) in raw {
-        let start = out_data.len();
-        out_data.extend_from_slice(bytes);
-        out_header.insert(
-            (*name).to_owned(),
-            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, out_data.len()]}),
-        );
-    }
-    let mut text = serde_json::to_vec(&out_header).unwrap();
-    while text.len() % 8 != 0 {
-        text.push(b' ');
-    }
-    let mut file = (text.len() as u64).to_le_bytes().to_vec();
-    file.extend(text);
-    file.extend(out_data);
-    std::fs::write(dst, file).unwrap();
-}
 
 /// Runs `args` and returns (exit code, stdout, stderr).
 fn run_of(args: &[&str]) -> (i32, String, String) {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
+mod common;
+
 fn effnet() -> Command {
     let mut cmd = Command::cargo_bin("effnet").unwrap();
     cmd.env_remove("NO_COLOR");
@@ -329,41 +331,17 @@ fn efficientnet_v2_is_written_as_keras_applications_builds_it() {
     assert!(!out.exists());
 }
 
-/// Writes `dst` as the safetensors file `src` without the tensors `drop` names: a file derived
-/// from one a framework wrote.
-fn without_tensors(src: &str, dst: &Path, drop: impl Fn(&str) -> bool) {
-    let bytes = std::fs::read(src).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
-    let (mut out_header, mut out_data) = (serde_json::Map::new(), Vec::new());
-    for (name, entry) in &header {
-        if name == "__metadata__" || drop(name) {
-            continue;
-        }
-        let offsets = entry["data_offsets"].as_array().unwrap();
-        let (a, b) = (offsets[0].as_u64().unwrap(), offsets[1].as_u64().unwrap());
-        let start = out_data.len();
-        out_data.extend_from_slice(&data[a as usize..b as usize]);
-        out_header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": entry["dtype"], "shape": entry["shape"], "data_offsets": [start, out_data.len()]}),
-        );
-    }
-    let text = Value::Object(out_header).to_string();
-    let mut out = (text.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(&out_data);
-    std::fs::write(dst, out).unwrap();
-}
-
 #[test]
 fn a_model_without_classifier_ends_at_its_pooling() {
     let dir = tempfile::tempdir().unwrap();
     let headless = dir.path().join("headless.safetensors");
-    without_tensors(&fixture("torch/timm-tf-tiny.safetensors"), &headless, |n| {
-        n.starts_with("classifier.")
-    });
+    common::rewrite_safetensors(
+        &fixture("torch/timm-tf-tiny.safetensors"),
+        &headless,
+        |n| !n.starts_with("classifier."),
+        &[],
+        &[],
+    );
     let source = headless.to_str().unwrap();
     for target in ["out.keras", "out.weights.h5"] {
         let (_dir, _out, stdout) = convert(

@@ -10,7 +10,7 @@ use effnet_exec::{Feed, FeedOrigin, PreStep};
 use effnet_import::{Change, Model};
 use effnet_ir::{Bytes, ConversionStats, DType, Op, Tensor};
 use effnet_keras::write::{BuildOptions, InputPreprocessing, KerasTarget, build};
-use effnet_spec::{Family, Preprocessing, Scheme};
+use effnet_spec::{Family, IMAGENET_MEAN, IMAGENET_STD, Preprocessing, Scheme};
 use rayon::prelude::*;
 
 use crate::rules::{self, Allowances, Target};
@@ -90,7 +90,7 @@ pub struct KerasReport {
     pub normalization: (Vec<f64>, Vec<f64>),
     /// Where they come from.
     pub preprocessing_from: PreprocessingFrom,
-    /// The classifier's activation (`softmax` or `linear`).
+    /// The classifier's activation (`softmax` or `linear`; `none (features)` without one).
     pub classifier_activation: String,
     /// BatchNorm epsilons moved, as `(from, to, layers)`.
     pub eps_moved: Vec<(f64, f64, usize)>,
@@ -396,15 +396,11 @@ pub fn to_keras(
             format!("cannot be written as {}: {e}", options.target.label()),
         )
     })?;
-    let classifier_activation = keras
-        .layers
-        .iter()
-        .find_map(|l| match &l.kind {
-            effnet_keras::write::LayerKind::Dense { activation, .. } => Some(*activation),
-            _ => None,
-        })
-        .unwrap_or("none (features)")
-        .to_owned();
+    // `None`: a model without a classifier (it ends at its pooling).
+    let classifier = keras.layers.iter().find_map(|l| match &l.kind {
+        effnet_keras::write::LayerKind::Dense { activation, .. } => Some(*activation),
+        _ => None,
+    });
 
     let mut notes = Vec::new();
     let described = if v2 && signed {
@@ -437,17 +433,15 @@ pub fn to_keras(
         let matches = match builtin {
             Preprocessing::KerasSigned => signed,
             _ => {
-                let imagenet = [0.485, 0.456, 0.406];
-                let std = [0.229f64, 0.224, 0.225];
                 values
                     .0
                     .iter()
-                    .zip(imagenet)
+                    .zip(IMAGENET_MEAN)
                     .all(|(m, i)| (m - i).abs() < 1e-6)
                     && values
                         .1
                         .iter()
-                        .zip(std)
+                        .zip(IMAGENET_STD)
                         .all(|(v, s)| (v - s * s).abs() < 1e-6)
             }
         };
@@ -462,15 +456,14 @@ pub fn to_keras(
             ));
         }
     }
-    if options.target == KerasTarget::WeightsH5 && classifier_activation.starts_with("none") {
-        notes.push(
-            "the model has no classifier: load it into keras.applications with include_top=False, pooling=\"avg\"".into(),
-        );
-    } else if options.target == KerasTarget::WeightsH5 {
-        notes.push(format!(
-            "a weights file carries no classifier activation: this model's is {classifier_activation}; pass classifier_activation={} to keras.applications when loading",
-            if classifier_activation == "linear" { "None" } else { "\"softmax\"" }
-        ));
+    if options.target == KerasTarget::WeightsH5 {
+        notes.push(match classifier {
+            None => "the model has no classifier: load it into keras.applications with include_top=False, pooling=\"avg\"".into(),
+            Some(activation) => format!(
+                "a weights file carries no classifier activation: this model's is {activation}; pass classifier_activation={} to keras.applications when loading",
+                if activation == "linear" { "None" } else { "\"softmax\"" }
+            ),
+        });
     }
 
     // Every variable in layer order: the data callback is called with these indices.
@@ -660,7 +653,7 @@ pub fn to_keras(
         resolution,
         normalization: values,
         preprocessing_from: from,
-        classifier_activation,
+        classifier_activation: classifier.unwrap_or("none (features)").to_owned(),
         eps_moved: keras.eps_moved.clone(),
         stats,
         changes,

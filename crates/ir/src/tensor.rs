@@ -519,18 +519,8 @@ fn transpose_tiles<T: Copy>(out: &mut [T], src: &[T], axes: &[(usize, usize)]) -
                 }
             }
         }
-        // The next outer index, the last varying fastest.
-        let mut axis = outer.len();
-        loop {
-            if axis == 0 {
-                return true;
-            }
-            axis -= 1;
-            index[axis] += 1;
-            if index[axis] < axes[outer[axis]].0 {
-                break;
-            }
-            index[axis] = 0;
+        if !next_index(&mut index, |axis| axes[outer[axis]].0) {
+            return true;
         }
     }
 }
@@ -567,14 +557,21 @@ fn permute_rows(out: &mut [u8], src: &[u8], axes: &[(usize, usize)], size: usize
                 d.copy_from_slice(&src[at..at + size]);
             }
         }
-        for axis in (0..index.len()).rev() {
-            index[axis] += 1;
-            if index[axis] < outer_axes[axis].0 {
-                break;
-            }
-            index[axis] = 0;
-        }
+        next_index(&mut index, |axis| outer_axes[axis].0);
     }
+}
+
+/// Steps the multi-index `index` (the last axis fastest) over axes of lengths `len(axis)`;
+/// false once it has wrapped around to all zeros.
+fn next_index(index: &mut [usize], len: impl Fn(usize) -> usize) -> bool {
+    for axis in (0..index.len()).rev() {
+        index[axis] += 1;
+        if index[axis] < len(axis) {
+            return true;
+        }
+        index[axis] = 0;
+    }
+    false
 }
 
 /// The product of `shape`, or an error when it overflows.
