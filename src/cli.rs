@@ -105,6 +105,8 @@ pub struct ReportArgs {
     pub naming: Option<Scheme>,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub checks: ChecksumArgs,
     /// The input size the cost is measured at: R (square) or HxW, 1–65536 each [default: the
     /// one the file records].
     #[arg(long, value_name = "R|HxW", value_parser = parse_resolution)]
@@ -149,6 +151,28 @@ pub struct ReadArgs {
     pub key: Option<String>,
 }
 
+/// Whether a report that reads no weight compares the checksums over them.
+#[derive(Debug, Args)]
+pub struct ChecksumArgs {
+    /// Also compare every checksum the file records over its weights (zip CRC-32s, tensor
+    /// bundles' crc32c), which reads the whole file. Without it, a report reads only what it
+    /// shows; the metadata it reads is checked either way, and every command that reads
+    /// weights (convert, run, compare) compares them all.
+    #[arg(long)]
+    pub verify_checksums: bool,
+}
+
+impl ChecksumArgs {
+    /// When the import compares them.
+    pub fn policy(&self) -> effnet_ir::ChecksumPolicy {
+        if self.verify_checksums {
+            effnet_ir::ChecksumPolicy::AtOpen
+        } else {
+            effnet_ir::ChecksumPolicy::Deferred
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// The subcommand whose page to print [default: effnet(1)].
@@ -178,6 +202,8 @@ pub struct InspectArgs {
     pub naming: Option<Scheme>,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub checks: ChecksumArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = InspectFormat::Table)]
     pub format: InspectFormat,
@@ -219,6 +245,8 @@ pub struct AuditArgs {
     pub naming: Option<Scheme>,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub checks: ChecksumArgs,
     /// Output format (`jsonl`: one JSON object per model and line).
     #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
     pub format: AuditFormat,
@@ -414,6 +442,8 @@ pub struct CostArgs {
     pub scaling: ScalingArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub checks: ChecksumArgs,
     /// Images per batch (1–1048576).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_batch)]
     pub batch: usize,

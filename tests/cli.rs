@@ -951,6 +951,7 @@ fn parameters(
     let options = effnet_import::ImportOptions {
         key: None,
         naming: naming.map(|n| n.parse().unwrap()),
+        ..Default::default()
     };
     let model = effnet_import::open(path, &options).unwrap();
     let mut out = std::collections::BTreeMap::new();

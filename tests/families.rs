@@ -27,6 +27,7 @@ fn family_macs_equal_fvcore_conv_and_linear() {
         let options = ImportOptions {
             key: None,
             naming: case["naming"].as_str().and_then(|n| n.parse().ok()),
+            ..Default::default()
         };
         let model = open(&families().join(case["file"].as_str().unwrap()), &options).unwrap();
         let resolution = case["resolution"].as_u64().unwrap() as usize;
@@ -74,6 +75,7 @@ fn full_size_families_are_their_variant_and_compute_their_framework_output() {
         let options = ImportOptions {
             key: None,
             naming: doc["naming"].as_str().and_then(|n| n.parse().ok()),
+            ..Default::default()
         };
         let model = open(&file, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
         let imported = &model.imported;

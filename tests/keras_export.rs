@@ -56,6 +56,7 @@ fn parameters(path: &Path, naming: Option<&str>) -> BTreeMap<String, Vec<f32>> {
     let options = effnet_import::ImportOptions {
         key: None,
         naming: naming.map(|n| n.parse().unwrap()),
+        ..Default::default()
     };
     let model = effnet_import::open(path, &options).unwrap();
     let mut out = BTreeMap::new();

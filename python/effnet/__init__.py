@@ -119,6 +119,7 @@ _OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "naming": ("--naming", _VALUE),
         "key": ("--key", _VALUE),
         "tensors": ("--tensors", _FLAG),
+        "verify_checksums": ("--verify-checksums", _FLAG),
         "dot": ("--dot", _OUT),
         "force": ("--force", _FLAG),
     },
@@ -128,6 +129,7 @@ _OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "depth": ("--depth", _VALUE),
         "naming": ("--naming", _VALUE),
         "key": ("--key", _VALUE),
+        "verify_checksums": ("--verify-checksums", _FLAG),
     },
     "cost": {
         "width": ("--width", _VALUE),
@@ -136,6 +138,7 @@ _OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "naming": ("--naming", _VALUE),
         "key": ("--key", _VALUE),
         "batch": ("--batch", _VALUE),
+        "verify_checksums": ("--verify-checksums", _FLAG),
         "dtype": ("--dtype", _VALUE),
         "by": ("--by", _VALUE),
         "baseline": ("--baseline", _VALUE),
@@ -149,6 +152,7 @@ _OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "force": ("--force", _FLAG),
         "naming": ("--naming", _VALUE),
         "key": ("--key", _VALUE),
+        "verify_checksums": ("--verify-checksums", _FLAG),
         "resolution": ("--resolution", _VALUE),
         "baseline": ("--baseline", _VALUE),
         "max_increase": ("--max-increase", _VALUE),
@@ -454,6 +458,9 @@ def inspect(path: str | os.PathLike[str], **options: object) -> dict[str, object
         key: take the weights under this key of a checkpoint dictionary (``"model_ema"``).
         tensors: also list every tensor of the file with its statistics (``tensor_list``:
             name, shape, dtype, bytes, min, max, mean, std, nan, inf).
+        verify_checksums: also compare the checksums the file records over its weights
+            (zip CRC-32s, checkpoints' crc32c), which reads the whole file; a report reads
+            only what it shows otherwise (as for :func:`audit` and :func:`cost`).
         dot: also write the graph for Graphviz to this file; force: overwrite it.
         quiet, verbose: as ``-q`` and ``-v``.
 
@@ -479,6 +486,7 @@ def audit(path: str | os.PathLike[str], **options: object) -> dict[str, object]:
         spec: ``"auto"`` (default: the spec it matches, or the closest) or a variant.
         width, depth: coefficients of a custom spec (together).
         naming: read the tensor names with this scheme; key: the checkpoint key.
+        verify_checksums: also compare the checksums over the weights (as :func:`inspect`).
         quiet, verbose: as ``-q`` and ``-v``.
 
     Returns:
@@ -512,7 +520,7 @@ def cost(
             ``blocks``/``layers`` (input and output shapes, kernel, stride, groups, share of
             the MACs) or ``operators`` (totals per operator class: convolution, depthwise
             convolution, dense, BatchNorm, activation, pooling, elementwise, other).
-        naming, key: as :func:`inspect`.
+        naming, key, verify_checksums: as :func:`inspect`.
         baseline: a saved cost JSON file to compare with; max_increase: the growth allowed, in
             percent (``2`` or ``"2%"``); allow_different_settings: compare across settings.
             Over budget is not an error: the report is returned with
@@ -646,8 +654,8 @@ def report(model: str | os.PathLike[str], **options: object) -> dict[str, object
         output: the HTML file to write [default: ``<model's name without its extension>.report.html``
             in the current folder, as the binary]; ``"-"`` returns the page as ``html`` instead.
         force: overwrite ``output`` if it exists.
-        naming, key: as :func:`inspect`; resolution: the input size of the cost (a
-            weights-only file of a custom model needs one).
+        naming, key, verify_checksums: as :func:`inspect`; resolution: the input size of the
+            cost (a weights-only file of a custom model needs one).
         baseline, max_increase, allow_different_settings: as :func:`cost`.
         quiet, verbose: as ``-q`` and ``-v``.
 

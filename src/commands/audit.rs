@@ -38,7 +38,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             ]
         };
         return many::run(&models, how, (&["Spec", "Verdict"], columns), &|path| {
-            let model = super::open_model(path, args.naming, &args.read)?;
+            let model = super::open_model_for_report(path, args.naming, &args.read, &args.checks)?;
             let (report, how) = evaluate(&model, &args.spec, args.width, args.depth)?;
             let doc = document(
                 &report,
@@ -54,7 +54,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let path = &args.paths[0];
-    let model = super::open_model(path, args.naming, &args.read)?;
+    let model = super::open_model_for_report(path, args.naming, &args.read, &args.checks)?;
     super::warn(&model);
     let (report, how) = evaluate(&model, &args.spec, args.width, args.depth)?;
     let path = path.display().to_string();

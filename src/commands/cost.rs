@@ -81,7 +81,12 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             how,
             (&["Variant", "Input", "Params", "MACs"], columns),
             &|path| {
-                let model = super::open_model(path, args.scaling.naming, &args.read)?;
+                let model = super::open_model_for_report(
+                    path,
+                    args.scaling.naming,
+                    &args.read,
+                    &args.checks,
+                )?;
                 let info = file_info(&model, path, args.scaling.resolution.map(|r| r.hw()))?;
                 let resolution = info.resolution;
                 let report = analyze(&model.imported.graph, info, &options(resolution))?;
@@ -125,7 +130,8 @@ pub fn run(args: &CostArgs) -> anyhow::Result<ExitCode> {
             (model.graph, info)
         }
         (Some(path), None) => {
-            let model = super::open_model(path, args.scaling.naming, &args.read)?;
+            let model =
+                super::open_model_for_report(path, args.scaling.naming, &args.read, &args.checks)?;
             super::warn(&model);
             let info = file_info(&model, path, args.scaling.resolution.map(|r| r.hw()))?;
             (model.imported.graph, info)

@@ -53,7 +53,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
                 columns,
             ),
             &|path| {
-                let mut doc = match super::open_any(path, args.naming, &args.read)? {
+                let mut doc = match super::open_any(path, args.naming, &args.read, &args.checks)? {
                     Opened::EfficientNet(model) => document(&model),
                     Opened::Other(file) => other_document(&file),
                 };
@@ -66,7 +66,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let path = &args.paths[0];
-    let model = match super::open_any(path, args.naming, &args.read)? {
+    let model = match super::open_any(path, args.naming, &args.read, &args.checks)? {
         Opened::EfficientNet(model) => model,
         Opened::Other(file) => return run_other(args, &file),
     };

@@ -12,12 +12,12 @@ pub mod run;
 pub mod spec;
 
 use anyhow::Context;
-use effnet_ir::Graph;
+use effnet_ir::{ChecksumPolicy, Graph};
 use effnet_spec::{ModelSpec, Scheme, Semantics, Variant, build_graph};
 
 use crate::cli::ScalingArgs;
 
-/// Opens a model file as the user asked.
+/// Opens a model file as the user asked, every checksum it records compared.
 pub fn open_model(
     path: &std::path::Path,
     naming: Option<Scheme>,
@@ -26,7 +26,8 @@ pub fn open_model(
     open_model_as(path, naming, "--naming", read)
 }
 
-/// Opens a model file, `naming_flag` being the flag the user gave the scheme with.
+/// Opens a model file, `naming_flag` being the flag the user gave the scheme with, every
+/// checksum it records compared.
 pub fn open_model_as(
     path: &std::path::Path,
     naming: Option<Scheme>,
@@ -36,20 +37,40 @@ pub fn open_model_as(
     let options = effnet_import::ImportOptions {
         key: read.key.clone(),
         naming,
+        checksums: ChecksumPolicy::AtOpen,
     };
     effnet_import::open(path, &options).map_err(|err| open_error(path, err, naming_flag))
 }
 
+/// Opens a model file for a report that reads no weight (`cost`, `audit`): the checksums over
+/// tensor bytes are compared only with `--verify-checksums`, since comparing them means
+/// reading the whole file.
+pub fn open_model_for_report(
+    path: &std::path::Path,
+    naming: Option<Scheme>,
+    read: &crate::cli::ReadArgs,
+    checks: &crate::cli::ChecksumArgs,
+) -> anyhow::Result<effnet_import::Model> {
+    let options = effnet_import::ImportOptions {
+        key: read.key.clone(),
+        naming,
+        checksums: checks.policy(),
+    };
+    effnet_import::open(path, &options).map_err(|err| open_error(path, err, "--naming"))
+}
+
 /// Opens a file for a description: an EfficientNet, or the tensors of a file that is not one
-/// (with the reason), as `inspect` shows any file.
+/// (with the reason), as `inspect` shows any file. Checksums as for [`open_model_for_report`].
 pub fn open_any(
     path: &std::path::Path,
     naming: Option<Scheme>,
     read: &crate::cli::ReadArgs,
+    checks: &crate::cli::ChecksumArgs,
 ) -> anyhow::Result<effnet_import::Opened> {
     let options = effnet_import::ImportOptions {
         key: read.key.clone(),
         naming,
+        checksums: checks.policy(),
     };
     effnet_import::open_any(path, &options).map_err(|err| open_error(path, err, "--naming"))
 }
@@ -114,6 +135,11 @@ pub fn warn(model: &effnet_import::Model) {
     ));
     for assumption in &model.imported.assumptions {
         crate::output::detail(&format!("assumed: {assumption}"));
+    }
+    if model.checksums_pending() {
+        crate::output::detail(
+            "the checksums over the weights were not compared (no weight is read); --verify-checksums compares them",
+        );
     }
 }
 

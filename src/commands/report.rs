@@ -39,7 +39,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         .output
         .clone()
         .unwrap_or_else(|| default_output(&args.model));
-    let model = super::open_model(&args.model, args.naming, &args.read)?;
+    let model = super::open_model_for_report(&args.model, args.naming, &args.read, &args.checks)?;
     super::warn(&model);
     let mut inputs = effnet_convert::inputs_of(&model);
     inputs.extend(args.baseline.iter().cloned());

@@ -4,6 +4,7 @@
 //! the work the file caused, whatever else loads the machine), and nothing written.
 
 mod arguments;
+mod checksums;
 mod keras;
 mod onnx;
 mod outputs;

@@ -57,6 +57,7 @@ pub fn check_written(
         &ImportOptions {
             key: None,
             naming: None,
+            ..ImportOptions::default()
         },
     )
     .map_err(|e| fail(format!("reading it back: {e}")))?;

@@ -343,7 +343,15 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures/torch")
             .join(name);
-        effnet_import::open(&path, &effnet_import::ImportOptions { key: None, naming }).unwrap()
+        effnet_import::open(
+            &path,
+            &effnet_import::ImportOptions {
+                key: None,
+                naming,
+                ..Default::default()
+            },
+        )
+        .unwrap()
     }
 
     fn refusal(result: Result<Plan, ConvertError>) -> String {

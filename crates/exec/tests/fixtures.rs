@@ -117,6 +117,7 @@ fn every_fixture_reproduces_its_framework_output() {
         let options = ImportOptions {
             key: case.key.clone().filter(|k| k.ends_with("_ema")),
             naming: case.naming.parse().ok(),
+            ..ImportOptions::default()
         };
         let model = match open(&case.file, &options) {
             Ok(m) => m,

@@ -29,6 +29,9 @@ pub enum ImportError {
     /// A TensorFlow checkpoint error.
     #[error(transparent)]
     Tf(#[from] effnet_tf::TfError),
+    /// A checksum the file records fails (compared after open, [`crate::ChecksumPolicy`]).
+    #[error(transparent)]
+    Checksum(effnet_ir::ChecksumError),
     /// The tensors do not form an EfficientNet effnet understands.
     #[error("{}: {reason}", path.display())]
     Naming {

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use effnet_ir::Checkpoint;
+use std::sync::Arc;
+
+use effnet_ir::{Checkpoint, ChecksumPolicy, PendingChecksums};
 use effnet_naming::import_with;
 use effnet_spec::Scheme;
 
@@ -45,7 +47,16 @@ pub struct ImportOptions {
     pub key: Option<String>,
     /// Read the names with this scheme instead of detecting it.
     pub naming: Option<Scheme>,
+    /// When the checksums a container records over tensor bytes are compared: at open, or by
+    /// the caller through [`Model::verify_checksums`] before it reads any weight (a report
+    /// that reads none spares reading the whole file). The few values import itself reads are
+    /// compared before they are read, either way.
+    pub checksums: ChecksumPolicy,
 }
+
+/// The tensors whose values import reads (the Keras Normalization variance that tells the
+/// variance fix apart), compared before they are read when checksums are deferred.
+const VALUES_READ_AT_OPEN: &[&str] = &["normalization/variance"];
 
 /// Opens `path` and reads it into the graph IR.
 pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> {
@@ -60,7 +71,8 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         keras_config,
         positional,
         function_facts,
-    } = read_tensors(path)?;
+        checksums,
+    } = read_tensors_with(path, options.checksums)?;
     let mut warnings = Vec::new();
     warnings.extend(skipped_summary(&skipped));
     let tensors = checkpoint.len();
@@ -74,6 +86,13 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
     let mut unwrapped = unwrap(path, checkpoint, options.key.as_deref())?;
     if unwrapped.checkpoint.get("stem_conv/kernel").is_some() {
         alias_keras_classifier(&mut unwrapped.checkpoint, keras_config.as_ref());
+    }
+    if let Some(sums) = &checksums {
+        for name in VALUES_READ_AT_OPEN {
+            if let Some(tensor) = unwrapped.checkpoint.get(name) {
+                sums.verify(Some(tensor)).map_err(ImportError::Checksum)?;
+            }
+        }
     }
     let names: Vec<&str> = unwrapped
         .checkpoint
@@ -204,6 +223,7 @@ pub fn open(path: &Path, options: &ImportOptions) -> Result<Model, ImportError> 
         has_architecture: keras_config.is_some(),
         evidence,
         warnings,
+        checksums,
     })
 }
 
@@ -225,23 +245,32 @@ pub struct Tensors {
     pub positional: bool,
     /// What a SavedModel's serving function computes (without Keras metadata).
     pub function_facts: Option<effnet_tf::saved_model::FunctionFacts>,
+    /// Checksums over tensor bytes not compared yet ([`ChecksumPolicy::Deferred`]).
+    pub checksums: Option<Arc<dyn PendingChecksums>>,
 }
 
-/// Reads the tensors of the file, checkpoint or folder `path` denotes.
+/// Reads the tensors of the file, checkpoint or folder `path` denotes, every checksum
+/// compared.
 pub fn read_tensors(path: &Path) -> Result<Tensors, ImportError> {
+    read_tensors_with(path, ChecksumPolicy::AtOpen)
+}
+
+/// [`read_tensors`], comparing the checksums over tensor bytes as `policy` says.
+pub fn read_tensors_with(path: &Path, policy: ChecksumPolicy) -> Result<Tensors, ImportError> {
     let io = |reason| ImportError::Io {
         path: path.to_owned(),
         reason,
     };
     if path.is_dir() && effnet_tf::saved_model::is_saved_model(path) {
-        return tf::read_saved_model(path);
+        return tf::read_saved_model(path, policy);
     }
     let mut keras_config: Option<serde_json::Value> = None;
     let mut positional = false;
     if looks_like_tf_checkpoint(path) {
-        return tf::read_tf(path);
+        return tf::read_tf(path, policy);
     }
     let head = container::head(path).map_err(io)?;
+    let mut checksums = None;
     let (container, checkpoint, globals, skipped) = match Container::sniff(&head) {
         Some(Container::Hdf5) => {
             let file = effnet_keras::read(path)?;
@@ -273,7 +302,8 @@ pub fn read_tensors(path: &Path) -> Result<Tensors, ImportError> {
             ("keras-v3", file.checkpoint, Vec::new(), file.skipped)
         }
         Some(Container::Zip | Container::TorchLegacy) => {
-            let file = effnet_torch::read(path)?;
+            let file = effnet_torch::read_with(path, policy)?;
+            checksums = file.checksums;
             (
                 file.container.name(),
                 file.checkpoint,
@@ -301,6 +331,7 @@ pub fn read_tensors(path: &Path) -> Result<Tensors, ImportError> {
         keras_config,
         positional,
         function_facts: None,
+        checksums,
     })
 }
 

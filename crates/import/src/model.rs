@@ -51,4 +51,24 @@ pub struct Model {
     pub deviations: Vec<effnet_spec::Finding>,
     /// The semantic changes effnet made when it wrote this file (its `effnet.changes`).
     pub changes: Vec<Change>,
+    /// Checksums over tensor bytes not compared yet (opened with
+    /// [`ChecksumPolicy::Deferred`](effnet_ir::ChecksumPolicy)): compare them with
+    /// [`Model::verify_checksums`] before reading any weight.
+    pub checksums: Option<std::sync::Arc<dyn effnet_ir::PendingChecksums>>,
+}
+
+impl Model {
+    /// Compares every checksum the file records over tensor bytes that was left for later;
+    /// afterwards none is left.
+    pub fn verify_checksums(&mut self) -> Result<(), crate::ImportError> {
+        if let Some(sums) = self.checksums.take() {
+            sums.verify(None).map_err(crate::ImportError::Checksum)?;
+        }
+        Ok(())
+    }
+
+    /// Whether checksums over tensor bytes are left to compare.
+    pub fn checksums_pending(&self) -> bool {
+        self.checksums.is_some()
+    }
 }

@@ -55,6 +55,7 @@ pub(crate) fn tensors(path: &Path) -> Result<Tensors, ImportError> {
         keras_config: None,
         positional: false,
         function_facts: None,
+        checksums: None,
     })
 }
 
@@ -187,6 +188,7 @@ pub(crate) fn open(path: &Path, options: &ImportOptions) -> Result<Model, Import
         skipped: Vec::new(),
         deviations: Vec::new(),
         changes,
+        checksums: None,
     })
 }
 

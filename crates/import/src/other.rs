@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use effnet_ir::{DType, Tensor};
 use effnet_naming::NamingError;
 
-use crate::{ImportError, ImportOptions, Model, is_onnx, open, read_tensors, skipped_summary};
+use crate::{ImportError, ImportOptions, Model, is_onnx, open, read_tensors_with, skipped_summary};
 
 /// A file effnet reads that is not an EfficientNet.
 #[derive(Debug)]
@@ -28,6 +28,8 @@ pub struct OtherFile {
     pub reason: String,
     /// What a user should know (entries skipped while reading).
     pub warnings: Vec<String>,
+    /// Checksums over tensor bytes not compared ([`ImportOptions::checksums`]).
+    pub checksums: Option<std::sync::Arc<dyn effnet_ir::PendingChecksums>>,
 }
 
 impl OtherFile {
@@ -80,7 +82,7 @@ pub fn open_any(path: &Path, options: &ImportOptions) -> Result<Opened, ImportEr
             None => return Err(err),
         }
     };
-    let Ok(file) = read_tensors(path) else {
+    let Ok(file) = read_tensors_with(path, options.checksums) else {
         return Err(err);
     };
     let mut checkpoint = file.checkpoint;
@@ -96,5 +98,6 @@ pub fn open_any(path: &Path, options: &ImportOptions) -> Result<Opened, ImportEr
         metadata: checkpoint.metadata,
         reason,
         warnings: skipped_summary(&file.skipped),
+        checksums: file.checksums,
     }))
 }

@@ -4,13 +4,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use effnet_ir::Checkpoint;
+use effnet_ir::{Checkpoint, ChecksumPolicy};
 
 use crate::{ImportError, Tensors, keras_config, name_by_position, unsupported};
 
 /// A SavedModel's variables (named by the object graph) and, from tf-keras, its Keras config.
-pub(crate) fn read_saved_model(path: &Path) -> Result<Tensors, ImportError> {
-    let saved = effnet_tf::saved_model::read_saved_model(path)?;
+pub(crate) fn read_saved_model(
+    path: &Path,
+    policy: ChecksumPolicy,
+) -> Result<Tensors, ImportError> {
+    let saved = effnet_tf::saved_model::read_saved_model_with(path, policy)?;
     let keras_config = match &saved.keras_metadata {
         Some(json) => Some(untuple(
             effnet_keras::parse_json(
@@ -46,6 +49,7 @@ pub(crate) fn read_saved_model(path: &Path) -> Result<Tensors, ImportError> {
         keras_config: keras_config.filter(|c| c.pointer("/config/layers").is_some()),
         positional: false,
         function_facts: saved.facts,
+        checksums: saved.checksums,
     })
 }
 
@@ -69,8 +73,8 @@ fn untuple(value: serde_json::Value) -> serde_json::Value {
 
 /// What a TF checkpoint holds: the model's tensors (Keras names reconstructed for object-based
 /// checkpoints, variable names for name-based ones; facts about the bundle in the metadata).
-pub(crate) fn read_tf(path: &Path) -> Result<Tensors, ImportError> {
-    let bundle = effnet_tf::read(path)?;
+pub(crate) fn read_tf(path: &Path, policy: ChecksumPolicy) -> Result<Tensors, ImportError> {
+    let (bundle, _) = effnet_tf::read_with_budget(path, 0, policy)?;
     let mut notes = BTreeMap::new();
     notes.insert("tf.prefix".into(), bundle.prefix.display().to_string());
     let mut skipped = bundle.skipped;
@@ -94,6 +98,7 @@ pub(crate) fn read_tf(path: &Path) -> Result<Tensors, ImportError> {
             keras_config: None,
             positional: false,
             function_facts: None,
+            checksums: bundle.checksums.clone(),
         });
     };
     notes.insert("tf.checkpoint".into(), "object-based".into());
@@ -160,5 +165,6 @@ pub(crate) fn read_tf(path: &Path) -> Result<Tensors, ImportError> {
         keras_config: None,
         positional: true,
         function_facts: None,
+        checksums: bundle.checksums.clone(),
     })
 }

@@ -27,6 +27,7 @@ fn every_family_fixture_is_identified_counted_and_conforms() {
         let options = ImportOptions {
             key: None,
             naming: case["naming"].as_str().and_then(|n| n.parse().ok()),
+            ..ImportOptions::default()
         };
         let model = open(&families().join(case["file"].as_str().unwrap()), &options)
             .unwrap_or_else(|e| panic!("{name}: {e}"));

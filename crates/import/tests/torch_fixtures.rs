@@ -52,8 +52,14 @@ fn every_fixture_imports_exactly() {
             .as_str()
             .filter(|k| k.ends_with("_ema"))
             .map(str::to_owned);
-        let model = open(&path, &ImportOptions { key, naming: None })
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = open(
+            &path,
+            &ImportOptions {
+                key,
+                ..ImportOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
 
         let container = match case["container"].as_str().unwrap() {
             "zip" => "torch-zip",
@@ -153,6 +159,7 @@ fn timm_tf_is_taken_when_asked() {
         &ImportOptions {
             key: None,
             naming: Some(Scheme::TimmTf),
+            ..ImportOptions::default()
         },
     )
     .unwrap();
@@ -167,7 +174,7 @@ fn a_missing_key_lists_the_keys_there_are() {
         &fixtures().join("torchvision-tiny-train.pth"),
         &ImportOptions {
             key: Some("ema".into()),
-            naming: None,
+            ..ImportOptions::default()
         },
     )
     .unwrap_err();

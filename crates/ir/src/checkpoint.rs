@@ -1,6 +1,30 @@
 use std::collections::BTreeMap;
+use std::fmt;
 
 use crate::Tensor;
+
+/// The error of a failed checksum: the reader's own, naming the file and what fails.
+pub type ChecksumError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Checksums a container records over tensor bytes (zip members' CRC-32, tensor bundles'
+/// crc32c) that a reader has not compared yet. Reading every byte of a large file takes longer
+/// than anything else a report does, so readers can leave these to be compared before the
+/// bytes they cover are used; a caller that reads tensor values compares them first.
+pub trait PendingChecksums: Send + Sync + fmt::Debug {
+    /// Compares the checksums covering `tensor`'s stored bytes ([`Tensor::stored_bytes`]), or
+    /// every one given `None`.
+    fn verify(&self, tensor: Option<&Tensor>) -> Result<(), ChecksumError>;
+}
+
+/// When a reader compares the checksums a container records over tensor bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumPolicy {
+    /// Before the file's tensors are returned.
+    #[default]
+    AtOpen,
+    /// Left to the caller, which compares them before it reads any tensor's bytes.
+    Deferred,
+}
 
 /// How a container lays out weights.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

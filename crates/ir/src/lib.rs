@@ -13,7 +13,7 @@ pub mod structure;
 mod tag;
 mod tensor;
 
-pub use checkpoint::{Checkpoint, TensorLayout};
+pub use checkpoint::{Checkpoint, ChecksumError, ChecksumPolicy, PendingChecksums, TensorLayout};
 pub use convert::{ConversionStats, F16_MAX, encode_f32, moved_variance};
 pub use dtype::DType;
 pub use error::IrError;

@@ -167,6 +167,17 @@ impl Bytes {
         self.storage.to_vec(self.start, self.len)
     }
 
+    /// Where these bytes start in their storage (for a memory map, the offset in the file).
+    pub fn offset(&self) -> usize {
+        self.start
+    }
+
+    /// Whether these bytes and `other` share a byte of the same storage.
+    pub fn overlaps(&self, other: &Bytes) -> bool {
+        let same = std::ptr::addr_eq(Arc::as_ptr(&self.storage), Arc::as_ptr(&other.storage));
+        same && self.start < other.start + other.len && other.start < self.start + self.len
+    }
+
     /// Number of bytes.
     pub fn len(&self) -> usize {
         self.len
@@ -254,6 +265,16 @@ impl Tensor {
     /// The raw little-endian bytes, if present.
     pub fn data(&self) -> Option<&Bytes> {
         self.data.as_ref()
+    }
+
+    /// The bytes a tensor reads as stored: its data, or the source of a lazily permuted view
+    /// (read without gathering it).
+    pub fn stored_bytes(&self) -> Option<&Bytes> {
+        let data = self.data.as_ref()?;
+        Some(match data.storage.as_permuted() {
+            Some((source, _)) => source,
+            None => data,
+        })
     }
 
     /// The values converted to f32 (integers and f64 rounded to nearest).

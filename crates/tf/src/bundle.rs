@@ -1,11 +1,12 @@
 //! Reading a bundle: the header and entries of its `.index`, each entry's bytes in its data
-//! shard checked against its crc32c, and the object graph of a TF2 checkpoint.
+//! shard checked against its crc32c (at once, or when the caller asks), and the object graph of a TF2 checkpoint.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use effnet_io::Budget;
-use effnet_ir::{Bytes, DType, Tensor};
+use effnet_ir::{Bytes, ChecksumError, ChecksumPolicy, DType, PendingChecksums, Tensor};
 use prost::Message;
 
 use crate::paths::{index_of, resolve_prefix, shard_bytes};
@@ -27,16 +28,25 @@ pub struct Bundle {
     pub object_graph: Option<TrackableObjectGraph>,
     /// How many data shards the bundle has.
     pub shards: usize,
+    /// The tensors' crc32c, when their comparison was deferred.
+    pub checksums: Option<Arc<dyn PendingChecksums>>,
 }
 
-/// Reads the checkpoint `path` denotes (see [`resolve_prefix`]).
+/// Reads the checkpoint `path` denotes (see [`resolve_prefix`]), every tensor's crc32c
+/// compared.
 pub fn read(path: &Path) -> Result<Bundle, TfError> {
-    read_with_budget(path, 0).map(|(bundle, _)| bundle)
+    read_with_budget(path, 0, ChecksumPolicy::AtOpen).map(|(bundle, _)| bundle)
 }
 
 /// Reads the checkpoint `path` denotes with the budget of its files plus `other_input` bytes
-/// (the other files of a SavedModel), and returns that budget with what is left of it.
-pub fn read_with_budget(path: &Path, other_input: u64) -> Result<(Bundle, Budget), TfError> {
+/// (the other files of a SavedModel), and returns that budget with what is left of it. The
+/// tensors' crc32c are compared as `policy` says (the index's blocks, the object graph and
+/// slices of partitioned tensors are always checked: they are read here).
+pub fn read_with_budget(
+    path: &Path,
+    other_input: u64,
+    policy: ChecksumPolicy,
+) -> Result<(Bundle, Budget), TfError> {
     let prefix = resolve_prefix(path)?;
     let index_path = index_of(&prefix);
     let format = |path: &Path, message: String| TfError::Format {
@@ -103,7 +113,9 @@ pub fn read_with_budget(path: &Path, other_input: u64) -> Result<(Bundle, Budget
         skipped: Vec::new(),
         object_graph: None,
         shards,
+        checksums: None,
     };
+    let mut pending: Vec<TensorChecksum> = Vec::new();
     // Slices of partitioned tensors are keyed by an OrderedCode encoding that starts with a
     // zero byte (`EncodeTensorNameSlice`); they sort first.
     let mut slices: BTreeMap<String, Vec<BundleEntryProto>> = BTreeMap::new();
@@ -179,19 +191,22 @@ pub fn read_with_budget(path: &Path, other_input: u64) -> Result<(Bundle, Budget
             continue;
         };
         check_size(&index_path, &key, &shape, dt, bytes.len())?;
-        if masked_crc32c(bytes) != entry.crc32c {
-            return Err(TfError::Checksum {
-                path: shard_path,
-                key,
-            });
-        }
         let data = Bytes::new(map.clone(), start, end - start)
             .map_err(|e| format(&shard_path, e.to_string()))?;
-        // Checked: its pages leave the process until the weights are used.
-        data.release();
-        let tensor =
-            Tensor::with_data(dt, shape, data).map_err(|e| format(&shard_path, e.to_string()))?;
+        let tensor = Tensor::with_data(dt, shape, data.clone())
+            .map_err(|e| format(&shard_path, e.to_string()))?;
+        pending.push(TensorChecksum {
+            shard: shard_path,
+            key: key.clone(),
+            bytes: data,
+            crc32c: entry.crc32c,
+        });
         bundle.tensors.push((key, tensor));
+    }
+    let pending = BundleChecksums(pending);
+    match policy {
+        ChecksumPolicy::AtOpen => pending.check(None)?,
+        ChecksumPolicy::Deferred => bundle.checksums = Some(Arc::new(pending)),
     }
     if let Some(name) = slices.keys().next() {
         return Err(format(
@@ -200,6 +215,92 @@ pub fn read_with_budget(path: &Path, other_input: u64) -> Result<(Bundle, Budget
         ));
     }
     Ok((bundle, budget))
+}
+
+/// A tensor's recorded crc32c, not yet compared.
+struct TensorChecksum {
+    shard: PathBuf,
+    key: String,
+    bytes: Bytes,
+    crc32c: u32,
+}
+
+/// The crc32c of a bundle's tensors, not yet compared.
+struct BundleChecksums(Vec<TensorChecksum>);
+
+impl std::fmt::Debug for BundleChecksums {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BundleChecksums({} tensors)", self.0.len())
+    }
+}
+
+impl BundleChecksums {
+    /// Compares the checksums covering `tensor` (every one given `None`) on every core, in
+    /// the bundle's order; each tensor's pages leave the process once compared (they are read
+    /// again where the weights are used).
+    fn check(&self, tensor: Option<&Tensor>) -> Result<(), TfError> {
+        let source = tensor.and_then(Tensor::stored_bytes);
+        let checks: Vec<&TensorChecksum> = self
+            .0
+            .iter()
+            .filter(|c| match (tensor, source) {
+                (None, _) => true,
+                (Some(_), Some(source)) => c.bytes.overlaps(source),
+                (Some(_), None) => false,
+            })
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(checks.len())
+            .max(1);
+        // Contiguous runs of about equal bytes per thread: each reads its part of the shard in
+        // order.
+        let total: usize = checks.iter().map(|c| c.bytes.len()).sum();
+        let share = total.div_ceil(threads).max(1);
+        let mut parts: Vec<&[&TensorChecksum]> = Vec::with_capacity(threads);
+        let (mut from, mut bytes) = (0, 0);
+        for (i, c) in checks.iter().enumerate() {
+            bytes += c.bytes.len();
+            if bytes >= share {
+                parts.push(&checks[from..=i]);
+                (from, bytes) = (i + 1, 0);
+            }
+        }
+        parts.push(&checks[from..]);
+        let check_part = |part: &[&TensorChecksum]| -> Result<(), TfError> {
+            for c in part {
+                let ok = c.bytes.read_with(|b| masked_crc32c(b) == c.crc32c);
+                c.bytes.release();
+                if !ok {
+                    return Err(TfError::Checksum {
+                        path: c.shard.clone(),
+                        key: c.key.clone(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        if parts.len() == 1 {
+            return check_part(parts[0]);
+        }
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = parts
+                .iter()
+                .map(|part| scope.spawn(move || check_part(part)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a checksum worker does not panic"))
+                .collect::<Result<Vec<()>, TfError>>()
+                .map(|_| ())
+        })
+    }
+}
+
+impl PendingChecksums for BundleChecksums {
+    fn verify(&self, tensor: Option<&Tensor>) -> Result<(), ChecksumError> {
+        self.check(tensor).map_err(|e| Box::new(e) as ChecksumError)
+    }
 }
 
 /// Charges the memory the protobuf message in `encoded` may take once decoded (counted from

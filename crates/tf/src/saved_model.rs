@@ -18,15 +18,17 @@ mod serving_function;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use effnet_ir::Tensor;
+use std::sync::Arc;
+
+use effnet_ir::{ChecksumPolicy, PendingChecksums, Tensor};
 use prost::Message;
 
 use self::object_graph::{signature_captures, variable_keys};
 pub use self::proto::{
     ArgDef, AttrList, AttrValue, FunctionDef, FunctionDefLibrary, GraphDef, KerasObject,
-    MetaGraphDef, NameAttrList, NodeDef, OpDef, SavedBareConcreteFunction, SavedConcreteFunction,
-    SavedFunction, SavedMetadata, SavedModelProto, SavedObject, SavedObjectGraph, SavedVariable,
-    SignatureDef, TensorInfo, TensorProto,
+    MetaGraphDef, MetaGraphObjects, NameAttrList, NodeDef, OpDef, SavedBareConcreteFunction,
+    SavedConcreteFunction, SavedFunction, SavedMetadata, SavedModelObjects, SavedModelProto,
+    SavedObject, SavedObjectGraph, SavedVariable, SignatureDef, TensorInfo, TensorProto,
 };
 use self::serving_function::function_facts;
 pub use self::serving_function::{FunctionFacts, MAX_STRIDE, serving_facts};
@@ -51,6 +53,8 @@ pub struct SavedModel {
     pub signature_variables: usize,
     /// What the serving function computes (SavedModels without Keras metadata).
     pub facts: Option<FunctionFacts>,
+    /// The variables' crc32c, when their comparison was deferred.
+    pub checksums: Option<Arc<dyn PendingChecksums>>,
 }
 
 /// Whether `dir` is a SavedModel directory.
@@ -77,8 +81,14 @@ fn read_capped(path: &Path) -> Result<memmap2::Mmap, TfError> {
     Ok(map)
 }
 
-/// Reads the SavedModel in `dir`.
+/// Reads the SavedModel in `dir`, every variable's crc32c compared.
 pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
+    read_saved_model_with(dir, ChecksumPolicy::AtOpen)
+}
+
+/// [`read_saved_model`], comparing the variables' crc32c as `policy` says; deferred ones are
+/// returned in [`SavedModel::checksums`].
+pub fn read_saved_model_with(dir: &Path, policy: ChecksumPolicy) -> Result<SavedModel, TfError> {
     let pb = dir.join("saved_model.pb");
     let format = |path: &Path, message: String| TfError::Format {
         path: path.to_owned(),
@@ -102,21 +112,24 @@ pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
     }
     let protos_len = (pb_bytes.len() as u64)
         .saturating_add(metadata_bytes.as_ref().map_or(0, |m| m.len() as u64));
-    let (bundle, budget) = read_with_budget(&variables_prefix, protos_len)?;
-    charge_proto(&budget, &pb, &pb_bytes, &crate::wire::SAVED_MODEL, || {
-        "decoding saved_model.pb".into()
-    })?;
-    let proto = SavedModelProto::decode(&pb_bytes[..])
+    let (bundle, budget) = read_with_budget(&variables_prefix, protos_len, policy)?;
+    charge_proto(
+        &budget,
+        &pb,
+        &pb_bytes,
+        &crate::wire::SAVED_MODEL_OBJECTS,
+        || "decoding saved_model.pb".into(),
+    )?;
+    let objects = SavedModelObjects::decode(&pb_bytes[..])
         .map_err(|e| format(&pb, format!("not a SavedModel protobuf: {e}")))?;
-    drop(pb_bytes);
     let keras_metadata = match metadata_bytes {
         Some(bytes) => keras_metadata::root_metadata(&budget, &metadata_path, &bytes)?,
         None => None,
     };
-    let object_graph = proto
+    let object_graph = objects
         .meta_graphs
-        .iter()
-        .find_map(|m| m.object_graph_def.clone());
+        .into_iter()
+        .find_map(|m| m.object_graph_def);
     let (Some(saved), Some(checkpoint)) = (object_graph, bundle.object_graph.as_ref()) else {
         // A TF1 SavedModel: the variables carry their own names.
         return Ok(SavedModel {
@@ -126,10 +139,18 @@ pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
             skipped: bundle.skipped,
             signature_variables: 0,
             facts: None,
+            checksums: bundle.checksums,
         });
     };
 
+    // The function library is decoded only when no Keras metadata describes the model.
     let facts = if keras_metadata.is_none() {
+        // The objects decoded above are still held.
+        charge_proto(&budget, &pb, &pb_bytes, &crate::wire::SAVED_MODEL, || {
+            "decoding saved_model.pb's functions".into()
+        })?;
+        let proto = SavedModelProto::decode(&pb_bytes[..])
+            .map_err(|e| format(&pb, format!("not a SavedModel protobuf: {e}")))?;
         let meta = proto
             .meta_graphs
             .iter()
@@ -139,6 +160,7 @@ pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
     } else {
         None
     };
+    drop(pb_bytes);
     let keys = variable_keys(&saved, checkpoint);
     let by_key: HashMap<&str, &Tensor> = bundle
         .tensors
@@ -179,6 +201,14 @@ pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
                             .filter_map(|id| keys.get(id).and_then(|k| by_key.get(k.as_str())))
                             .copied()
                             .collect();
+                        if let Some(sums) = &bundle.checksums {
+                            for t in &values {
+                                sums.verify(Some(t)).map_err(|e| match e.downcast() {
+                                    Ok(e) => *e,
+                                    Err(e) => format(&pb, e.to_string()),
+                                })?;
+                            }
+                        }
                         let same = values.windows(2).all(|w| {
                             w[0].shape() == w[1].shape()
                                 && w[0].data().map(|b| b.as_slice())
@@ -243,5 +273,6 @@ pub fn read_saved_model(dir: &Path) -> Result<SavedModel, TfError> {
             .filter(|&&id| saved.nodes.get(id).is_some_and(|n| n.variable.is_some()))
             .count(),
         facts,
+        checksums: bundle.checksums.clone(),
     })
 }

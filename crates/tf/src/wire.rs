@@ -114,6 +114,11 @@ static META_GRAPH: Schema = schema::<sm::MetaGraphDef>(&[
 ]);
 pub(crate) static SAVED_MODEL: Schema =
     schema::<sm::SavedModelProto>(&[(2, Field::Msg(&META_GRAPH))]);
+static META_GRAPH_OBJECTS: Schema =
+    schema::<sm::MetaGraphObjects>(&[(7, Field::Msg(&SAVED_OBJECT_GRAPH))]);
+/// `saved_model.pb` decoded as [`sm::SavedModelObjects`] (the graphs skipped).
+pub(crate) static SAVED_MODEL_OBJECTS: Schema =
+    schema::<sm::SavedModelObjects>(&[(2, Field::Msg(&META_GRAPH_OBJECTS))]);
 static KERAS_OBJECT: Schema =
     schema::<sm::KerasObject>(&[(3, Field::Bytes), (4, Field::Bytes), (5, Field::Bytes)]);
 pub(crate) static SAVED_METADATA: Schema =

@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use effnet_io::{Budget, BudgetError, escape};
-use effnet_ir::{Bytes, Checkpoint, Tensor};
+use effnet_ir::{Bytes, Checkpoint, ChecksumPolicy, PendingChecksums, Tensor};
 use memmap2::Mmap;
 
 use crate::legacy::read_legacy;
@@ -104,6 +104,8 @@ pub struct TorchFile {
     pub globals: Vec<String>,
     /// Tensors left out, with the reason (dtypes effnet does not model).
     pub skipped: Vec<(String, String)>,
+    /// The storages' CRC-32s, when their comparison was deferred.
+    pub checksums: Option<Arc<dyn PendingChecksums>>,
 }
 
 /// Why a PyTorch file could not be read. Every message names the file; text taken from the
@@ -188,6 +190,12 @@ pub fn is_torch_zip(entry_names: &[String]) -> bool {
 /// values, names, the zip directory, strided copies — is charged to a [`Budget`] derived from
 /// the file's size before it is allocated.
 pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
+    read_with(path, ChecksumPolicy::AtOpen)
+}
+
+/// [`read`], comparing the CRC-32s of the archive's storages as `policy` says (a legacy file
+/// records none); deferred ones are returned in [`TorchFile::checksums`].
+pub fn read_with(path: &Path, policy: ChecksumPolicy) -> Result<TorchFile, TorchError> {
     let io = |reason| TorchError::Io {
         path: path.to_owned(),
         reason,
@@ -200,8 +208,20 @@ pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
         reason,
     };
     let head = &map[..map.len().min(16)];
+    let mut pending = None;
     let (container, globals, named, storages) = if head.starts_with(b"PK\x03\x04") {
-        read_zip(path, &file, &map, &budget)?
+        let (parsed, checksums) = read_zip(path, &file, &map, &budget)?;
+        match policy {
+            ChecksumPolicy::AtOpen => checksums.verify(None).map_err(|e| match e.downcast() {
+                Ok(e) => *e,
+                Err(e) => TorchError::Read {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                },
+            })?,
+            ChecksumPolicy::Deferred => pending = Some(Arc::new(checksums) as _),
+        }
+        parsed
     } else if is_legacy(head) {
         read_legacy(path, &map, &budget)?
     } else {
@@ -268,6 +288,7 @@ pub fn read(path: &Path) -> Result<TorchFile, TorchError> {
         checkpoint,
         globals,
         skipped,
+        checksums: pending,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::{
 };
 
 /// Where a zip entry lies in the file.
+#[derive(Clone)]
 struct EntryPlace {
     name: String,
     header_start: u64,
@@ -33,7 +34,7 @@ pub(crate) fn read_zip(
     file: &std::fs::File,
     map: &Arc<Mmap>,
     budget: &Budget,
-) -> Result<Parsed, TorchError> {
+) -> Result<(Parsed, ZipChecksums), TorchError> {
     let archive_err = |message: String| TorchError::Archive {
         path: path.to_owned(),
         message,
@@ -152,7 +153,7 @@ pub(crate) fn read_zip(
     drop(root_value);
 
     let mut storages = StorageBytes::new();
-    let mut to_verify: Vec<&EntryPlace> = Vec::new();
+    let mut to_verify: Vec<(&EntryPlace, &str)> = Vec::new();
     let mut wanted: HashSet<&str> = HashSet::new();
     for (_, t) in &named {
         if !wanted.insert(&t.storage.key) {
@@ -164,7 +165,7 @@ pub(crate) fn read_zip(
             .ok_or_else(|| archive_err(format!("storage `{}` is missing", escape(&entry_name))))?;
         let place = &places[i];
         let bytes = if place.stored {
-            to_verify.push(place);
+            to_verify.push((place, t.storage.key.as_str()));
             let storage: Arc<dyn effnet_ir::Storage> = map.clone();
             Bytes::new(
                 storage,
@@ -185,15 +186,62 @@ pub(crate) fn read_zip(
         };
         storages.insert(t.storage.key.clone(), bytes);
     }
-    // Read from the file, not the map: checking a 267 MB archive maps none of it into the
-    // process (a conversion maps each tensor as it goes and releases it in turn).
-    verify_file_crcs(file, &to_verify).map_err(archive_err)?;
+    let members = to_verify
+        .into_iter()
+        .map(|(place, key)| (place.clone(), storages.get(key).cloned()))
+        .collect();
+    let pending = ZipChecksums {
+        path: path.to_owned(),
+        file: file.try_clone().map_err(|e| TorchError::Io {
+            path: path.to_owned(),
+            reason: e,
+        })?,
+        members,
+    };
     let container = if torchscript {
         Container::TorchScript
     } else {
         Container::Zip
     };
-    Ok((container, globals, named, storages))
+    Ok(((container, globals, named, storages), pending))
+}
+
+/// The CRC-32s of the stored storage entries, not yet compared.
+pub(crate) struct ZipChecksums {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// Each entry, with the bytes it holds.
+    members: Vec<(EntryPlace, Option<Bytes>)>,
+}
+
+impl std::fmt::Debug for ZipChecksums {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ZipChecksums({} entries)", self.members.len())
+    }
+}
+
+impl effnet_ir::PendingChecksums for ZipChecksums {
+    fn verify(&self, tensor: Option<&effnet_ir::Tensor>) -> Result<(), effnet_ir::ChecksumError> {
+        let source = tensor.and_then(effnet_ir::Tensor::stored_bytes);
+        let entries: Vec<&EntryPlace> = self
+            .members
+            .iter()
+            .filter(|(_, bytes)| match (tensor, source, bytes) {
+                (None, _, _) => true,
+                (Some(_), Some(source), Some(bytes)) => bytes.overlaps(source),
+                _ => false,
+            })
+            .map(|(place, _)| place)
+            .collect();
+        // Read from the file, not the map: checking a 267 MB archive maps none of it into the
+        // process (a conversion maps each tensor as it goes and releases it in turn).
+        verify_file_crcs(&self.file, &entries).map_err(|message| {
+            Box::new(TorchError::Archive {
+                path: self.path.clone(),
+                message,
+            }) as effnet_ir::ChecksumError
+        })
+    }
 }
 
 /// The bytes of a stored entry (inside the file: checked by [`check_entry_bounds`]).

@@ -13,6 +13,23 @@ pub struct SavedModelProto {
     pub meta_graphs: Vec<MetaGraphDef>,
 }
 
+/// `SavedModel` with its meta graphs' `graph_def` left out: decoding skips the function
+/// library (most of the file, and most of the decoding time) when only the objects are read.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SavedModelObjects {
+    /// The meta graphs, one per tag set, without their graphs.
+    #[prost(message, repeated, tag = "2")]
+    pub meta_graphs: Vec<MetaGraphObjects>,
+}
+
+/// `MetaGraphDef` without its `graph_def`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetaGraphObjects {
+    /// The object graph of a TF2 SavedModel.
+    #[prost(message, optional, tag = "7")]
+    pub object_graph_def: Option<SavedObjectGraph>,
+}
+
 /// `MetaGraphDef`: the graph's function library, the signatures and the object graph.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MetaGraphDef {
