@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every conversion against `cp` of its input (issue #22's table): for each input file or
-# folder given (default: the full-size B7 files of `just fixtures-full fixtures-full-tf` and
-# target/bench-b7/), effnet converts to each of TARGETS (default: f16 safetensors, ONNX and a
-# Keras 3 .weights.h5), whole process, median of RUNS (default 3) wall times next to the
+# folder given (default: a full-size B7 in every container effnet reads: `just fixtures-full`
+# and `just bench-inputs`), effnet converts to each of TARGETS (default: every format it
+# writes: f16 safetensors, ONNX, Keras 3 .keras and .weights.h5, tf-keras .h5), whole
+# process, median of RUNS (default 3) wall times next to the
 # median of `cp -r` of the input in the same run, and the peak RSS (/usr/bin/time) against the
 # output's size. Prints a Markdown table. timm-tf files (`*timm-tf*`) are read with
 # --source-naming timm-tf; a symmetric PyTorch model is written to Keras with
@@ -12,9 +13,10 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-3}
 inputs=("$@")
 if [ ${#inputs[@]} -eq 0 ]; then
-  for f in target/fixtures-full/torchvision-b7.pth target/fixtures-full/keras-b7.h5 \
-           target/bench-b7/timm-tf-b7.pth \
-           target/bench-b7/b7.h5 target/bench-b7/b7.keras target/bench-b7/b7-ckpt; do
+  for f in target/fixtures-full/torchvision-b7.pth target/bench-b7/timm-tf-b7.pth \
+           target/bench-b7/timm-tf-b7-legacy.pth target/fixtures-full/timm-b7.safetensors \
+           target/bench-b7/b7.h5 target/bench-b7/b7.keras target/bench-b7/b7.weights.h5 \
+           target/bench-b7/b7-ckpt target/bench-b7/b7-savedmodel target/bench-b7/timm-tf-b7.onnx; do
     [ -e "$f" ] && inputs+=("$f")
   done
 fi
@@ -37,14 +39,20 @@ echo "| input | output | effnet (s) | cp (s) | time vs cp | peak RSS (MB) | outp
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for input in "${inputs[@]}"; do
   name=$(basename "$input")
-  for target in ${TARGETS:-f16.safetensors onnx weights.h5}; do
+  for target in ${TARGETS:-f16.safetensors onnx keras weights.h5 h5}; do
     o="$out/out.$target"
     args=(convert "$input" -o "$o" --force -q)
     [ "$target" = f16.safetensors ] && args+=(--dtype f16)
-    case "$name" in *timm-tf*) args+=(--source-naming timm-tf) ;; esac
+    case "$name" in *timm-tf*.pth) args+=(--source-naming timm-tf) ;; esac
     case "$target:$name" in
-      *.h5:*.pth|keras:*.pth) case "$name" in *timm-tf*) ;; *) args+=(--allow-padding-change) ;; esac ;;
+      *h5:*.pth|keras:*.pth|*h5:*.safetensors|keras:*.safetensors)
+        case "$name" in *timm-tf*) ;; *) args+=(--allow-padding-change) ;; esac ;;
     esac
+    rm -f "$o"
+    if ! err=$("$bin" "${args[@]}" 2>&1 >/dev/null); then
+      echo "| $name | $target | refused: ${err//$'\n'/ } | | | | | |"
+      continue
+    fi
     cp_s=$(timed cp -r "$input" "$out/copy")
     rm -rf "$out/copy"
     t=$(timed "$bin" "${args[@]}")

@@ -40,9 +40,9 @@ fn json(args: &[&str]) -> Value {
     serde_json::from_str(&ok(args)).expect("JSON")
 }
 
-/// `(params, non-trainable params, MACs at 64×64)` of a model.
-fn counts(path: &str) -> (u64, u64, u64) {
-    let cost = json(&["cost", path, "--resolution", "64", "--format", "json"]);
+/// `(params, non-trainable params, MACs at resolution × resolution)` of a model.
+fn counts(path: &str, resolution: &str) -> (u64, u64, u64) {
+    let cost = json(&["cost", path, "--resolution", resolution, "--format", "json"]);
     let t = &cost["total"];
     (
         t["params"].as_u64().unwrap(),
@@ -52,7 +52,16 @@ fn counts(path: &str) -> (u64, u64, u64) {
 }
 
 /// Everything an imported ONNX model must do; `source` is the model it was exported from.
-fn check(onnx: &str, source: &str, scheme: &str, folded: bool, exact: bool, tmp: &Path) {
+#[allow(clippy::too_many_arguments)]
+fn check(
+    onnx: &str,
+    source: &str,
+    scheme: &str,
+    resolution: &str,
+    folded: bool,
+    exact: bool,
+    tmp: &Path,
+) {
     let inspect = json(&["inspect", onnx, "--format", "json"]);
     assert_eq!(inspect["container"], "onnx", "{onnx}");
     assert_eq!(inspect["variant"], "custom w=0.1 d=0.5", "{onnx}");
@@ -71,8 +80,8 @@ fn check(onnx: &str, source: &str, scheme: &str, folded: bool, exact: bool, tmp:
         "{unverifiable}"
     );
 
-    let (params, non_trainable, macs) = counts(source);
-    let (p, n, m) = counts(onnx);
+    let (params, non_trainable, macs) = counts(source, resolution);
+    let (p, n, m) = counts(onnx, resolution);
     assert_eq!(m, macs, "{onnx}: MACs");
     // Keras' Normalization holds mean and variance (3 + 3) and a sample count the ONNX graph
     // has no use for.
@@ -85,7 +94,7 @@ fn check(onnx: &str, source: &str, scheme: &str, folded: bool, exact: bool, tmp:
         assert_eq!((p, n), (params, non_trainable - count), "{onnx}: params");
     }
     if exact {
-        ok(&["compare", source, onnx, "--resolution", "64"]);
+        ok(&["compare", source, onnx, "--resolution", resolution]);
     }
 
     // Back to safetensors in the matching scheme (TF sources: timm-tf) and ONNX again.
@@ -109,17 +118,17 @@ fn check(onnx: &str, source: &str, scheme: &str, folded: bool, exact: bool, tmp:
     // A Keras model's preprocessing is not part of a PyTorch state_dict (effnet notes it);
     // tests/onnx/check_onnx.py applies it outside and runs that file in onnxruntime.
     if exact && scheme != "keras" {
-        ok(&["compare", source, st, "--resolution", "64"]);
+        ok(&["compare", source, st, "--resolution", resolution]);
     }
     let again = tmp.join(format!("{stem}-again.onnx"));
     let again = again.to_str().unwrap();
-    ok(&["convert", onnx, "-o", again, "--resolution", "64"]);
+    ok(&["convert", onnx, "-o", again, "--resolution", resolution]);
     assert_eq!(
         json(&["inspect", again, "--format", "json"])["variant"],
         "custom w=0.1 d=0.5"
     );
     if exact {
-        ok(&["compare", source, again, "--resolution", "64"]);
+        ok(&["compare", source, again, "--resolution", resolution]);
     }
 }
 
@@ -160,7 +169,7 @@ fn effnet_exports_in_every_flag_variant_read_back() {
             ok(&args);
             let folded = flags.contains(&"--fold-bn");
             let half = flags.contains(&"f16");
-            check(out, source, scheme, folded, !half, tmp.path());
+            check(out, source, scheme, "64", folded, !half, tmp.path());
         }
     }
 }
@@ -180,16 +189,18 @@ fn the_torch_onnx_fixtures_read_back() {
         let source = dir.join(case["source"].as_str().unwrap());
         let onnx_s = onnx.to_str().unwrap();
         let naming = case["naming"].as_str().unwrap();
+        let resolution = case["resolution"].as_u64().unwrap().to_string();
         check(
             onnx_s,
             source.to_str().unwrap(),
             naming,
+            &resolution,
             true,
             true,
             tmp.path(),
         );
         // torch counts the source's parameters.
-        let (params, _, _) = counts(source.to_str().unwrap());
+        let (params, _, _) = counts(source.to_str().unwrap(), "64");
         assert_eq!(case["params"].as_u64().unwrap(), params);
         seen += 1;
     }

@@ -55,9 +55,9 @@ def softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def round_trip(effnet, tmp, onnx_path, scheme, io, label):
+def round_trip(effnet, tmp, onnx_path, scheme, io, label, size=64):
     """An ONNX model read by effnet and written back: safetensors in the matching scheme, then
-    ONNX again (64×64); the result, and a direct ONNX re-export, run in onnxruntime against
+    ONNX again (size × size); the result, and a direct ONNX re-export, run in onnxruntime against
     the source framework's output. Returns a list of (ok, line)."""
     results = []
     st = os.path.join(tmp, f"{label}.safetensors")
@@ -66,8 +66,8 @@ def round_trip(effnet, tmp, onnx_path, scheme, io, label):
     target = "timm-tf" if scheme in ("keras", "tf-official") else scheme
     runs = [
         [effnet, "convert", onnx_path, "-o", st, "--naming", target],
-        [effnet, "convert", st, "-o", back, "--resolution", "64"],
-        [effnet, "convert", onnx_path, "-o", again, "--resolution", "64"],
+        [effnet, "convert", st, "-o", back, "--resolution", str(size)],
+        [effnet, "convert", onnx_path, "-o", again, "--resolution", str(size)],
     ]
     for cmd in runs:
         run = subprocess.run(cmd, capture_output=True, text=True)
@@ -113,7 +113,8 @@ def main(effnet, fixture_dirs):
                 options.optimized_model_filepath = optimized
                 ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
                 for path, label in ((source, name), (optimized, f"{name}-ort-basic")):
-                    for ok, line in round_trip(effnet, tmp, path, case["naming"], io, label):
+                    for ok, line in round_trip(effnet, tmp, path, case["naming"], io, label,
+                                               case.get("resolution", 64)):
                         passed += ok
                         failed += not ok
                         print(line)

@@ -290,7 +290,10 @@ fn zero_biases(graph: &mut Graph) -> Result<usize, IrError> {
 /// In a graph whose input size is fixed, the convolutions whose explicit pads are TF
 /// "same"'s at that size (and not symmetric) are given `Padding::SameUpper`: at the only size
 /// the graph takes they compute the same, and the model's convention is then visible (an
-/// export to timm-tf or lukemelas keeps its numbers). Returns how many.
+/// export to timm-tf or lukemelas keeps its numbers). Once one is, the strided convolutions
+/// whose symmetric pads are also TF "same"'s at that size (an odd input: timm-tf's B7 at 600
+/// pads its 75-pixel stride-2 convolution (1, 1)) are too: they are the same convention.
+/// Returns how many.
 fn tf_same_at_fixed_size(graph: &mut Graph) -> usize {
     let Ok(input) = graph.input() else { return 0 };
     let Op::Input(i) = &graph.node(input).op else {
@@ -303,6 +306,7 @@ fn tf_same_at_fixed_size(graph: &mut Graph) -> usize {
         return 0;
     };
     let mut changed = Vec::new();
+    let mut coinciding = Vec::new();
     for (id, node) in graph.nodes() {
         let Op::Conv2d(c) = &node.op else { continue };
         if !matches!(c.padding, effnet_ir::Padding::Explicit { .. }) {
@@ -317,12 +321,17 @@ fn tf_same_at_fixed_size(graph: &mut Graph) -> usize {
                 .map(|r| r.pads)
         };
         let own = pads(c.padding);
-        if own.is_some()
-            && own == pads(effnet_ir::Padding::SameUpper)
-            && own != pads(effnet_ir::Padding::symmetric(c.kernel, c.dilation))
-        {
-            changed.push(id);
+        if own.is_none() || own != pads(effnet_ir::Padding::SameUpper) {
+            continue;
         }
+        if own != pads(effnet_ir::Padding::symmetric(c.kernel, c.dilation)) {
+            changed.push(id);
+        } else if c.stride.iter().any(|&s| s > 1) {
+            coinciding.push(id);
+        }
+    }
+    if !changed.is_empty() {
+        changed.extend(coinciding);
     }
     for &id in &changed {
         if let Op::Conv2d(c) = &mut graph.node_mut(id).op {
