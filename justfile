@@ -38,6 +38,23 @@ bench-peers: fixtures-env fixtures-env-tf
     {{venv-tf}}/bin/pip install -q -r benches/requirements-tf.txt
     benches/peers.sh
 
+# A full-size B7 in every container `just fixtures-full fixtures-full-tf` leaves out (legacy
+# `.pth`, torch.onnx export, SavedModel, …) into target/bench-b7/, for the two below.
+bench-inputs: fixtures-env fixtures-env-tf
+    {{venv}}/bin/pip install -q -r fixtures/generate/requirements-onnx.txt
+    {{venv}}/bin/python benches/inputs.py torch
+    {{venv-tf}}/bin/python benches/inputs.py tf
+
+# Every conversion of a full-size B7 (every container into every format) against `cp` of its
+# input, with peak RSS against the output's size (issue 22's table).
+bench-conversions:
+    benches/conversions.sh
+
+# `inspect`, `cost` and `audit` of full-size files, whole process (issue 22's 50 ms target).
+bench-reports:
+    cargo build --release --locked --quiet
+    python3 benches/reports.py
+
 # The Python environment of the fixture generators (pinned versions).
 venv := ".venv-fixtures"
 

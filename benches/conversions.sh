@@ -5,8 +5,8 @@
 # writes: f16 safetensors, ONNX, Keras 3 .keras and .weights.h5, tf-keras .h5), whole
 # process, median of RUNS (default 3) wall times next to the
 # median of `cp -r` of the input in the same run, and the peak RSS (/usr/bin/time) against the
-# output's size. Prints a Markdown table. timm-tf files (`*timm-tf*`) are read with
-# --source-naming timm-tf; a symmetric PyTorch model is written to Keras with
+# output's size. Prints a Markdown table. timm files (`timm-*`, `timm-tf*`) are read with
+# --source-naming timm / timm-tf; a symmetric PyTorch model is written to Keras with
 # --allow-padding-change (the time is the same; the numbers would not be).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +43,11 @@ for input in "${inputs[@]}"; do
     o="$out/out.$target"
     args=(convert "$input" -o "$o" --force -q)
     [ "$target" = f16.safetensors ] && args+=(--dtype f16)
-    case "$name" in *timm-tf*.pth) args+=(--source-naming timm-tf) ;; esac
+    case "$name" in
+      *.onnx) ;;
+      timm-tf*) args+=(--source-naming timm-tf) ;;
+      timm-*) args+=(--source-naming timm) ;;
+    esac
     case "$target:$name" in
       *h5:*.pth|keras:*.pth|*h5:*.safetensors|keras:*.safetensors)
         case "$name" in *timm-tf*) ;; *) args+=(--allow-padding-change) ;; esac ;;

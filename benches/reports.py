@@ -1,8 +1,9 @@
 """`inspect`, `cost` and `audit` of full-size files, whole process, best of RUNS (default 5)
 wall times each (issue 22's ≤ 50 ms target). No dependency beyond Python 3.
 
-Usage: python3 benches/reports.py [PATH …]   (default: target/bench-b7/* and the opt-in
-families tier's V2-S files); builds nothing: run `cargo build --release` first.
+Usage: python3 benches/reports.py [PATH …]   (default: a full-size B7 in every container,
+from `just fixtures-full` and `just bench-inputs`, and the opt-in families tier's V2-S files);
+builds nothing: run `cargo build --release` first (`just bench-reports` does).
 """
 
 import os
@@ -13,10 +14,16 @@ import time
 BIN = "target/release/effnet"
 RUNS = int(os.environ.get("RUNS", "5"))
 DEFAULT = [
+    "target/fixtures-full/torchvision-b7.pth",
     "target/bench-b7/timm-tf-b7.pth",
+    "target/bench-b7/timm-tf-b7-legacy.pth",
+    "target/fixtures-full/timm-b7.safetensors",
     "target/bench-b7/b7.h5",
     "target/bench-b7/b7.keras",
+    "target/bench-b7/b7.weights.h5",
     "target/bench-b7/b7-ckpt",
+    "target/bench-b7/b7-savedmodel",
+    "target/bench-b7/timm-tf-b7.onnx",
     "target/fixtures-full/families/tfkeras-efficientnetv2-s-savedmodel",
     "target/fixtures-full/families/keras3-efficientnetv2-s-export",
     "target/fixtures-full/families/tfkeras-efficientnetv2-s.h5",
@@ -31,12 +38,14 @@ def main(paths):
         cells = []
         for command in ("inspect", "cost", "audit"):
             best = float("inf")
+            code = 0
             for _ in range(RUNS):
                 start = time.perf_counter()
-                subprocess.run([BIN, command, path, "-q"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                code = subprocess.run([BIN, command, path, "-q"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL).returncode
                 best = min(best, time.perf_counter() - start)
-            cells.append(f"{best * 1000:.0f} ms")
+            # audit exits 1 for a model that deviates; 2 is an error, not a report.
+            cells.append(f"{best * 1000:.0f} ms" + (f" (exit {code})" if code > 1 else ""))
         print(f"| {os.path.basename(path)} | " + " | ".join(cells) + " |", flush=True)
 
 
