@@ -110,6 +110,33 @@ fn open_containers(c: &mut Criterion) {
     group.finish();
 }
 
+/// Opening with the checksums over the weights left for later (what `inspect`, `cost` and
+/// `audit` do) against comparing them at open, and comparing them afterwards.
+fn deferred_checksums(c: &mut Criterion) {
+    let mut group = c.benchmark_group("checksums");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    let deferred = ImportOptions {
+        checksums: effnet_ir::ChecksumPolicy::Deferred,
+        ..ImportOptions::default()
+    };
+    for name in ["torchvision-b7.pth", "keras-b7-ckpt", "tf-official-b7"] {
+        let Some(path) = full(name) else { continue };
+        group.bench_function(format!("{name}: open, deferred"), |b| {
+            b.iter(|| open(&path, &deferred).unwrap())
+        });
+        group.bench_function(format!("{name}: open, compared"), |b| {
+            b.iter(|| open(&path, &ImportOptions::default()).unwrap())
+        });
+        let model = open(&path, &deferred).unwrap();
+        group.bench_function(format!("{name}: compare all"), |b| {
+            b.iter(|| model.verify_checksums().unwrap())
+        });
+    }
+    group.finish();
+}
+
 fn exports(c: &mut Criterion) {
     let Some(path) = full("torchvision-b7.pth") else {
         return;
@@ -176,6 +203,7 @@ criterion_group!(
     f16_conversion,
     layout_transposes,
     open_containers,
+    deferred_checksums,
     exports
 );
 criterion_main!(benches);

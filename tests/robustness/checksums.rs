@@ -121,3 +121,38 @@ fn a_value_import_reads_is_compared_before_it_is_read() {
         );
     }
 }
+
+#[test]
+fn an_exporter_compares_checksums_a_deferred_open_left() {
+    let original = std::fs::read(fixture("torch/torchvision-tiny.pth")).unwrap();
+    let members = crate::zip::stored_members(&original);
+    let (_, data) = members
+        .iter()
+        .filter(|(name, _)| name.contains("/data/"))
+        .max_by_key(|(_, data)| data.len())
+        .unwrap();
+    let at = original.windows(64).position(|w| w == &data[..64]).unwrap() + 8;
+    let dir = scratch();
+    let path = file(dir.path(), "damaged.pth", &original);
+    flip(&path, at);
+    let options = effnet_import::ImportOptions {
+        checksums: effnet_ir::ChecksumPolicy::Deferred,
+        ..Default::default()
+    };
+    let model = effnet_import::open(&path, &options).expect("no weight read at open");
+    assert!(model.checksums_pending());
+    let out = dir.path().join("out.safetensors");
+    let options = effnet_convert::SafetensorsOptions {
+        naming: None,
+        dtype: effnet_ir::DType::F32,
+        keep_bn_f32: false,
+        clamp: false,
+        allow: Default::default(),
+        force: false,
+        verify: false,
+        check: None,
+    };
+    let err = effnet_convert::to_safetensors(&model, &out, &options, &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("CRC-32"), "{err}");
+    assert!(!out.exists());
+}

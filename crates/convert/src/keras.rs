@@ -333,6 +333,7 @@ pub fn to_keras(
         ));
     }
     effnet_io::check_output(out, &inputs_of(model), options.force)?;
+    model.verify_checksums()?;
     // EfficientNetV2's layers for a V2 model (or any with Fused-MBConv blocks).
     let v2 = model.imported.identity.family() == Some(Family::V2)
         || effnet_ir::structure::blocks(&model.imported.graph, None)

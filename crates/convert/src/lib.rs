@@ -109,6 +109,9 @@ pub enum ConvertError {
         /// Values overflowing.
         count: usize,
     },
+    /// A checksum over the source's weights fails.
+    #[error(transparent)]
+    Source(Box<effnet_import::ImportError>),
     /// Serializing failed.
     #[error(transparent)]
     Write(#[from] effnet_safetensors::WriteError),
@@ -175,6 +178,12 @@ pub enum ConvertError {
     Dtype,
 }
 
+impl From<effnet_import::ImportError> for ConvertError {
+    fn from(e: effnet_import::ImportError) -> Self {
+        ConvertError::Source(Box::new(e))
+    }
+}
+
 /// Reports progress: bytes of tensor data processed so far, out of a total.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
@@ -189,6 +198,7 @@ pub fn to_safetensors(
         return Err(ConvertError::Dtype);
     }
     effnet_io::check_output(out, &inputs_of(model), options.force)?;
+    model.verify_checksums()?;
     let naming = options.naming.unwrap_or(match model.naming {
         Scheme::Keras | Scheme::TfOfficial => Scheme::TimmTf,
         other => other,
@@ -566,8 +576,9 @@ pub fn to_onnx(
     options: &OnnxConvertOptions,
 ) -> Result<OnnxReport, ConvertError> {
     effnet_io::check_output(out, &inputs_of(model), options.force)?;
+    model.verify_checksums()?;
     let plan = rules::check(model, Target::Onnx, &options.allow)?;
-    let mut changes = plan.changes.clone();
+    let changes = plan.changes.clone();
     let imported = &model.imported;
     let resolution = if options.dynamic_size {
         None
@@ -596,43 +607,41 @@ pub fn to_onnx(
         nhwc: options.nhwc,
         half: options.half,
     };
-    let (mut proto, losses) = effnet_onnx::build_counted(plan.graph(model), &onnx_options)
-        .map_err(|reason| ConvertError::Onnx {
-            path: model.path.clone(),
-            reason,
-        })?;
-    // Values beyond the f16 range: refused as for safetensors, or clamped and recorded.
-    if !losses.overflowing.is_empty() {
-        if !options.clamp {
-            return Err(ConvertError::Overflow {
+    let streamed =
+        effnet_onnx::build_streamed(plan.graph(model), &onnx_options).map_err(|reason| {
+            ConvertError::Onnx {
                 path: model.path.clone(),
-                first: losses.overflowing[0].0.clone(),
-                count: losses.overflowing.iter().map(|(_, n)| n).sum(),
-                tensors: losses.overflowing.iter().map(|(n, _)| n.clone()).collect(),
-            });
-        }
-        changes.extend(clamp_change(&losses.overflowing));
-    }
-    let mut extra = recorded(model, &changes, &plan);
+                reason,
+            }
+        })?;
     // Preprocessing left out of the graph (`--no-preprocessing`) is recorded, so what feeds the
     // file knows what its input must go through.
     let steps = effnet_exec::in_graph_steps(&imported.graph);
-    if options.no_preprocessing && !steps.is_empty() {
-        extra.push((
-            effnet_exec::PREPROCESSING_KEY.to_owned(),
-            effnet_exec::encode_steps(&steps),
-        ));
-    }
-    proto.metadata_props.extend(extra.into_iter().map(|(k, v)| {
-        effnet_onnx::proto::StringStringEntryProto {
-            key: Some(k),
-            value: Some(v),
+    // What is recorded depends on what f16 lost (a clamp is a change): written after the
+    // weights, once that is known.
+    let changes_with = |losses: &effnet_onnx::Losses| {
+        let mut all = changes.clone();
+        if options.clamp && !losses.overflowing.is_empty() {
+            all.extend(clamp_change(&losses.overflowing));
         }
-    }));
-    let graph = proto.graph.as_ref().expect("built with a graph");
+        all
+    };
+    let extra = |losses: &effnet_onnx::Losses| {
+        let mut extra = recorded(model, &changes_with(losses), &plan);
+        if options.no_preprocessing && !steps.is_empty() {
+            extra.push((
+                effnet_exec::PREPROCESSING_KEY.to_owned(),
+                effnet_exec::encode_steps(&steps),
+            ));
+        }
+        extra
+    };
+    let graph = streamed.proto.graph.as_ref().expect("built with a graph");
     let (nodes, initializers) = (graph.node.len(), graph.initializer.len());
     let output_name = graph.output[0].name.clone().unwrap_or_default();
     let mut bytes = 0u64;
+    // Set by the writer, read by the check before the file replaces anything.
+    let losses = std::cell::RefCell::new(effnet_onnx::Losses::default());
     let mut checked = None;
     effnet_io::write_atomic_checked(
         out,
@@ -644,15 +653,29 @@ pub fn to_onnx(
                 reason,
             };
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-            bytes = effnet_onnx::write(&proto, &mut writer).map_err(io)?;
+            let (n, lost) = streamed.write(&mut writer, &extra).map_err(io)?;
+            (bytes, *losses.borrow_mut()) = (n, lost);
             writer.into_inner().map_err(|e| io(e.into_error()))?;
             Ok::<(), ConvertError>(())
         },
         |written| {
+            // Values beyond the f16 range: refused as for safetensors (nothing replaces the
+            // target), or clamped and recorded.
+            let losses = losses.borrow();
+            if !losses.overflowing.is_empty() && !options.clamp {
+                return Err(ConvertError::Overflow {
+                    path: model.path.clone(),
+                    first: losses.overflowing[0].0.clone(),
+                    count: losses.overflowing.iter().map(|(_, n)| n).sum(),
+                    tensors: losses.overflowing.iter().map(|(n, _)| n.clone()).collect(),
+                });
+            }
             checked = run_check(model, written, out, options.check.as_ref(), None)?;
             Ok(())
         },
     )?;
+    let losses = losses.into_inner();
+    let changes = changes_with(&losses);
     if options.verify {
         let fail = |message: String| ConvertError::Verify {
             path: out.to_owned(),
@@ -660,6 +683,15 @@ pub fn to_onnx(
         };
         let written = std::fs::read(out).map_err(|e| fail(e.to_string()))?;
         let decoded = effnet_onnx::decode(&written).map_err(|e| fail(e.to_string()))?;
+        let (mut proto, _) = streamed.into_proto().map_err(|e| fail(e.to_string()))?;
+        proto
+            .metadata_props
+            .extend(extra(&losses).into_iter().map(|(k, v)| {
+                effnet_onnx::proto::StringStringEntryProto {
+                    key: Some(k),
+                    value: Some(v),
+                }
+            }));
         if decoded != proto {
             return Err(fail(
                 "the file does not decode to the model that was built".into(),

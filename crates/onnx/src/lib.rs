@@ -73,10 +73,13 @@ fn ir_version(opset: i64) -> i64 {
 
 struct Builder {
     nodes: Vec<NodeProto>,
+    /// Initializers without their data, which [`StreamedModel`] produces from `sources`.
     initializers: Vec<TensorProto>,
+    /// Each initializer's values: a weight of the graph (a view of its file) or values
+    /// computed here (folded BatchNorms, Keras preprocessing constants).
+    sources: Vec<Tensor>,
     used: HashMap<String, usize>,
     half: bool,
-    losses: Losses,
 }
 
 /// What storing the weights in f16 lost: counts over every initializer, and the initializers
@@ -158,49 +161,33 @@ impl Builder {
     }
 
     fn initializer(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
-        let name = self.name(name);
-        let (data_type, raw) = if self.half {
-            let (bytes, stats) = effnet_ir::encode_f32(values, effnet_ir::DType::F16, true);
-            if stats.overflow > 0 {
-                self.losses.overflowing.push((name.clone(), stats.overflow));
-            }
-            if stats.flushed_to_zero > 0 {
-                self.losses
-                    .flushed
-                    .push((name.clone(), stats.flushed_to_zero));
-            }
-            self.losses.stats.merge(&stats);
-            (data_type::FLOAT16, bytes)
-        } else {
-            (data_type::FLOAT, f32_bytes(values))
-        };
-        self.initializers.push(TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: Some(data_type),
-            name: Some(name.clone()),
-            raw_data: Some(raw),
-        });
-        name
+        let tensor = Tensor::from_f32(dims.to_vec(), values)
+            .expect("computed values match their dimensions");
+        self.push(name, tensor)
     }
 
     fn weight(&mut self, node: &str, param: &str, t: &Tensor) -> Result<String, OnnxError> {
-        let name = format!("{node}.{param}");
-        // f32 kept as f32: the bytes go to the proto as they are, one copy.
-        if !self.half && t.dtype() == effnet_ir::DType::F32 {
-            let data = t.data().ok_or_else(|| OnnxError::NoData(node.to_owned()))?;
-            let raw = data.to_vec();
-            data.release();
-            let name = self.name(&name);
-            self.initializers.push(TensorProto {
-                dims: t.shape().iter().map(|&d| d as i64).collect(),
-                data_type: Some(data_type::FLOAT),
-                name: Some(name.clone()),
-                raw_data: Some(raw),
-            });
-            return Ok(name);
+        if t.data().is_none() {
+            return Err(OnnxError::NoData(node.to_owned()));
         }
-        let values = values_of(t).map_err(|_| OnnxError::NoData(node.to_owned()))?;
-        Ok(self.initializer(&name, t.shape(), &values))
+        Ok(self.push(&format!("{node}.{param}"), t.clone()))
+    }
+
+    /// An initializer whose data is produced when the model is written.
+    fn push(&mut self, name: &str, source: Tensor) -> String {
+        let name = self.name(name);
+        self.initializers.push(TensorProto {
+            dims: source.shape().iter().map(|&d| d as i64).collect(),
+            data_type: Some(if self.half {
+                data_type::FLOAT16
+            } else {
+                data_type::FLOAT
+            }),
+            name: Some(name.clone()),
+            raw_data: None,
+        });
+        self.sources.push(source);
+        name
     }
 
     fn node(
@@ -225,8 +212,8 @@ impl Builder {
     }
 }
 
-/// A weight's values as f32; the pages of a mapped source are released once read (the proto
-/// holds its own copy), so an export holds the weights once.
+/// A weight's values as f32; the pages of a mapped source are released once read (the folded
+/// values are what the model holds).
 fn values_of(t: &Tensor) -> Result<Vec<f32>, effnet_ir::IrError> {
     let values = t.to_f32_vec()?;
     if let Some(bytes) = t.data() {
@@ -255,11 +242,18 @@ pub fn build(graph: &Graph, options: &OnnxOptions) -> Result<ModelProto, OnnxErr
     build_counted(graph, options).map(|(model, _)| model)
 }
 
-/// Builds the ONNX model of `graph`, with what storing its weights in f16 lost.
+/// Builds the ONNX model of `graph` in memory, with what storing its weights in f16 lost.
 pub fn build_counted(
     graph: &Graph,
     options: &OnnxOptions,
 ) -> Result<(ModelProto, Losses), OnnxError> {
+    build_streamed(graph, options)?.into_proto()
+}
+
+/// Builds the ONNX model of `graph` with its initializers' data left to be produced as the
+/// model is written ([`StreamedModel::write`]): the weights are read from the graph's tensors
+/// (views of the source file) one at a time, never all held.
+pub fn build_streamed(graph: &Graph, options: &OnnxOptions) -> Result<StreamedModel, OnnxError> {
     if !(13..=21).contains(&options.opset) {
         return Err(OnnxError::Opset(options.opset));
     }
@@ -271,9 +265,9 @@ pub fn build_counted(
     let mut b = Builder {
         nodes: Vec::new(),
         initializers: Vec::new(),
+        sources: Vec::new(),
         used: HashMap::new(),
         half: options.half,
-        losses: Losses::default(),
     };
     b.used.insert("input".into(), 1);
     let mut value: HashMap<NodeId, String> = HashMap::new();
@@ -599,7 +593,171 @@ pub fn build_counted(
             })
             .collect(),
     };
-    Ok((model, b.losses))
+    Ok(StreamedModel {
+        proto: model,
+        sources: b.sources,
+        half: options.half,
+    })
+}
+
+/// An ONNX model whose initializers' data is produced as it is written.
+#[derive(Debug)]
+pub struct StreamedModel {
+    /// The model, its initializers without `raw_data`.
+    pub proto: ModelProto,
+    /// Each initializer's values, in order.
+    sources: Vec<Tensor>,
+    half: bool,
+}
+
+impl StreamedModel {
+    /// Writes the model's protobuf to `out`, each initializer's data produced, written and
+    /// its source's pages released in turn, then the metadata (the model's own, then
+    /// `extra`'s, which sees what storing the weights lost). Fields are written in another
+    /// order than [`encode`]'s, which protobuf readers accept. Returns the bytes written and
+    /// the losses.
+    pub fn write(
+        &self,
+        out: &mut dyn std::io::Write,
+        extra: &dyn Fn(&Losses) -> Vec<(String, String)>,
+    ) -> std::io::Result<(u64, Losses)> {
+        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+        let mut written = 0u64;
+        let mut put = |out: &mut dyn std::io::Write, bytes: &[u8]| -> std::io::Result<()> {
+            written += bytes.len() as u64;
+            out.write_all(bytes)
+        };
+        let mut head = self.proto.clone_without_graph();
+        let metadata = std::mem::take(&mut head.metadata_props);
+        put(out, &head.encode_to_vec())?;
+        let mut losses = Losses::default();
+        if let Some(graph) = &self.proto.graph {
+            let bare = graph.clone_without_initializers();
+            let raw_len = |i: usize| self.raw_len(i) as u64;
+            let tensor_len = |i: usize, t: &TensorProto| {
+                let raw = raw_len(i);
+                t.encoded_len() as u64 + key_len(9) as u64 + encoded_len_varint(raw) as u64 + raw
+            };
+            let graph_len = bare.encoded_len() as u64
+                + graph
+                    .initializer
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let n = tensor_len(i, t);
+                        key_len(5) as u64 + encoded_len_varint(n) as u64 + n
+                    })
+                    .sum::<u64>();
+            let mut frame = Vec::new();
+            encode_key(7, WireType::LengthDelimited, &mut frame);
+            encode_varint(graph_len, &mut frame);
+            bare.encode(&mut frame).map_err(std::io::Error::other)?;
+            put(out, &frame)?;
+            for (i, tensor) in graph.initializer.iter().enumerate() {
+                let mut frame = Vec::new();
+                encode_key(5, WireType::LengthDelimited, &mut frame);
+                encode_varint(tensor_len(i, tensor), &mut frame);
+                tensor.encode(&mut frame).map_err(std::io::Error::other)?;
+                encode_key(9, WireType::LengthDelimited, &mut frame);
+                encode_varint(raw_len(i), &mut frame);
+                put(out, &frame)?;
+                let name = tensor.name.as_deref().unwrap_or_default();
+                let mut sent = 0u64;
+                self.produce(i, name, &mut losses, &mut |bytes| {
+                    sent += bytes.len() as u64;
+                    put(out, bytes)
+                })?;
+                if sent != raw_len(i) {
+                    return Err(std::io::Error::other(format!(
+                        "initializer `{name}`: {sent} bytes produced where {} were announced",
+                        raw_len(i)
+                    )));
+                }
+            }
+        }
+        let tail = ModelProto {
+            metadata_props: metadata
+                .into_iter()
+                .chain(
+                    extra(&losses)
+                        .into_iter()
+                        .map(|(k, v)| StringStringEntryProto {
+                            key: Some(k),
+                            value: Some(v),
+                        }),
+                )
+                .collect(),
+            ..Default::default()
+        };
+        put(out, &tail.encode_to_vec())?;
+        Ok((written, losses))
+    }
+
+    /// The model with every initializer's data in memory, and the losses.
+    pub fn into_proto(self) -> Result<(ModelProto, Losses), OnnxError> {
+        let mut proto = self.proto.clone();
+        let mut losses = Losses::default();
+        if let Some(graph) = &mut proto.graph {
+            for (i, tensor) in graph.initializer.iter_mut().enumerate() {
+                let name = tensor.name.clone().unwrap_or_default();
+                let mut raw = Vec::with_capacity(self.raw_len(i));
+                self.produce(i, &name, &mut losses, &mut |bytes| {
+                    raw.extend_from_slice(bytes);
+                    Ok(())
+                })
+                .map_err(|_| OnnxError::NoData(name.clone()))?;
+                tensor.raw_data = Some(raw);
+            }
+        }
+        Ok((proto, losses))
+    }
+
+    /// The bytes of initializer `i`'s data.
+    fn raw_len(&self, i: usize) -> usize {
+        self.sources[i].numel() * if self.half { 2 } else { 4 }
+    }
+
+    /// Hands initializer `i`'s data to `sink` (f32 kept as f32 goes as it is stored, with no
+    /// copy), counting what f16 loses; the source's pages are released afterwards.
+    fn produce(
+        &self,
+        i: usize,
+        name: &str,
+        losses: &mut Losses,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let t = &self.sources[i];
+        let data = t
+            .data()
+            .ok_or_else(|| std::io::Error::other(format!("initializer `{name}` has no data")))?;
+        let result = if !self.half && t.dtype() == effnet_ir::DType::F32 {
+            if cfg!(target_endian = "little") {
+                data.read_with(|bytes| sink(bytes))
+            } else {
+                let values = t.to_f32_vec().map_err(std::io::Error::other)?;
+                sink(&f32_bytes(&values))
+            }
+        } else {
+            let values = t.to_f32_vec().map_err(std::io::Error::other)?;
+            if self.half {
+                let (bytes, stats) = effnet_ir::encode_f32(&values, effnet_ir::DType::F16, true);
+                if stats.overflow > 0 {
+                    losses.overflowing.push((name.to_owned(), stats.overflow));
+                }
+                if stats.flushed_to_zero > 0 {
+                    losses
+                        .flushed
+                        .push((name.to_owned(), stats.flushed_to_zero));
+                }
+                losses.stats.merge(&stats);
+                sink(&bytes)
+            } else {
+                sink(&f32_bytes(&values))
+            }
+        };
+        data.release();
+        result
+    }
 }
 
 /// A convolution with the BatchNorm after it folded in: `W·s`, `(b − mean)·s + beta` with
