@@ -243,10 +243,11 @@ impl BundleChecksums {
         let checks: Vec<&TensorChecksum> = self
             .0
             .iter()
-            .filter(|c| match (tensor, source) {
-                (None, _) => true,
-                (Some(_), Some(source)) => c.bytes.overlaps(source),
-                (Some(_), None) => false,
+            // A tensor whose bytes are no view of a shard (an assembled slice) may hold any
+            // entry's: every one is compared.
+            .filter(|c| match source {
+                Some(source) => tensor.is_none() || c.bytes.overlaps(source),
+                None => true,
             })
             .collect();
         let threads = std::thread::available_parallelism()

@@ -226,10 +226,11 @@ impl effnet_ir::PendingChecksums for ZipChecksums {
         let entries: Vec<&EntryPlace> = self
             .members
             .iter()
-            .filter(|(_, bytes)| match (tensor, source, bytes) {
-                (None, _, _) => true,
-                (Some(_), Some(source), Some(bytes)) => bytes.overlaps(source),
-                _ => false,
+            // A tensor whose bytes are no view of the file (a strided copy) may hold any
+            // entry's: every one is compared.
+            .filter(|(_, bytes)| match (source, bytes) {
+                (Some(source), Some(bytes)) => tensor.is_none() || bytes.overlaps(source),
+                _ => true,
             })
             .map(|(place, _)| place)
             .collect();
