@@ -646,8 +646,14 @@ fn inspect_json_follows_the_contract() {
     assert_eq!(doc["trainable_params"], 55_458);
     assert_eq!(doc["non_trainable_params"], 3_472);
     assert_eq!(doc["has_architecture"], false);
+    assert_eq!(doc["checksums"], "none");
     assert_eq!(doc["metadata"]["effnet.naming"], "timm-tf");
     assert!(doc["warnings"].as_array().unwrap().is_empty());
+    let pth = fixture("torchvision-tiny.pth");
+    let doc = json_of(&["inspect", &pth, "--format", "json"]);
+    assert_eq!(doc["checksums"], "deferred");
+    let doc = json_of(&["inspect", &pth, "--format", "json", "--verify-checksums"]);
+    assert_eq!(doc["checksums"], "compared");
 }
 
 #[test]

@@ -259,6 +259,7 @@ fn other_document(file: &OtherFile) -> serde_json::Value {
         "trainable_params": null,
         "non_trainable_params": null,
         "has_architecture": false,
+        "checksums": effnet_import::checksum_state(file.container, file.checksums.is_some()),
         "metadata": file.metadata,
         "assumptions": [],
         "warnings": file.warnings,
@@ -351,6 +352,7 @@ fn document(model: &Model) -> serde_json::Value {
         "trainable_params": trainable,
         "non_trainable_params": non_trainable,
         "has_architecture": model.has_architecture,
+        "checksums": effnet_import::checksum_state(model.container, model.checksums_pending()),
         "metadata": model.metadata,
         "import": {
             "applied": report.applied.len(),

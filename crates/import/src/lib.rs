@@ -54,6 +54,16 @@ pub struct ImportOptions {
     pub checksums: ChecksumPolicy,
 }
 
+/// What became of the checksums a file records over its weights.
+pub fn checksum_state(container: &str, pending: bool) -> &'static str {
+    match container {
+        _ if pending => "deferred",
+        // Zip storages' CRC-32s, tensor bundles' crc32c, the `.keras` weights member's CRC-32.
+        "torch-zip" | "torchscript" | "tf-bundle" | "saved-model" | "keras-v3" => "compared",
+        _ => "none",
+    }
+}
+
 /// The tensors whose values import reads (the Keras Normalization variance that tells the
 /// variance fix apart), compared before they are read when checksums are deferred.
 const VALUES_READ_AT_OPEN: &[&str] = &["normalization/variance"];
