@@ -34,10 +34,20 @@ pub fn open_model_as(
     naming_flag: &str,
     read: &crate::cli::ReadArgs,
 ) -> anyhow::Result<effnet_import::Model> {
+    open_with(path, naming, naming_flag, read, ChecksumPolicy::AtOpen)
+}
+
+fn open_with(
+    path: &std::path::Path,
+    naming: Option<Scheme>,
+    naming_flag: &str,
+    read: &crate::cli::ReadArgs,
+    checksums: ChecksumPolicy,
+) -> anyhow::Result<effnet_import::Model> {
     let options = effnet_import::ImportOptions {
         key: read.key.clone(),
         naming,
-        checksums: ChecksumPolicy::AtOpen,
+        checksums,
     };
     effnet_import::open(path, &options).map_err(|err| open_error(path, err, naming_flag))
 }
@@ -51,12 +61,7 @@ pub fn open_model_for_report(
     read: &crate::cli::ReadArgs,
     checks: &crate::cli::ChecksumArgs,
 ) -> anyhow::Result<effnet_import::Model> {
-    let options = effnet_import::ImportOptions {
-        key: read.key.clone(),
-        naming,
-        checksums: checks.policy(),
-    };
-    effnet_import::open(path, &options).map_err(|err| open_error(path, err, "--naming"))
+    open_with(path, naming, "--naming", read, checks.policy())
 }
 
 /// Opens a file for a description: an EfficientNet, or the tensors of a file that is not one

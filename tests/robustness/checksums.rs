@@ -66,8 +66,9 @@ fn deferred_then_refused(path: &Path, what: &str) {
     assert_eq!(listing(out.path()), before, "nothing written");
 }
 
-#[test]
-fn a_damaged_pytorch_storage_fails_where_weights_are_read() {
+/// A copy of the tiny torchvision `.pth` in `dir` with one bit flipped inside its largest
+/// storage (its CRC-32 then fails).
+fn damaged_pth(dir: &Path) -> PathBuf {
     let original = std::fs::read(fixture("torch/torchvision-tiny.pth")).unwrap();
     let members = crate::zip::stored_members(&original);
     let (_, data) = members
@@ -80,27 +81,43 @@ fn a_damaged_pytorch_storage_fails_where_weights_are_read() {
         .position(|w| w == &data[..64])
         .expect("the storage's bytes in the archive")
         + data.len() / 2;
-    let dir = scratch();
-    let path = file(dir.path(), "damaged.pth", &original);
+    let path = file(dir, "damaged.pth", &original);
     flip(&path, at);
-    deferred_then_refused(&path, "CRC-32");
+    path
+}
+
+/// A copy of the TF fixture folder `name` in `dir` with one bit flipped in `tensor`'s bytes in
+/// the data shard `shard`.
+fn damaged_tf(dir: &Path, name: &str, shard: &str, tensor: &str) -> PathBuf {
+    let copy = copy_dir(&fixture(name), dir);
+    flip(&copy.join(shard), offset_of(&copy, tensor) + 2);
+    copy
+}
+
+#[test]
+fn a_damaged_pytorch_storage_fails_where_weights_are_read() {
+    let dir = scratch();
+    deferred_then_refused(&damaged_pth(dir.path()), "CRC-32");
 }
 
 #[test]
 fn a_damaged_checkpoint_tensor_fails_where_weights_are_read() {
     let dir = scratch();
-    let ckpt = copy_dir(&fixture("tf/keras-tiny-ckpt"), dir.path());
-    let shard = ckpt.join("ckpt.data-00000-of-00001");
-    flip(&shard, offset_of(&ckpt, "stem_conv/kernel") + 5);
+    let shard = "ckpt.data-00000-of-00001";
+    let ckpt = damaged_tf(dir.path(), "tf/keras-tiny-ckpt", shard, "stem_conv/kernel");
     deferred_then_refused(&ckpt, "crc32c");
 }
 
 #[test]
 fn a_damaged_saved_model_variable_fails_where_weights_are_read() {
     let dir = scratch();
-    let saved = copy_dir(&fixture("tf/keras-tiny-savedmodel"), dir.path());
-    let shard = saved.join("variables/variables.data-00000-of-00001");
-    flip(&shard, offset_of(&saved, "stem_conv/kernel") + 5);
+    let shard = "variables/variables.data-00000-of-00001";
+    let saved = damaged_tf(
+        dir.path(),
+        "tf/keras-tiny-savedmodel",
+        shard,
+        "stem_conv/kernel",
+    );
     deferred_then_refused(&saved, "crc32c");
 }
 
@@ -109,9 +126,13 @@ fn a_value_import_reads_is_compared_before_it_is_read() {
     // The Keras Normalization variance tells the variance fix apart: even `inspect` compares
     // its crc32c.
     let dir = scratch();
-    let ckpt = copy_dir(&fixture("tf/keras-tiny-ckpt"), dir.path());
-    let shard = ckpt.join("ckpt.data-00000-of-00001");
-    flip(&shard, offset_of(&ckpt, "normalization/variance") + 2);
+    let shard = "ckpt.data-00000-of-00001";
+    let ckpt = damaged_tf(
+        dir.path(),
+        "tf/keras-tiny-ckpt",
+        shard,
+        "normalization/variance",
+    );
     let p = ckpt.to_str().unwrap();
     for args in [vec!["inspect", p], vec!["audit", p, "--spec", "auto"]] {
         let line = refused(&args, &ckpt);
@@ -124,17 +145,8 @@ fn a_value_import_reads_is_compared_before_it_is_read() {
 
 #[test]
 fn an_exporter_compares_checksums_a_deferred_open_left() {
-    let original = std::fs::read(fixture("torch/torchvision-tiny.pth")).unwrap();
-    let members = crate::zip::stored_members(&original);
-    let (_, data) = members
-        .iter()
-        .filter(|(name, _)| name.contains("/data/"))
-        .max_by_key(|(_, data)| data.len())
-        .unwrap();
-    let at = original.windows(64).position(|w| w == &data[..64]).unwrap() + 8;
     let dir = scratch();
-    let path = file(dir.path(), "damaged.pth", &original);
-    flip(&path, at);
+    let path = damaged_pth(dir.path());
     let options = effnet_import::ImportOptions {
         checksums: effnet_ir::ChecksumPolicy::Deferred,
         ..Default::default()
