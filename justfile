@@ -39,7 +39,7 @@ bench-peers: fixtures-env fixtures-env-tf
     benches/peers.sh
 
 # A full-size B7 in every container `just fixtures-full fixtures-full-tf` leaves out (legacy
-# `.pth`, torch.onnx export, SavedModel, …) into target/bench-b7/, for the two below.
+# `.pth`, torch.onnx export, SavedModel) into target/bench-b7/, for the two below.
 bench-inputs: fixtures-env fixtures-env-tf
     {{venv}}/bin/pip install -q -r fixtures/generate/requirements-onnx.txt
     {{venv}}/bin/python benches/inputs.py torch

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every conversion against `cp` of its input (issue #22's table): for each input file or
-# folder given (default: a full-size B7 in every container effnet reads: `just fixtures-full`
-# and `just bench-inputs`), effnet converts to each of TARGETS (default: every format it
+# folder given (default: a full-size B7 in every container effnet reads: `just fixtures-full
+# fixtures-full-tf bench-inputs`), effnet converts to each of TARGETS (default: every format it
 # writes: f16 safetensors, ONNX, Keras 3 .keras and .weights.h5, tf-keras .h5), whole
 # process, median of RUNS (default 3) wall times next to the
 # median of `cp -r` of the input in the same run, and the peak RSS (/usr/bin/time) against the
@@ -13,10 +13,11 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-3}
 inputs=("$@")
 if [ ${#inputs[@]} -eq 0 ]; then
-  for f in target/fixtures-full/torchvision-b7.pth target/bench-b7/timm-tf-b7.pth \
+  for f in target/fixtures-full/torchvision-b7.pth target/fixtures-full/timm-tf-b7.pth \
            target/bench-b7/timm-tf-b7-legacy.pth target/fixtures-full/timm-b7.safetensors \
-           target/bench-b7/b7.h5 target/bench-b7/b7.keras target/bench-b7/b7.weights.h5 \
-           target/bench-b7/b7-ckpt target/bench-b7/b7-savedmodel target/bench-b7/timm-tf-b7.onnx; do
+           target/fixtures-full/keras-b7.h5 target/fixtures-full/keras3-b7.keras \
+           target/fixtures-full/keras3-b7.weights.h5 target/fixtures-full/keras-b7-ckpt \
+           target/bench-b7/b7-savedmodel target/bench-b7/timm-tf-b7.onnx; do
     [ -e "$f" ] && inputs+=("$f")
   done
 fi

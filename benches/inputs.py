@@ -1,11 +1,11 @@
-"""Full-size B7 inputs for the containers `just fixtures-full fixtures-full-tf` does not write,
-so that benches/conversions.sh and benches/reports.py cover every container effnet reads
-(random weights; written by the frameworks themselves into target/bench-b7/):
+"""Full-size B7 inputs in the containers `just fixtures-full fixtures-full-tf` does not write
+(those write the zip `.pth`, safetensors, `.h5`, `.keras`, `.weights.h5` and checkpoints), so
+that benches/conversions.sh and benches/reports.py cover every container effnet reads (random
+weights; written by the frameworks themselves into target/bench-b7/):
 
-  torch: timm `tf_efficientnet_b7` as a zip `.pth`, a legacy (pre-1.6) `.pth`, and an ONNX
-         model exported by `torch.onnx.export` (TorchScript exporter, opset 17).
-  tf:    tf-keras `EfficientNetB7(weights=None)` as a `.h5`, a TF2 checkpoint and a SavedModel;
-         Keras 3's as `.keras` and `.weights.h5`.
+  torch: timm `tf_efficientnet_b7` as a legacy (pre-1.6) `.pth`, and as an ONNX model exported
+         by `torch.onnx.export` (TorchScript exporter, opset 17, 600×600).
+  tf:    tf-keras `EfficientNetB7(weights=None)` as a SavedModel.
 
 Usage: python benches/inputs.py torch|tf [OUT_DIR]   (torch: the fixtures venv; tf: the
 TensorFlow one).
@@ -22,9 +22,7 @@ def torch_inputs(out):
 
     torch.manual_seed(0)
     model = timm.create_model("tf_efficientnet_b7").eval()
-    state = model.state_dict()
-    torch.save(state, os.path.join(out, "timm-tf-b7.pth"))
-    torch.save(state, os.path.join(out, "timm-tf-b7-legacy.pth"),
+    torch.save(model.state_dict(), os.path.join(out, "timm-tf-b7-legacy.pth"),
                _use_new_zipfile_serialization=False)
     x = torch.rand(1, 3, 600, 600)
     torch.onnx.export(model, (x,), os.path.join(out, "timm-tf-b7.onnx"), opset_version=17,
@@ -32,21 +30,11 @@ def torch_inputs(out):
 
 
 def tf_inputs(out):
-    import keras
     import tf_keras
 
-    model = tf_keras.applications.EfficientNetB7(weights=None)
-    model.save(os.path.join(out, "b7.h5"))
-    ckpt = os.path.join(out, "b7-ckpt")
-    shutil.rmtree(ckpt, ignore_errors=True)
-    model.save_weights(os.path.join(ckpt, "ckpt"))
     saved = os.path.join(out, "b7-savedmodel")
     shutil.rmtree(saved, ignore_errors=True)
-    model.save(saved, save_format="tf")
-    k3 = keras.applications.EfficientNetB7(weights=None)
-    k3.set_weights(model.get_weights())
-    k3.save(os.path.join(out, "b7.keras"))
-    k3.save_weights(os.path.join(out, "b7.weights.h5"))
+    tf_keras.applications.EfficientNetB7(weights=None).save(saved, save_format="tf")
 
 
 def main(which, out):

@@ -2,7 +2,7 @@
 wall times each (issue 22's ≤ 50 ms target). No dependency beyond Python 3.
 
 Usage: python3 benches/reports.py [PATH …]   (default: a full-size B7 in every container,
-from `just fixtures-full` and `just bench-inputs`, and the opt-in families tier's V2-S files);
+from `just fixtures-full fixtures-full-tf bench-inputs`, and the opt-in families tier's V2-S files);
 builds nothing: run `cargo build --release` first (`just bench-reports` does).
 """
 
@@ -15,13 +15,14 @@ BIN = "target/release/effnet"
 RUNS = int(os.environ.get("RUNS", "5"))
 DEFAULT = [
     "target/fixtures-full/torchvision-b7.pth",
-    "target/bench-b7/timm-tf-b7.pth",
+    "target/fixtures-full/timm-tf-b7.pth",
     "target/bench-b7/timm-tf-b7-legacy.pth",
     "target/fixtures-full/timm-b7.safetensors",
-    "target/bench-b7/b7.h5",
-    "target/bench-b7/b7.keras",
-    "target/bench-b7/b7.weights.h5",
-    "target/bench-b7/b7-ckpt",
+    "target/fixtures-full/keras-b7.h5",
+    "target/fixtures-full/keras3-b7.keras",
+    "target/fixtures-full/keras3-b7.weights.h5",
+    "target/fixtures-full/keras-b7-ckpt",
+    "target/fixtures-full/tf-official-b7",
     "target/bench-b7/b7-savedmodel",
     "target/bench-b7/timm-tf-b7.onnx",
     "target/fixtures-full/families/tfkeras-efficientnetv2-s-savedmodel",

@@ -235,66 +235,28 @@ impl std::fmt::Debug for BundleChecksums {
 }
 
 impl BundleChecksums {
-    /// Compares the checksums covering `tensor` (every one given `None`) on every core, in
-    /// the bundle's order; each tensor's pages leave the process once compared (they are read
-    /// again where the weights are used).
+    /// Compares the checksums covering `tensor` (every one given `None`, or for a tensor whose
+    /// bytes are no view of a shard: an assembled slice may hold any entry's) on every core;
+    /// each tensor's pages leave the process once compared (they are read again where the
+    /// weights are used).
     fn check(&self, tensor: Option<&Tensor>) -> Result<(), TfError> {
+        use rayon::prelude::*;
         let source = tensor.and_then(Tensor::stored_bytes);
-        let checks: Vec<&TensorChecksum> = self
-            .0
-            .iter()
-            // A tensor whose bytes are no view of a shard (an assembled slice) may hold any
-            // entry's: every one is compared.
-            .filter(|c| match source {
-                Some(source) => tensor.is_none() || c.bytes.overlaps(source),
-                None => true,
-            })
-            .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(checks.len())
-            .max(1);
-        // Contiguous runs of about equal bytes per thread: each reads its part of the shard in
-        // order.
-        let total: usize = checks.iter().map(|c| c.bytes.len()).sum();
-        let share = total.div_ceil(threads).max(1);
-        let mut parts: Vec<&[&TensorChecksum]> = Vec::with_capacity(threads);
-        let (mut from, mut bytes) = (0, 0);
-        for (i, c) in checks.iter().enumerate() {
-            bytes += c.bytes.len();
-            if bytes >= share {
-                parts.push(&checks[from..=i]);
-                (from, bytes) = (i + 1, 0);
-            }
-        }
-        parts.push(&checks[from..]);
-        let check_part = |part: &[&TensorChecksum]| -> Result<(), TfError> {
-            for c in part {
+        self.0
+            .par_iter()
+            .filter(|c| source.is_none_or(|source| c.bytes.overlaps(source)))
+            .try_for_each(|c| {
                 let ok = c.bytes.read_with(|b| masked_crc32c(b) == c.crc32c);
                 c.bytes.release();
-                if !ok {
-                    return Err(TfError::Checksum {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(TfError::Checksum {
                         path: c.shard.clone(),
                         key: c.key.clone(),
-                    });
+                    })
                 }
-            }
-            Ok(())
-        };
-        if parts.len() == 1 {
-            return check_part(parts[0]);
-        }
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = parts
-                .iter()
-                .map(|part| scope.spawn(move || check_part(part)))
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("a checksum worker does not panic"))
-                .collect::<Result<Vec<()>, TfError>>()
-                .map(|_| ())
-        })
+            })
     }
 }
 

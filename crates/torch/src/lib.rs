@@ -212,13 +212,7 @@ pub fn read_with(path: &Path, policy: ChecksumPolicy) -> Result<TorchFile, Torch
     let (container, globals, named, storages) = if head.starts_with(b"PK\x03\x04") {
         let (parsed, checksums) = read_zip(path, &file, &map, &budget)?;
         match policy {
-            ChecksumPolicy::AtOpen => checksums.verify(None).map_err(|e| match e.downcast() {
-                Ok(e) => *e,
-                Err(e) => TorchError::Read {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                },
-            })?,
+            ChecksumPolicy::AtOpen => checksums.check(None)?,
             ChecksumPolicy::Deferred => pending = Some(Arc::new(checksums) as _),
         }
         parsed

@@ -153,7 +153,7 @@ pub(crate) fn read_zip(
     drop(root_value);
 
     let mut storages = StorageBytes::new();
-    let mut to_verify: Vec<(&EntryPlace, &str)> = Vec::new();
+    let mut members: Vec<(EntryPlace, Bytes)> = Vec::new();
     let mut wanted: HashSet<&str> = HashSet::new();
     for (_, t) in &named {
         if !wanted.insert(&t.storage.key) {
@@ -165,14 +165,15 @@ pub(crate) fn read_zip(
             .ok_or_else(|| archive_err(format!("storage `{}` is missing", escape(&entry_name))))?;
         let place = &places[i];
         let bytes = if place.stored {
-            to_verify.push((place, t.storage.key.as_str()));
             let storage: Arc<dyn effnet_ir::Storage> = map.clone();
-            Bytes::new(
+            let bytes = Bytes::new(
                 storage,
                 usize::try_from(place.data_start).unwrap_or(usize::MAX),
                 usize::try_from(place.size).unwrap_or(usize::MAX),
             )
-            .map_err(|e| archive_err(format!("{}: {e}", escape(&entry_name))))?
+            .map_err(|e| archive_err(format!("{}: {e}", escape(&entry_name))))?;
+            members.push((place.clone(), bytes.clone()));
+            bytes
         } else {
             budget
                 .memory(place.size, || {
@@ -186,10 +187,6 @@ pub(crate) fn read_zip(
         };
         storages.insert(t.storage.key.clone(), bytes);
     }
-    let members = to_verify
-        .into_iter()
-        .map(|(place, key)| (place.clone(), storages.get(key).cloned()))
-        .collect();
     let pending = ZipChecksums {
         path: path.to_owned(),
         file: file.try_clone().map_err(|e| TorchError::Io {
@@ -211,7 +208,7 @@ pub(crate) struct ZipChecksums {
     path: std::path::PathBuf,
     file: std::fs::File,
     /// Each entry, with the bytes it holds.
-    members: Vec<(EntryPlace, Option<Bytes>)>,
+    members: Vec<(EntryPlace, Bytes)>,
 }
 
 impl std::fmt::Debug for ZipChecksums {
@@ -220,28 +217,29 @@ impl std::fmt::Debug for ZipChecksums {
     }
 }
 
-impl effnet_ir::PendingChecksums for ZipChecksums {
-    fn verify(&self, tensor: Option<&effnet_ir::Tensor>) -> Result<(), effnet_ir::ChecksumError> {
+impl ZipChecksums {
+    /// Compares the CRC-32s of the entries `tensor`'s bytes lie in (every one given `None`,
+    /// or for a tensor whose bytes are no view of the file: a strided copy may hold any).
+    pub(crate) fn check(&self, tensor: Option<&effnet_ir::Tensor>) -> Result<(), TorchError> {
         let source = tensor.and_then(effnet_ir::Tensor::stored_bytes);
         let entries: Vec<&EntryPlace> = self
             .members
             .iter()
-            // A tensor whose bytes are no view of the file (a strided copy) may hold any
-            // entry's: every one is compared.
-            .filter(|(_, bytes)| match (source, bytes) {
-                (Some(source), Some(bytes)) => tensor.is_none() || bytes.overlaps(source),
-                _ => true,
-            })
+            .filter(|(_, bytes)| source.is_none_or(|source| bytes.overlaps(source)))
             .map(|(place, _)| place)
             .collect();
         // Read from the file, not the map: checking a 267 MB archive maps none of it into the
         // process (a conversion maps each tensor as it goes and releases it in turn).
-        verify_file_crcs(&self.file, &entries).map_err(|message| {
-            Box::new(TorchError::Archive {
-                path: self.path.clone(),
-                message,
-            }) as effnet_ir::ChecksumError
+        verify_file_crcs(&self.file, &entries).map_err(|message| TorchError::Archive {
+            path: self.path.clone(),
+            message,
         })
+    }
+}
+
+impl effnet_ir::PendingChecksums for ZipChecksums {
+    fn verify(&self, tensor: Option<&effnet_ir::Tensor>) -> Result<(), effnet_ir::ChecksumError> {
+        self.check(tensor).map_err(|e| Box::new(e) as _)
     }
 }
 
